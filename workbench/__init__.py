@@ -1,0 +1,3 @@
+"""The workbench shell: CLI, Streamlit app and demo builder."""
+
+__all__: list[str] = []

@@ -1,0 +1,122 @@
+"""Console helpers shared by the CLI commands: progress bars, error handling, output formats."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from concepts import WorkbenchError
+
+__all__ = ["cli_errors", "console", "err_console", "print_frame", "progress_bars", "to_jsonable"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [WorkbenchError]
+    try:
+        from store import StoreError
+
+        types.append(StoreError)
+    except ImportError:  # pragma: no cover - store always installed with the project
+        pass
+    return tuple(types)
+
+
+def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn the workbench's own errors into a one-line message on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except _user_error_types() as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(stage, done, total)`` callback drawing one rich bar per stage (on stderr)."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = prog.add_task(stage, total=max(total, 1))
+        prog.update(tasks[stage], completed=done, total=max(total, 1))
+
+    with prog:
+        yield update
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/pandas scalars and NaN to JSON-safe values (NaN -> null)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, str | bytes):
+        try:
+            obj = obj.item()
+        except (ValueError, TypeError):
+            pass
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def print_frame(df: pd.DataFrame, fmt: str, *, title: str | None = None) -> None:
+    """Print a table as ``table`` (rich), ``json`` (a list of objects) or ``csv``."""
+    if fmt == "json":
+        records = to_jsonable(df.to_dict(orient="records"))
+        sys.stdout.write(json.dumps(records, indent=2) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "table":
+        table = Table(title=title)
+        for col in df.columns:
+            table.add_column(str(col))
+        for row in df.itertuples(index=False):
+            table.add_row(*[_fmt_cell(v) for v in row])
+        console.print(table)
+    else:
+        raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv")
+
+
+def _fmt_cell(v: Any) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "—"
+        return f"{v:.3g}" if abs(v) < 1e-3 and v != 0 else f"{v:.3f}"
+    return str(v)
