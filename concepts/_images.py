@@ -62,9 +62,9 @@ def _high_depth_to_l(img: Image.Image) -> Image.Image:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to ``RGB`` (alpha is composited onto white)."""
+    """Convert any Pillow mode to ``RGB`` (alpha is composited onto white); RGB is returned as is."""
     if img.mode == "RGB":
-        return img.copy()
+        return img
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         img.mode == "P" and "transparency" in img.info
     ):
@@ -118,19 +118,21 @@ def load_image_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd metadata
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p, formats=formats) as probe:
                 probe.verify()  # structural check (truncation, bad CRC)
             with Image.open(p, formats=formats) as img:
+                if size is not None:  # JPEG: decode at a reduced scale still >= size (faster)
+                    img.draft(None, (size, size))
                 img.load()
                 w, h = img.size
                 if w < 1 or h < 1:
                     raise ImageError(f"{p}: image has no pixels ({w}x{h}) — replace or remove the file")
-                oriented = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(oriented)
-            if size is not None:
-                rgb = to_square(rgb, size)
-            arr = np.asarray(rgb, dtype=np.uint8)
+                rgb = _to_rgb(ImageOps.exif_transpose(img))
+                if size is not None:
+                    rgb = to_square(rgb, size)
+                arr = np.array(rgb, dtype=np.uint8)  # a copy, valid after the file is closed
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
