@@ -131,6 +131,12 @@ class ActivationCache:
                 out[layer] = arr
         return {layer: out[layer] for layer in layer_list}
 
+    def put(self, model: ClassifierModel, layer: str, image_set: ImageSet, arr: np.ndarray) -> None:
+        """Store activations computed elsewhere (e.g. features below a head that was retrained:
+        they are valid for the new model id too, which the cache cannot know by itself)."""
+        model.check_layer(layer)
+        self._store(self.path(model, layer, image_set), np.asarray(arr, dtype=np.float32), model, layer, image_set)
+
     def _store(
         self, p: Path, arr: np.ndarray, model: ClassifierModel, layer: str, image_set: ImageSet
     ) -> None:
@@ -139,6 +145,7 @@ class ActivationCache:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, arr)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is shared by the CLI and the UI
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from concepts import (
     WorkspaceError,
     fit_linear_head,
     set_linear_head,
+    train_end_to_end,
 )
 from concepts._dermsynth import DermSynthConfig, generate_dermsynth
 from concepts._metrics import classification_metrics
@@ -47,7 +48,16 @@ class DemoConfig:
     dermsynth: DermSynthConfig = field(default_factory=DermSynthConfig)
     architecture: str = "efficientnet-lite0"
     head_l2: float = 1e-3
+    #: "head": logistic head on frozen pooled features (EfficientNet-Lite0 with ImageNet weights);
+    #: "end_to_end": train every weight (small models such as tiny-cnn); "auto" picks by architecture.
+    training: str = "auto"
+    epochs: int = 10
     seed: int = 0
+
+    def training_mode(self) -> str:
+        if self.training != "auto":
+            return self.training
+        return "head" if self.architecture == "efficientnet-lite0" else "end_to_end"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -75,9 +85,7 @@ def evaluate_shortcut(
     Flip rates are measured on ``test_debiased``: *add* uses the cases of the other classes that
     lack the artifact, *remove* the cases that carry it.
     """
-    planted = [
-        (c["artifact"], c["cls"]) for c in dataset.info.extra.get("config", {}).get("confounders", [])
-    ]
+    planted = [(c["artifact"], c["cls"]) for c in dataset.info.extra.get("planted_confounders", [])]
     arts = [a for a, _ in planted]
     out: dict[str, Any] = {"planted": [{"artifact": a, "class": c} for a, c in planted]}
     probas = features_proba or {}
@@ -155,19 +163,29 @@ def build_demo(
     layers = DEMO_LAYERS.get(cfg.architecture, ())
     feat_layer = layers[-1] if layers else model.layers[-2]
     cache = workspace.activation_cache
+    if cfg.training_mode() == "end_to_end":
+        tr = ds.indices("train")
+        train_end_to_end(
+            model, np.asarray(ds.images[tr]), ds.labels(tr), epochs=cfg.epochs, seed=cfg.seed, progress=progress
+        )
     feats: dict[str, np.ndarray] = {}
+    isets = {}
     for split in ("train", "val", "test_debiased"):
-        iset = ds.image_set(ds.indices(split), name=f"{ds.info.name}:{split}")
-        feats[split] = cache.get(model, feat_layer, iset, progress=progress)[feat_layer]
-    if progress:
-        progress("training head", 0, 1)
-    y_train = ds.labels(ds.indices("train"))
-    w, b = fit_linear_head(
-        feats["train"].reshape(len(y_train), -1), y_train, len(ds.classes), l2=cfg.head_l2, seed=cfg.seed
-    )
-    set_linear_head(model, w, b)
-    if progress:
-        progress("training head", 1, 1)
+        isets[split] = ds.image_set(ds.indices(split), name=f"{ds.info.name}:{split}")
+        feats[split] = cache.get(model, feat_layer, isets[split], progress=progress)[feat_layer]
+    if cfg.training_mode() == "head":
+        if progress:
+            progress("training head", 0, 1)
+        y_train = ds.labels(ds.indices("train"))
+        w, b = fit_linear_head(
+            feats["train"].reshape(len(y_train), -1), y_train, len(ds.classes), l2=cfg.head_l2, seed=cfg.seed
+        )
+        set_linear_head(model, w, b)
+        # The features lie below the head: re-key them under the trained model's id.
+        for split, arr in feats.items():
+            cache.put(model, feat_layer, isets[split], arr)
+        if progress:
+            progress("training head", 1, 1)
     model_dir = model.save(workspace.models_dir / "demo")
 
     # Evaluate from cached pooled features (the head is linear on them): no second forward pass.

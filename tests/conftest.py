@@ -1,0 +1,32 @@
+"""Shared fixtures: a small demo workspace (tiny CNN on a small DermSynth set), built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep the 2-core CI machine responsive: torch uses at most 2 threads in tests.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo workspace built with ``tiny-cnn`` on 400 DermSynth images at 64 px.
+
+    Session-scoped and read-mostly: tests that modify a workspace should copy it first
+    (``shutil.copytree``).
+    """
+    from concepts import Workspace
+    from concepts._dermsynth import DermSynthConfig
+    from workbench._demo import DemoConfig, build_demo
+
+    root = tmp_path_factory.mktemp("small_ws")
+    cfg = DemoConfig(
+        dermsynth=DermSynthConfig(n_images=400, image_size=64, concept_examples=16, random_pool=60),
+        architecture="tiny-cnn",
+        epochs=12,
+    )
+    build_demo(Workspace(root), cfg)
+    return root

@@ -1,0 +1,63 @@
+"""The demo builder and the `workbench demo` / `workbench info` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from concepts import Workspace
+from workbench.cli import app
+
+
+def test_small_workspace_is_complete(small_workspace: Path) -> None:
+    ws = Workspace(small_workspace)
+    man = ws.manifest()
+    assert man["model"] == "demo" and man["dataset"] == "dermsynth"
+    ds = ws.dataset()
+    assert set(ds.splits) == {"train", "val", "test_debiased"}
+    model = ws.model()
+    assert model.model_id == man["demo_summary"]["model_id"]
+    summary = man["demo_summary"]
+    for key in ("val_accuracy", "test_debiased_accuracy", "flip_rates"):
+        assert key in summary
+    assert set(summary["flip_rates"]) == {"ink", "patch"}
+    assert 0.0 <= summary["flip_rates"]["ink"]["add"] <= 1.0
+    # the trained model beats chance on the biased val split
+    assert summary["val_accuracy"] > 0.6
+
+
+def test_demo_build_is_cached(small_workspace: Path) -> None:
+    from concepts._dermsynth import DermSynthConfig
+    from workbench._demo import DemoConfig, build_demo
+
+    cfg = DemoConfig(
+        dermsynth=DermSynthConfig(n_images=400, image_size=64, concept_examples=16, random_pool=60),
+        architecture="tiny-cnn",
+        epochs=12,
+    )
+    again = build_demo(Workspace(small_workspace), cfg)
+    assert again["reused"] is True
+
+
+def test_info_command_prints_summary(small_workspace: Path) -> None:
+    r = CliRunner().invoke(app, ["info", "--workspace", str(small_workspace), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["architecture"] == "tiny-cnn"
+
+
+def test_info_on_missing_workspace_is_a_clear_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["info", "--workspace", str(tmp_path / "none")])
+    assert r.exit_code == 1
+    assert "workbench demo" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_demo_rejects_bad_confounder(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        app, ["demo", "--no-serve", "--workspace", str(tmp_path / "w"), "--confounder", "glitter:melanoma"]
+    )
+    assert r.exit_code == 1
+    assert "unknown artifact" in r.output
