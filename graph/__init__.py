@@ -13,6 +13,13 @@ from graph._align import (
     AlignmentReport,
     alignment_report,
 )
+from graph._confounders import (
+    CONFOUNDER_COLUMNS,
+    RELEVANCE_WEIGHTS,
+    confounder_report,
+    rank_confounders,
+    workspace_confounders,
+)
 from graph._cooccur import COOCCURRENCE_COLUMNS, add_cooccurrence, cooccurrence_table
 from graph._io import (
     GRAPH_FORMATS,
@@ -35,12 +42,14 @@ from graph._taxonomy import (
 
 __all__ = [
     "ALIGNMENT_CATEGORIES",
+    "CONFOUNDER_COLUMNS",
     "COOCCURRENCE_COLUMNS",
     "COOCCURRENCE_EVIDENCE_COLUMNS",
     "EXPECTATION_RELATIONS",
     "GRAPH_FORMATS",
     "NODE_KINDS",
     "RELATIONS",
+    "RELEVANCE_WEIGHTS",
     "TAXONOMY_FIELDS",
     "TCAV_COLUMNS",
     "USER_RELATIONS",
@@ -55,15 +64,18 @@ __all__ = [
     "add_cooccurrence",
     "alignment_report",
     "checklist_scores",
+    "confounder_report",
     "cooccurrence_table",
     "dump_graph",
     "extend_graph",
     "from_node_link",
     "implied_checklist",
+    "rank_confounders",
     "read_graph",
     "read_taxonomy",
     "rule_summary",
     "to_node_link",
     "validate_graph",
+    "workspace_confounders",
     "write_graph",
 ]

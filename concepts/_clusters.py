@@ -1,0 +1,592 @@
+"""The unsupervised route of confounder discovery: clusters of activations that ride with a class.
+
+No annotation is needed. The activations of one layer (or any feature matrix, e.g. concept
+scores) are pooled, standardised and PCA-reduced; k-means (default) or spectral clustering
+groups them, with k chosen by the mean silhouette over ``k_range`` (stated in the result). Each
+cluster is then tested for co-occurrence with one class, and the clusters are ranked. A human
+looks at the exemplars (the members nearest to the centroid), names a suspicious cluster ("ink
+marks"), and :func:`name_cluster` turns it into a concept of the bank — positives the members,
+negatives the rest — which then goes through CAV/TCAV like any other concept.
+
+Scopes
+------
+``within_class`` (default)
+    Each class is clustered on its own (in a PCA space fitted on all cases, so that the classes
+    share it). An artifact that rides with one class then separates from that class's other
+    cases instead of being swamped by the class difference. To test a cluster C found in class
+    c against the class, a balanced logistic-regression probe learns to tell C from the rest of
+    c (the class is held fixed, so it learns what sets C apart) and is applied to the cases of
+    the *other* classes: the 2 x 2 table is (member of C, or looks like it) x (class c / other).
+    A look the other classes share too attracts many of their cases (low purity); a look
+    (nearly) exclusive to c attracts few (high purity).
+``global``
+    All cases are clustered together; the 2 x 2 table is (member of C) x (class c), c being the
+    class with the largest lift in C.
+
+Ranking
+-------
+Per cluster: ``purity`` = share of its class among members (and assigned cases), ``lift`` =
+purity / P(class), odds ratio with a 95% interval (Haldane-Anscombe corrected when a cell is
+0), Fisher's exact or chi-square p-value (see :mod:`concepts._cooccurrence_stats`), Holm- or BH-
+corrected over the clusters. Clusters are ranked by the lower end of the odds ratio's 95%
+interval (a conservative effect size: large only when the association is both strong and
+well supported); clusters smaller than ``min_size`` are ranked last and never suspicious. A
+cluster is ``suspicious`` when it is large enough, over-represents its class (lift > 1) and its
+corrected p-value is below ``alpha``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from concepts._clusters_result import CLUSTER_COLUMNS, ClusteringResult
+from concepts._cooccurrence_stats import (
+    Correction,
+    adjust_pvalues,
+    check_correction,
+    odds_ratio_ci,
+    two_by_two_test,
+)
+from concepts._errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from concepts._dataset import Dataset
+    from concepts._models import ClassifierModel
+    from concepts._workspace import Workspace
+
+__all__ = [
+    "CLUSTER_COLUMNS",
+    "CLUSTER_METHODS",
+    "CLUSTER_SCOPES",
+    "POOLINGS",
+    "ClusteringResult",
+    "cluster_activations",
+    "cluster_dataset",
+    "name_cluster",
+    "pool_activations",
+]
+
+#: Clustering algorithms.
+CLUSTER_METHODS: tuple[str, ...] = ("kmeans", "spectral")
+#: Where clusters are sought: in each class on its own, or across all cases.
+CLUSTER_SCOPES: tuple[str, ...] = ("within_class", "global")
+#: How a conv layer's ``(C, H, W)`` map becomes a vector.
+POOLINGS: tuple[str, ...] = ("mean", "max", "meanmax", "block", "flatten")
+
+Method = Literal["kmeans", "spectral"]
+Scope = Literal["within_class", "global"]
+Pooling = Literal["mean", "max", "meanmax", "block", "flatten"]
+
+
+# ====================================================================== features
+def pool_activations(acts: np.ndarray, pooling: str = "meanmax") -> np.ndarray:
+    """Turn activations into one vector per case.
+
+    Parameters
+    ----------
+    acts
+        ``(N, D)`` vectors (returned as float64, unchanged) or ``(N, C, H, W)`` conv maps.
+    pooling
+        For conv maps: ``"mean"`` (global average, ``C``), ``"max"`` (global max, ``C``),
+        ``"meanmax"`` (both, ``2C``: averages see large structures, maxima small salient ones
+        such as a marker dot), ``"block"`` (average over a 2 x 2 grid of blocks, ``4C``) or
+        ``"flatten"`` (``C H W``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, D')`` float64.
+
+    Raises
+    ------
+    DataError
+        Unknown pooling or an array of another rank.
+    """
+    if pooling not in POOLINGS:
+        raise DataError(f"unknown pooling {pooling!r}: use one of {list(POOLINGS)}")
+    a = np.asarray(acts)
+    if a.ndim == 2:
+        return a.astype(np.float64)
+    if a.ndim != 4:
+        raise DataError(f"activations must be (N, D) or (N, C, H, W), got shape {a.shape}")
+    a = a.astype(np.float64, copy=False)
+    if pooling == "mean":
+        return a.mean(axis=(2, 3))
+    if pooling == "max":
+        return a.max(axis=(2, 3))
+    if pooling == "meanmax":
+        return np.concatenate([a.mean(axis=(2, 3)), a.max(axis=(2, 3))], axis=1)
+    if pooling == "block":
+        h, w = a.shape[2], a.shape[3]
+        hs = [(0, max(h // 2, 1)), (h // 2, h)] if h > 1 else [(0, 1)]
+        ws = [(0, max(w // 2, 1)), (w // 2, w)] if w > 1 else [(0, 1)]
+        parts = [a[:, :, r0:r1, c0:c1].mean(axis=(2, 3)) for r0, r1 in hs for c0, c1 in ws]
+        return np.concatenate(parts, axis=1)
+    return a.reshape(len(a), -1)
+
+
+# ====================================================================== clustering
+def _reduce(x: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, int]:
+    z = StandardScaler().fit_transform(x)
+    nc = int(min(n_components, z.shape[1], max(len(z) - 1, 1)))
+    if nc < z.shape[1]:
+        z = PCA(n_components=nc, random_state=seed).fit_transform(z)
+    return z, nc
+
+
+def _fit(z: np.ndarray, k: int, method: str, seed: int, n_init: int) -> np.ndarray:
+    if k == 1:
+        return np.zeros(len(z), dtype=np.int64)
+    if method == "kmeans":
+        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(z).astype(np.int64)
+    nn = int(min(10, len(z) - 1))
+    sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=nn,
+                            random_state=seed, assign_labels="cluster_qr")
+    return sc.fit_predict(z).astype(np.int64)
+
+
+def _choose_k(
+    z: np.ndarray, k_range: tuple[int, int], k: int | None, method: str, seed: int, n_init: int,
+    group: str,
+) -> tuple[int, np.ndarray, list[dict[str, Any]], str]:
+    """(k, assignments, silhouette rows, note) for one group of cases."""
+    n = len(z)
+    distinct = len(np.unique(np.round(z, 9), axis=0)) if n else 0
+    if n < 4 or distinct < 2:
+        why = "fewer than 4 cases" if n < 4 else "identical activations"
+        return 1, np.zeros(n, dtype=np.int64), [], f"not clustered: {why} in {group!r}"
+    if k is not None:
+        kk = int(min(k, distinct, n - 1))
+        lab = _fit(z, kk, method, seed, n_init)
+        return kk, lab, [], "" if kk == k else f"k lowered to {kk} (only {n} cases)"
+    lo, hi = k_range
+    hi = int(min(hi, n - 1, distinct))
+    rows: list[dict[str, Any]] = []
+    best: tuple[float, int, np.ndarray] | None = None
+    sample = min(n, 2000)
+    for kk in range(lo, hi + 1):
+        lab = _fit(z, kk, method, seed, n_init)
+        if len(np.unique(lab)) < 2:
+            continue
+        s = float(silhouette_score(z, lab, sample_size=sample, random_state=seed))
+        rows.append({"group": group, "k": kk, "silhouette": s})
+        if best is None or s > best[0] + 1e-12:
+            best = (s, kk, lab)
+    if best is None:
+        return 1, np.zeros(n, dtype=np.int64), rows, f"not clustered: no k in {lo}..{hi} split {group!r}"
+    return best[1], best[2], rows, ""
+
+
+def cluster_activations(
+    features: np.ndarray,
+    labels: Sequence[str] | np.ndarray,
+    *,
+    classes: Sequence[str] | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
+    case_ids: Sequence[str] | None = None,
+    method: Method = "kmeans",
+    scope: Scope = "within_class",
+    pooling: Pooling = "meanmax",
+    k: int | None = None,
+    k_range: tuple[int, int] = (2, 12),
+    n_components: int = 32,
+    n_exemplars: int = 8,
+    min_size: int | None = None,
+    correction: Correction = "holm",
+    alpha: float = 0.05,
+    seed: int = 0,
+    n_init: int = 4,
+    layer: str = "",
+    split: str = "",
+) -> ClusteringResult:
+    """Cluster activations (or concept scores) and rank the clusters by class association.
+
+    Parameters
+    ----------
+    features
+        ``(N, D)`` vectors or ``(N, C, H, W)`` conv activations (pooled with ``pooling``).
+        Concept scores (``N x K``) work as well.
+    labels
+        Class name of each case.
+    classes
+        Class names (default: the sorted labels).
+    rows, case_ids
+        Data-set row positions and case ids of the cases (default ``0..N-1`` and their
+        string form); exemplars are reported in these terms.
+    method
+        ``"kmeans"`` (default) or ``"spectral"`` (nearest-neighbour affinity; its centroids are
+        member means).
+    scope
+        ``"within_class"`` (default) or ``"global"`` (see the module docstring).
+    pooling
+        See :func:`pool_activations`.
+    k
+        Fixed number of clusters per group; default: chosen per group by the mean silhouette
+        over ``k_range`` (inclusive) on the standardised, PCA-reduced features.
+    n_components
+        PCA components kept after standardising (fitted on all cases).
+    n_exemplars
+        Members nearest to the centroid reported per cluster.
+    min_size
+        Smallest cluster that may be suspicious (default ``max(5, 2% of N)``).
+    correction, alpha
+        Correction of the clusters' p-values (``holm``, ``bh``, ``none``) and the level.
+    seed, n_init
+        k-means seeding (deterministic) and restarts.
+    layer, split
+        Recorded in the result.
+
+    Returns
+    -------
+    ClusteringResult
+
+    Raises
+    ------
+    DataError
+        Mismatched lengths, an unknown method/scope/pooling/class, fewer than two classes
+        present, an empty input, constant features, or a bad ``k``/``k_range``.
+    """
+    if method not in CLUSTER_METHODS:
+        raise DataError(f"unknown clustering method {method!r}: use one of {list(CLUSTER_METHODS)}")
+    if scope not in CLUSTER_SCOPES:
+        raise DataError(f"unknown scope {scope!r}: use one of {list(CLUSTER_SCOPES)}")
+    check_correction(correction)
+    x = pool_activations(features, pooling)
+    n = len(x)
+    lab = np.asarray([str(v) for v in labels], dtype=object)
+    if n == 0:
+        raise DataError("no cases to cluster — the split or selection is empty")
+    if len(lab) != n:
+        raise DataError(f"{n} activation rows but {len(lab)} labels")
+    cls = tuple(classes) if classes is not None else tuple(sorted(set(lab.tolist())))
+    unknown = sorted(set(lab.tolist()) - set(cls))
+    if unknown:
+        raise DataError(f"label {unknown[0]!r} is not one of the classes {list(cls)}")
+    present = [c for c in cls if (lab == c).any()]
+    if len(present) < 2:
+        raise DataError(
+            f"the cases hold only the class(es) {present}: clusters can only be tested against "
+            "a class when at least two classes are present"
+        )
+    row_ix = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    ids = tuple(str(r) for r in row_ix) if case_ids is None else tuple(str(c) for c in case_ids)
+    if len(row_ix) != n or len(ids) != n:
+        raise DataError(f"{n} activation rows but {len(row_ix)} rows and {len(ids)} case ids")
+    lo, hi = k_range
+    if not (isinstance(lo, int | np.integer) and isinstance(hi, int | np.integer)) or lo < 2 or hi < lo:
+        raise DataError(f"k_range must be (low, high) with 2 <= low <= high, got {k_range!r}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
+        raise DataError(f"k must be a positive integer, got {k!r}")
+    if not np.isfinite(x).all():
+        raise DataError("the activations hold NaN or infinite values — check the model and layer")
+    if np.ptp(x, axis=0).max(initial=0.0) == 0.0:
+        raise DataError(
+            "every case has identical activations: there is nothing to cluster — choose another "
+            "layer or check that the images differ"
+        )
+    # Small problems: one BLAS/OpenMP thread is faster than several fighting for busy cores.
+    with threadpool_limits(limits=1 if x.size < 50_000_000 else None):
+        return _cluster(x, lab, cls, present, row_ix, ids, method, scope, pooling, k, (int(lo), int(hi)),
+                        n_components, n_exemplars, min_size, correction, alpha, seed, n_init, layer, split)
+
+
+def _cluster(
+    x: np.ndarray, lab: np.ndarray, cls: tuple[str, ...], present: list[str], row_ix: np.ndarray,
+    ids: tuple[str, ...], method: str, scope: str, pooling: str, k: int | None,
+    k_range: tuple[int, int], n_components: int, n_exemplars: int, min_size: int | None,
+    correction: str, alpha: float, seed: int, n_init: int, layer: str, split: str,
+) -> ClusteringResult:
+    n = len(x)
+    lo, hi = k_range
+    z, nc = _reduce(x, n_components, seed)
+    groups = list(present) if scope == "within_class" else ["all"]
+    assign = np.full(n, -1, dtype=np.int64)
+    ks: dict[str, int] = {}
+    sil_rows: list[dict[str, Any]] = []
+    notes: dict[int, str] = {}
+    centroids: dict[int, np.ndarray] = {}
+    group_of: dict[int, str] = {}
+    next_id = 0
+    for g in groups:
+        sel = np.ones(n, bool) if g == "all" else (lab == g)
+        kk, la, srows, note = _choose_k(z[sel], k_range, k, method, seed, n_init, g)
+        ks[g] = kk
+        sil_rows.extend(srows)
+        ids_here = np.unique(la)
+        remap = {int(c): next_id + i for i, c in enumerate(ids_here)}
+        assign[sel] = np.array([remap[int(c)] for c in la], dtype=np.int64)
+        for c in remap.values():
+            centroids[c] = z[assign == c].mean(axis=0)
+            group_of[c] = g
+            if note:
+                notes[c] = note
+        next_id += len(ids_here)
+    how = "given" if k is not None else (
+        f"best mean silhouette (euclidean) over k = {lo}..{hi}, per "
+        + ("class" if scope == "within_class" else "data set")
+    )
+    k_sel = (
+        f"{method} with k {how}, on the standardised features reduced to {nc} PCA components "
+        f"(pooling {pooling!r}); chosen: " + ", ".join(f"{g}: {v}" for g, v in ks.items())
+    )
+    min_sz = int(min_size) if min_size is not None else max(5, math.ceil(0.02 * n))
+    table = _rank(z, lab, present, assign, centroids, group_of, notes, row_ix, ids, scope,
+                  n_exemplars, min_sz, correction, alpha, seed)
+    return ClusteringResult(
+        layer=layer, split=split, method=method, scope=scope, pooling=pooling, k=ks,
+        k_selection=k_sel, silhouette=pd.DataFrame(sil_rows, columns=["group", "k", "silhouette"]),
+        rows=row_ix, case_ids=ids, labels=lab, assignments=assign, clusters=table, classes=cls,
+    )
+
+
+def _look_alike(z: np.ndarray, in_c: np.ndarray, member: np.ndarray, seed: int) -> np.ndarray:
+    """Which cases outside the class look like the cluster's members.
+
+    A balanced logistic-regression probe separates the cluster from the rest of its class (the
+    class is held fixed, so the probe learns what sets the cluster apart, not the class) and is
+    applied to the other classes' cases.
+    """
+    y = member[in_c]
+    if y.all() or not y.any():
+        return np.zeros(len(z), dtype=bool)
+    probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed)
+    probe.fit(z[in_c], y)
+    out = np.zeros(len(z), dtype=bool)
+    out[~in_c] = probe.predict(z[~in_c]).astype(bool)
+    return out
+
+
+def _rank(
+    z: np.ndarray, lab: np.ndarray, classes: Sequence[str], assign: np.ndarray,
+    centroids: dict[int, np.ndarray], group_of: dict[int, str], notes: dict[int, str],
+    rows: np.ndarray, ids: tuple[str, ...], scope: str, n_exemplars: int, min_size: int,
+    correction: str, alpha: float, seed: int,
+) -> pd.DataFrame:
+    n = len(z)
+    out: list[dict[str, Any]] = []
+    for cid in sorted(centroids):
+        member = assign == cid
+        size = int(member.sum())
+        g = group_of[cid]
+        if scope == "within_class":
+            c = g
+            in_c = lab == c
+            hit = member | (~in_c & _look_alike(z, in_c, member, seed))
+        else:
+            lifts = {c_: (member & (lab == c_)).sum() / max((lab == c_).sum(), 1) for c_ in classes}
+            c = max(lifts, key=lambda k_: (lifts[k_], -list(classes).index(k_)))
+            in_c = lab == c
+            hit = member
+        a = int((hit & in_c).sum())
+        b = int((hit & ~in_c).sum())
+        cc = int((~hit & in_c).sum())
+        d = int((~hit & ~in_c).sum())
+        mem_ix = np.flatnonzero(member)
+        dist = ((z[mem_ix] - centroids[cid]) ** 2).sum(axis=1)
+        ex = mem_ix[np.argsort(dist, kind="stable")[:n_exemplars]]
+        row: dict[str, Any] = {
+            "cluster": cid, "group": g, "size": size, "class": c,
+            "n_assigned_other": b if scope == "within_class" else 0,
+            "purity": a / (a + b) if a + b else math.nan,
+            "lift": a * n / ((a + b) * (a + cc)) if (a + b) and (a + cc) else math.nan,
+            "odds_ratio": math.nan, "or_ci_low": math.nan, "or_ci_high": math.nan,
+            "haldane": False, "test": None, "p_value": math.nan, "p_adjusted": math.nan,
+            "suspicious": False,
+            "exemplar_rows": tuple(int(r) for r in rows[ex]),
+            "exemplar_case_ids": tuple(ids[i] for i in ex),
+            "note": notes.get(cid, ""),
+        }
+        if min(a + b, cc + d, a + cc, b + d) == 0:
+            row["note"] = row["note"] or "not testable: the cluster covers every case or none of a class"
+        else:
+            or_, lo_, hi_, hal = odds_ratio_ci(a, b, cc, d)
+            test, p = two_by_two_test(a, b, cc, d)
+            row.update(odds_ratio=or_, or_ci_low=lo_, or_ci_high=hi_, haldane=hal, test=test, p_value=p)
+        out.append(row)
+    df = pd.DataFrame(out)
+    ok = df["p_value"].notna()
+    df.loc[ok, "p_adjusted"] = adjust_pvalues(df.loc[ok, "p_value"].to_numpy(), correction)
+    big = df["size"] >= min_size
+    df["suspicious"] = (big & ok & (df["lift"] > 1) & (df["p_adjusted"] < alpha)).astype(bool)
+    df.loc[~big, "note"] = df.loc[~big, "note"].where(
+        df.loc[~big, "note"] != "", f"smaller than min_size={min_size}: not ranked as suspicious")
+    key = np.where(big & ok, np.log(df["or_ci_low"].where(ok, 1.0).clip(lower=1e-300)), -np.inf)
+    order = np.lexsort((df["cluster"].to_numpy(), -df["purity"].fillna(0).to_numpy(), -key))
+    df = df.iloc[order].reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df[list(CLUSTER_COLUMNS)]
+
+
+# ====================================================================== workspace glue
+def cluster_dataset(
+    dataset: Dataset,
+    model: ClassifierModel,
+    layer: str,
+    *,
+    split: str | None = "train",
+    cache: Any = None,
+    progress: Any = None,
+    **kwargs: Any,
+) -> ClusteringResult:
+    """Cluster the activations of ``layer`` for one split of a data set.
+
+    Parameters
+    ----------
+    dataset, model, layer
+        What to cluster. Activations come from ``cache`` (an :class:`ActivationCache`) when
+        given, else are extracted.
+    split
+        The split (``None``: every case).
+    cache, progress
+        Activation cache and progress callback.
+    **kwargs
+        Passed to :func:`cluster_activations` (method, scope, pooling, k, k_range, ...).
+    """
+    from concepts._activations import extract_activations
+
+    model.check_layer(layer)
+    idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
+    if len(idx) == 0:
+        raise DataError(f"split {split!r} of {dataset.info.name} has no cases to cluster")
+    if cache is not None:
+        iset = dataset.image_set(idx, name=f"{dataset.info.name}:{split or 'all'}")
+        acts = cache.get(model, layer, iset, progress=progress)[layer]
+    else:
+        acts = extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer]
+    cases = dataset.cases.iloc[idx]
+    res = cluster_activations(
+        np.asarray(acts), cases["label"].astype(str).to_numpy(), classes=dataset.classes, rows=idx,
+        case_ids=cases["case_id"].astype(str).tolist(), layer=layer, split=split or "all", **kwargs,
+    )
+    return _with_dataset(res, dataset)
+
+
+def _with_dataset(res: ClusteringResult, dataset: Dataset) -> ClusteringResult:
+    from dataclasses import replace
+
+    return replace(res, dataset=dataset.info.name, dataset_hash=dataset.info.content_hash)
+
+
+def name_cluster(
+    workspace: Workspace | str | Path,
+    clustering_result: ClusteringResult,
+    cluster_id: int,
+    name: str,
+    description: str,
+    actor: Any = None,
+    *,
+    group: str = "custom",
+    negatives: Literal["rest", "random"] = "rest",
+    store: Any = None,
+    replace: bool = False,
+) -> Any:
+    """Turn a cluster a human has named into a concept of the workspace's bank.
+
+    Parameters
+    ----------
+    workspace
+        The workspace (its bank is loaded, extended and saved).
+    clustering_result
+        A result of :func:`cluster_dataset` on one of the workspace's data sets.
+    cluster_id
+        The cluster (column ``cluster`` of the ranking).
+    name, description
+        The concept's name (e.g. ``"ink_marks"``) and what the human saw.
+    actor
+        A :class:`store.Actor`; when given, a ``concept_named`` event is appended to the
+        workspace's store (or to ``store``).
+    group
+        Bank group: ``"custom"`` (default), ``"artifact"`` or ``"criterion"``.
+    negatives
+        ``"rest"``: the non-members (of the cluster's class for a within-class clustering, so the
+        concept is not confounded with the class) as explicit negatives; ``"random"``: random
+        counterparts from the bank's pool.
+    store
+        A :class:`store.Store` to record in (default: the workspace's).
+    replace
+        Replace an existing concept of the same name.
+
+    Returns
+    -------
+    concepts.Concept
+        The new concept (saved in ``<workspace>/concepts/bank.json``).
+
+    Raises
+    ------
+    DataError
+        An unknown cluster, a result computed on another data set (or another version of it),
+        an empty cluster, or unknown ``negatives``.
+    ConceptError
+        An invalid or existing concept name.
+    """
+    from concepts._bank import ConceptBank
+    from concepts._workspace import Workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    res = clustering_result
+    if negatives not in ("rest", "random"):
+        raise DataError(f"negatives must be 'rest' or 'random', got {negatives!r}")
+    if not res.dataset:
+        raise DataError(
+            "this clustering was computed on bare arrays: use cluster_dataset(...) on a workspace "
+            "data set so that its members can be named"
+        )
+    ds = ws.dataset(res.dataset)
+    if res.dataset_hash and ds.info.content_hash != res.dataset_hash:
+        raise DataError(
+            f"data set {res.dataset!r} changed since it was clustered (content hash differs) — "
+            "cluster it again"
+        )
+    pos = res.member_case_ids(cluster_id)
+    if not pos:
+        raise DataError(f"cluster {cluster_id} has no members")
+    neg = res.rest_case_ids(cluster_id) if negatives == "rest" else None
+    if neg is not None and not neg:
+        neg = None
+    info = res.cluster(cluster_id)
+    bank = ConceptBank.for_workspace(ws)
+    concept = bank.add_from_cases(name, group, description, ds, pos, neg, replace=replace)
+    bank.save()
+    if actor is not None:
+        from store import Store
+
+        st = store if store is not None else Store.for_workspace(ws.root)
+        st.append_event(
+            actor, "concept_named", concept=name,
+            spec={
+                "source": "cluster", "dataset": res.dataset, "layer": res.layer,
+                "split": res.split, "method": res.method, "scope": res.scope,
+                "pooling": res.pooling, "cluster": int(cluster_id), "group": group,
+                "negatives": negatives, "concept_id": concept.id,
+                "n_positive": len(pos), "n_negative": len(neg or ()),
+                "description": description,
+            },
+            evidence={
+                "class": str(info["class"]), "purity": _num(info["purity"]),
+                "lift": _num(info["lift"]), "odds_ratio": _num(info["odds_ratio"]),
+                "p_adjusted": _num(info["p_adjusted"]),
+                "exemplar_case_ids": [str(c) for c in info["exemplar_case_ids"]],
+            },
+            dataset_hash=res.dataset_hash or None,
+        )
+    return concept
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,256 @@
+"""``workbench confounders``, ``workbench clusters`` and ``workbench name-cluster``.
+
+The lead registers them with :func:`register` (``register(app)`` on the main typer app).
+
+- ``confounders``: the ranked confounder report (co-occurrence x TCAV reliance x clinical
+  graph) of a workspace's data set, or its co-occurrence tables (``--table``).
+- ``clusters``: cluster a layer's activations (no annotations needed), rank the clusters by
+  how strongly they ride with a class, save the result to ``results/clusters.json``.
+- ``name-cluster``: a human names a saved cluster; it becomes a concept of the bank (and a
+  ``concept_named`` event in the store).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from concepts import DataError, Workspace, WorkspaceError
+from workbench._console import cli_errors, err_console, print_frame, progress_bars
+
+__all__ = [
+    "CLUSTERS_FILE",
+    "clusters_command",
+    "confounders_command",
+    "name_cluster_command",
+    "register",
+]
+
+#: Where ``workbench clusters`` saves its result (relative to the workspace's results folder).
+CLUSTERS_FILE = "clusters.json"
+
+
+class Fmt(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class TableKind(StrEnum):
+    report = "report"
+    cooccurrence = "cooccurrence"
+    pairs = "pairs"
+
+
+class Correction(StrEnum):
+    holm = "holm"
+    bh = "bh"
+    none = "none"
+
+
+class Method(StrEnum):
+    kmeans = "kmeans"
+    spectral = "spectral"
+
+
+class Scope(StrEnum):
+    within_class = "within_class"
+    global_ = "global"
+
+
+class Pooling(StrEnum):
+    mean = "mean"
+    max = "max"
+    meanmax = "meanmax"
+    block = "block"
+    flatten = "flatten"
+
+
+class Negatives(StrEnum):
+    rest = "rest"
+    random = "random"
+
+
+WorkspaceOpt = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
+]
+FmtOpt = Annotated[Fmt, typer.Option("--format", help="table, json or csv.")]
+
+_REPORT_TABLE_COLUMNS = [
+    "rank", "concept", "class", "score", "lift", "odds_ratio", "p_adjusted", "reliance",
+    "clinically_relevant", "relation",
+]
+_CLUSTER_TABLE_COLUMNS = [
+    "rank", "cluster", "group", "size", "class", "purity", "lift", "odds_ratio", "p_adjusted",
+    "suspicious", "exemplars",
+]
+
+
+def _workspace(path: Path) -> Workspace:
+    ws = Workspace(path)
+    if not ws.exists():
+        raise WorkspaceError(
+            f"{ws.root} is not a workspace (workspace.json missing) — build one with "
+            f"`workbench demo --no-serve --workspace {path}`"
+        )
+    return ws
+
+
+@cli_errors
+def confounders_command(
+    workspace: WorkspaceOpt = Path("workspace"),
+    fmt: FmtOpt = Fmt.table,
+    table: Annotated[
+        TableKind,
+        typer.Option("--table", help="report (ranked confounders), cooccurrence (attribute x class) "
+                     "or pairs (attribute x attribute)."),
+    ] = TableKind.report,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Split whose co-occurrence counts (default: train; 'all' pools "
+                     "every case). For --table cooccurrence/pairs: only this split."),
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Data set (default: the active one).")] = None,
+    correction: Annotated[
+        Correction, typer.Option("--correction", help="Multiple-testing correction: holm, bh or none.")
+    ] = Correction.holm,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.05,
+    top: Annotated[
+        int | None, typer.Option("--top", help="Show only the first N rows (table default: 20).")
+    ] = None,
+) -> None:
+    """Rank the confounders of a workspace: co-occurrence x model reliance x clinical irrelevance.
+
+    Score = w * (max(0, ln OR_low) + 2 * max(0, TCAV effect)); w = 1 for clinically irrelevant
+    concepts (artifacts), 0.5 without clinical expectation, 0 for a criterion that indicates
+    the class. See docs/confounders.md.
+    """
+    from concepts._cooccurrence import attribute_class_table, attribute_pair_table
+    from graph._confounders import workspace_confounders
+
+    if not 0 < alpha < 1:
+        raise DataError(f"--alpha must lie in (0, 1), got {alpha}")
+    ws = _workspace(workspace)
+    if table is TableKind.report:
+        df = workspace_confounders(ws, dataset=dataset, split=split, correction=correction.value,
+                                   alpha=alpha)
+        if not (ws.results_dir / "tcav.parquet").is_file():
+            err_console.print(
+                "note: no TCAV results in this workspace (results/tcav.parquet): reliance is "
+                "unknown — run `workbench tcav` to add it", highlight=False,
+            )
+        title = "Ranked confounders"
+        cols = _REPORT_TABLE_COLUMNS
+    else:
+        ds = ws.dataset(dataset)
+        splits = [split] if split else None
+        fn = attribute_class_table if table is TableKind.cooccurrence else attribute_pair_table
+        df = fn(ds, splits=splits, correction=correction.value, alpha=alpha)
+        if table is TableKind.pairs:
+            df = df.assign(_abs=df["phi"].abs()).sort_values(
+                ["split", "_abs"], ascending=[True, False], kind="stable", na_position="last"
+            ).drop(columns="_abs").reset_index(drop=True)
+            title = "Attribute co-occurrence (phi)"
+            cols = ["split", "a", "b", "n11", "n", "phi", "odds_ratio", "p_adjusted", "note"]
+        else:
+            title = "Attribute x class co-occurrence"
+            cols = ["split", "attribute", "class", "n_both", "n_class", "prevalence_class",
+                    "prevalence_other", "lift", "odds_ratio", "p_adjusted", "note"]
+    if fmt is Fmt.table:
+        print_frame(df[cols].head(top if top is not None else 20), "table", title=title)
+    else:
+        print_frame(df if top is None else df.head(top), fmt.value)
+
+
+@cli_errors
+def clusters_command(
+    workspace: WorkspaceOpt = Path("workspace"),
+    fmt: FmtOpt = Fmt.table,
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Layer to cluster (default: the workspace's first analysis layer).")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to cluster.")] = "train",
+    method: Annotated[Method, typer.Option("--method", help="kmeans or spectral.")] = Method.kmeans,
+    scope: Annotated[
+        Scope, typer.Option("--scope", help="within_class (each class on its own) or global.")
+    ] = Scope.within_class,
+    pooling: Annotated[Pooling, typer.Option("--pooling", help="How conv maps become vectors.")] = Pooling.meanmax,
+    k: Annotated[int | None, typer.Option("--k", help="Fixed k (default: best silhouette).")] = None,
+    k_min: Annotated[int, typer.Option("--k-min", help="Smallest k tried.")] = 2,
+    k_max: Annotated[int, typer.Option("--k-max", help="Largest k tried.")] = 12,
+    exemplars: Annotated[int, typer.Option("--exemplars", help="Exemplars per cluster.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    """Cluster a layer's activations and rank the clusters by how strongly they ride with a class.
+
+    Needs no annotations. The result is saved to results/clusters.json for `name-cluster`.
+    """
+    from concepts._clusters import cluster_dataset
+
+    ws = _workspace(workspace)
+    ds = ws.dataset()
+    model = ws.model()
+    lay = layer or next(iter(ws.layers()), None) or model.layers[-2]
+    with progress_bars(fmt is Fmt.table) as progress:
+        res = cluster_dataset(
+            ds, model, lay, split=split, cache=ws.activation_cache, progress=progress,
+            method=method.value, scope=scope.value, pooling=pooling.value, k=k,
+            k_range=(k_min, k_max), n_exemplars=exemplars, seed=seed,
+        )
+    path = res.save(ws.results_dir / CLUSTERS_FILE)
+    df = res.clusters.assign(
+        exemplars=res.clusters["exemplar_case_ids"].map(lambda ids: " ".join(list(ids)[:4]))
+    )
+    if fmt is Fmt.table:
+        print_frame(df[_CLUSTER_TABLE_COLUMNS], "table", title=f"Clusters of {lay} ({split})")
+        err_console.print(res.k_selection, highlight=False)
+        err_console.print(f"saved to {path}; name one with `workbench name-cluster --cluster ID "
+                          "--name NAME --description TEXT`", highlight=False)
+    else:
+        print_frame(res.clusters, fmt.value)
+
+
+@cli_errors
+def name_cluster_command(
+    cluster: Annotated[int, typer.Option("--cluster", help="Cluster id (column 'cluster').")],
+    name: Annotated[str, typer.Option("--name", help="Concept name, e.g. ink_marks.")],
+    description: Annotated[str, typer.Option("--description", help="What the cluster shows.")] = "",
+    workspace: WorkspaceOpt = Path("workspace"),
+    group: Annotated[str, typer.Option("--group", help="custom, artifact or criterion.")] = "custom",
+    negatives: Annotated[
+        Negatives, typer.Option("--negatives", help="rest (non-members) or random counterparts.")
+    ] = Negatives.rest,
+    role: Annotated[str, typer.Option("--role", help="Your role, recorded in the store.")] = "dermatologist",
+    record: Annotated[
+        bool, typer.Option("--record/--no-record", help="Record a concept_named event in the store.")
+    ] = True,
+    replace: Annotated[bool, typer.Option("--replace", help="Replace a concept of that name.")] = False,
+) -> None:
+    """Name a cluster saved by `workbench clusters`: it becomes a concept of the bank."""
+    from concepts._clusters import ClusteringResult, name_cluster
+
+    ws = _workspace(workspace)
+    res = ClusteringResult.load(ws.results_dir / CLUSTERS_FILE)
+    actor = None
+    if record:
+        from store import Actor
+
+        actor = Actor.from_os_user(role)
+    concept = name_cluster(ws, res, cluster, name, description or f"cluster {cluster} of {res.layer}",
+                           actor, group=group, negatives=negatives.value, replace=replace)
+    sys.stdout.write(
+        f"added concept {concept.name!r} ({len(concept.positive)} positives"
+        + (f", {len(concept.negative)} negatives" if concept.negative is not None else "")
+        + f", id {concept.id}) to {ws.concepts_dir / 'bank.json'}\n"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``confounders``, ``clusters`` and ``name-cluster`` to the main CLI app."""
+    app.command("confounders")(confounders_command)
+    app.command("clusters")(clusters_command)
+    app.command("name-cluster")(name_cluster_command)
