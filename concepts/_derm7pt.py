@@ -24,7 +24,7 @@ import pandas as pd
 from concepts._dataset import CRITERIA, Dataset, DatasetInfo
 from concepts._errors import DataError, ImageError
 from concepts._images import load_image_rgb
-from concepts._importers import _check_common, _write
+from concepts._importers_common import _check_common, _write
 
 __all__ = [
     "DERM7PT_CLASSES",

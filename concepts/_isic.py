@@ -15,7 +15,7 @@ import pandas as pd
 
 from concepts._dataset import ARTIFACTS, Dataset, DatasetInfo
 from concepts._errors import DataError
-from concepts._importers import (
+from concepts._importers_common import (
     ProgressCallback,
     _canonical,
     _check_common,

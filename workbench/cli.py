@@ -35,7 +35,18 @@ def _register_subapps() -> None:
         except ImportError:  # TEMP while packages land
             continue
         app.add_typer(sub, name=name, help=help_)
+    for mod in _REGISTRARS:
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:  # TEMP while packages land
+            continue
+        if hasattr(m, "register"):
+            m.register(app)
+        elif hasattr(m, "tcav_command"):
+            app.command("tcav")(m.tcav_command)
 
+
+_REGISTRARS = ["workbench._cli_tcav", "workbench._cli_confounders", "workbench._cli_interventions"]
 
 _SUBAPPS = [
     ("workbench._cli_audit", "audit_app", "audit", "Verify, export and report the intervention history."),
