@@ -1,0 +1,62 @@
+"""DuckDB persistence of the workbench's intervention history.
+
+Append-only, attributed, tamper-evident (a sha256 hash chain over canonical JSON) and
+exportable for audit. One DuckDB file per workspace (``<workspace>/store.duckdb``). This
+package imports none of the other workbench packages; specs are plain JSON dicts.
+
+Example
+-------
+>>> from store import Actor, Store
+>>> s = Store.for_workspace("workspace")                      # doctest: +SKIP
+>>> derm = Actor.from_oidc("sub-123", "dermatologist", "Dr A")  # doctest: +SKIP
+>>> ev = s.record_intervention(derm, {"op": "suppress", "concept": "ruler"})  # doctest: +SKIP
+>>> s.verify().ok                                             # doctest: +SKIP
+True
+"""
+
+from store._canonical import canonical_json, replace_nonfinite
+from store._chain import GENESIS_HASH, VerifyResult, event_hash
+from store._errors import (
+    ChainError,
+    MigrationError,
+    NotFoundError,
+    PermissionDenied,
+    StoreBusyError,
+    StoreError,
+    ValidationError,
+)
+from store._export import EXPORT_FORMATS, read_export, verify_file
+from store._fields import MAX_RATIONALE_BYTES
+from store._model import Event, EventFilter, ExportResult, InterventionHistory
+from store._roles import PERMISSIONS, Action, Actor, Role
+from store._store import PROJECT_VERSION, STORE_FILENAME, Store
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "GENESIS_HASH",
+    "MAX_RATIONALE_BYTES",
+    "PERMISSIONS",
+    "PROJECT_VERSION",
+    "STORE_FILENAME",
+    "Action",
+    "Actor",
+    "ChainError",
+    "Event",
+    "EventFilter",
+    "ExportResult",
+    "InterventionHistory",
+    "MigrationError",
+    "NotFoundError",
+    "PermissionDenied",
+    "Role",
+    "Store",
+    "StoreBusyError",
+    "StoreError",
+    "ValidationError",
+    "VerifyResult",
+    "canonical_json",
+    "event_hash",
+    "read_export",
+    "replace_nonfinite",
+    "verify_file",
+]

@@ -1,0 +1,227 @@
+"""``workbench audit ...``: verify, anchor, export and report the intervention history.
+
+Registered by the main CLI as ``app.add_typer(audit_app, name="audit")``. The acting user is
+the OS user (``getpass.getuser()``) with the role given by ``--role`` (default ``auditor``);
+exports are recorded in the log as ``exported`` events (the one append auditors may make).
+Errors are one line on stderr and exit code 1, never a traceback. The store is opened with
+short-lived connections, so these commands work while the UI server runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from store import (
+    EXPORT_FORMATS,
+    Actor,
+    EventFilter,
+    Store,
+    StoreError,
+    verify_file,
+)
+
+__all__ = ["audit_app"]
+
+audit_app = typer.Typer(
+    help="Verify, export and report the intervention history (a tamper-evident event log).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+WorkspaceOpt = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace directory (holds store.duckdb).")
+]
+RoleOpt = Annotated[
+    str,
+    typer.Option("--role", help="Your role, recorded with exports: auditor, engineer or dermatologist."),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--busy-timeout", help="Seconds to wait while another process uses the store."),
+]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="Only events at/after this UTC date or time.")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Only events up to this UTC date (whole day) or time.")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Only events by this actor id.")]
+ConceptOpt = Annotated[str | None, typer.Option("--concept", help="Only events about this concept.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Only events about this model id.")]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Store errors and I/O errors -> one line on stderr, exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (StoreError, OSError) as exc:
+            typer.echo(f"error: {_one_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _open(workspace: Path, busy_timeout: float) -> Store:
+    return Store.for_workspace(workspace, create=False, busy_timeout=busy_timeout)
+
+
+def _safe(value: object, limit: int = 80) -> Text:
+    """Terminal-safe cell: control characters shown as escapes, no rich markup, truncated."""
+    if value is None:
+        return Text("")
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)).replace("\n", "⏎")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return Text(text)
+
+
+@audit_app.command()
+@_errors
+def verify(
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", help="Workspace whose store to verify (default ./workspace)."),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="An exported file (csv, parquet, jsonl) to verify."),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Format of --file (default: from extension).")
+    ] = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option("--expect-head", help="A head hash anchored earlier; it must be in the chain."),
+    ] = None,
+    busy_timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Recompute the hash chain and name the first bad row (exit code 1 if any)."""
+    if file is not None and workspace is not None:
+        raise StoreError("give either --workspace DIR or --file FILE, not both")
+    if file is not None:
+        result = verify_file(file, fmt, expected_head=expect_head)
+    else:
+        result = _open(workspace or Path("workspace"), busy_timeout).verify(
+            expected_head=expect_head
+        )
+    if result.ok:
+        typer.echo(result.summary())
+        return
+    typer.echo(f"error: {result.summary()}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command()
+@_errors
+def head(
+    workspace: WorkspaceOpt = Path("workspace"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print seq and hash as JSON.")] = False,
+    busy_timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Print the head hash, to anchor outside the database (ticket, signed e-mail, ...)."""
+    seq, hash_ = _open(workspace, busy_timeout).head()
+    if as_json:
+        typer.echo(json.dumps({"seq": seq, "hash": hash_}))
+    else:
+        typer.echo(hash_)
+
+
+@audit_app.command()
+@_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    workspace: WorkspaceOpt = Path("workspace"),
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help=f"{' | '.join(EXPORT_FORMATS)} (default: from --out's extension)."),
+    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    actor: ActorOpt = None,
+    concept: ConceptOpt = None,
+    model: ModelOpt = None,
+    role: RoleOpt = "auditor",
+    busy_timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Export events with their chain fields (verifiable alone with `audit verify --file`)."""
+    me = Actor.from_os_user(role)
+    store = _open(workspace, busy_timeout)
+    flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model)
+    res = store.export(out, fmt, actor=me, filters=flt)
+    typer.echo(
+        f"exported {res.n_rows} events to {res.path} ({res.format}, sha256 {res.sha256}); "
+        f"recorded as event {res.event.seq}"
+    )
+
+
+@audit_app.command()
+@_errors
+def report(
+    intervention: Annotated[str, typer.Option("--intervention", "-i", help="Intervention id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    workspace: WorkspaceOpt = Path("workspace"),
+    busy_timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Write a readable HTML report of one intervention: who, when, why, evidence, effect."""
+    page = _open(workspace, busy_timeout).report_html(intervention)
+    out.write_text(page, encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+@audit_app.command()
+@_errors
+def log(
+    workspace: WorkspaceOpt = Path("workspace"),
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    actor: ActorOpt = None,
+    concept: ConceptOpt = None,
+    model: ModelOpt = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action.")] = None,
+    intervention: Annotated[
+        str | None, typer.Option("--intervention", "-i", help="Only this intervention.")
+    ] = None,
+    last: Annotated[int, typer.Option("--last", "-n", help="Show the last N matching events.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+    busy_timeout: TimeoutOpt = 10.0,
+) -> None:
+    """Show the event log as a table (or JSON lines)."""
+    flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model,
+                      action=action, intervention_id=intervention)
+    events = _open(workspace, busy_timeout).events(flt, last=last)
+    if as_json:
+        for ev in events:
+            typer.echo(json.dumps(ev.to_dict(), ensure_ascii=False, sort_keys=True))
+        return
+    table = Table(title=f"{len(events)} events", show_lines=False)
+    for col in ("seq", "time (UTC)", "actor", "role", "action", "intervention", "concept",
+                "model", "rationale"):
+        table.add_column(col, overflow="fold")
+    for ev in events:
+        table.add_row(
+            str(ev.seq), ev.ts[:19].replace("T", " "), _safe(ev.actor_name, 30),
+            ev.actor_role, ev.action, _safe(ev.intervention_id, 24), _safe(ev.concept, 24),
+            _safe(ev.model_id, 24), _safe(ev.rationale, 60),
+        )
+    Console(soft_wrap=False).print(table)
