@@ -1,6 +1,31 @@
-"""Everything from images to concept space (provisional exports; see bottom)."""
+"""Everything from images to concept space.
+
+Data sets (DermSynth, importers), model loading, the activation cache, CAVs, TCAV with
+significance tests, concept scores and maps, co-occurrence analysis and activation clusters.
+"""
+
 from concepts._activations import ActivationCache, extract_activations
+from concepts._bank import Concept, ConceptBank, ExampleSet, label_confounding
+from concepts._cav import CAV, PROBES, CAVTrainer, cav_cosine, fit_cav_batch, fit_cavs
+from concepts._clusters import ClusteringResult, cluster_activations, cluster_dataset, name_cluster
+from concepts._cooccurrence import (
+    attribute_class_table,
+    attribute_pair_table,
+    odds_ratio_ci,
+    two_by_two_test,
+)
 from concepts._dataset import ARTIFACTS, CRITERIA, Dataset, DatasetInfo, ImageSet, hash_array
+from concepts._derm7pt import DERM7PT_LABELS, import_derm7pt, read_derm7pt_meta
+from concepts._dermsynth import (
+    DermSynthConfig,
+    DermSynthResult,
+    PlantedConfounder,
+    draw_artifact,
+    generate_dermsynth,
+    parse_confounder,
+    render_case,
+    render_twins,
+)
 from concepts._errors import (
     ConceptError,
     DataError,
@@ -11,6 +36,95 @@ from concepts._errors import (
     WorkspaceError,
 )
 from concepts._images import load_image_rgb
-from concepts._models import ClassifierModel, Preprocessing, StagedNet, TinyCNN
+from concepts._importers import import_class_folders, import_folder
+from concepts._isic import import_isic
+from concepts._metrics import ClassificationMetrics, classification_metrics
+from concepts._models import (
+    BUILTIN_ARCHITECTURES,
+    ClassifierModel,
+    Preprocessing,
+    StagedNet,
+    TinyCNN,
+    load_state_dict_safely,
+)
+from concepts._reliance import FlipRate, counterfactual_flip_rate
+from concepts._scores import attribution_map, concept_maps, concept_scores
+from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random
+from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
 from concepts._training import fit_linear_head, set_linear_head, train_end_to_end
 from concepts._workspace import Workspace
+
+__all__ = [
+    "ARTIFACTS",
+    "BUILTIN_ARCHITECTURES",
+    "CAV",
+    "CRITERIA",
+    "DERM7PT_LABELS",
+    "PROBES",
+    "ActivationCache",
+    "CAVTrainer",
+    "ClassificationMetrics",
+    "ClassifierModel",
+    "ClusteringResult",
+    "Concept",
+    "ConceptBank",
+    "ConceptError",
+    "DataError",
+    "Dataset",
+    "DatasetInfo",
+    "DermSynthConfig",
+    "DermSynthResult",
+    "ExampleSet",
+    "FlipRate",
+    "ImageError",
+    "ImageSet",
+    "ModelError",
+    "PlantedConfounder",
+    "Preprocessing",
+    "SignificanceConfig",
+    "StagedNet",
+    "TCAVReport",
+    "TCAVSetup",
+    "TinyCNN",
+    "UnsafeCheckpointError",
+    "WorkbenchError",
+    "Workspace",
+    "WorkspaceError",
+    "adjust_pvalues",
+    "attribute_class_table",
+    "attribute_pair_table",
+    "attribution_map",
+    "cav_cosine",
+    "classification_metrics",
+    "cluster_activations",
+    "cluster_dataset",
+    "compare_to_random",
+    "concept_maps",
+    "concept_scores",
+    "counterfactual_flip_rate",
+    "default_layers",
+    "draw_artifact",
+    "extract_activations",
+    "fit_cav_batch",
+    "fit_cavs",
+    "fit_linear_head",
+    "generate_dermsynth",
+    "hash_array",
+    "import_class_folders",
+    "import_derm7pt",
+    "import_folder",
+    "import_isic",
+    "label_confounding",
+    "load_image_rgb",
+    "load_state_dict_safely",
+    "name_cluster",
+    "odds_ratio_ci",
+    "parse_confounder",
+    "read_derm7pt_meta",
+    "render_case",
+    "render_twins",
+    "run_tcav",
+    "set_linear_head",
+    "train_end_to_end",
+    "two_by_two_test",
+]

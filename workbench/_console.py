@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
@@ -88,10 +88,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, str | bytes):
-        try:
+        with suppress(ValueError, TypeError):
             obj = obj.item()
-        except (ValueError, TypeError):
-            pass
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

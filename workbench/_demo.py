@@ -145,11 +145,10 @@ def build_demo(
             try:
                 workspace.model()
                 workspace.dataset()
-                summary = dict(man["demo_summary"])
-                summary["reused"] = True
-                return summary
-            except Exception:  # incomplete workspace: rebuild below
+            except (WorkspaceError, OSError, ValueError):  # incomplete workspace: rebuild below
                 pass
+            else:
+                return {**man["demo_summary"], "reused": True}
     t_start = time.perf_counter()
     workspace.ensure()
     torch.manual_seed(cfg.seed)
@@ -227,6 +226,36 @@ def build_demo(
         demo_summary=summary,
     )
     return summary
+
+
+def analyse_workspace(
+    workspace: Workspace, *, runs: int = 20, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """Precompute what the UI shows: TCAV with significance (``results/tcav.parquet``) and the
+    model and data set registered in the store. Returns a short summary."""
+    from concepts._tcav import run_tcav
+    from store import Actor, Store
+
+    report = run_tcav(workspace, runs=runs, progress=progress)
+    table = report.table
+    ws_model = workspace.model()
+    ds = workspace.dataset()
+    actor = Actor.from_os_user("engineer")
+    store = Store.for_workspace(workspace.root)
+    with store.session():
+        store.register_model(
+            actor, ws_model.model_id, ws_model.architecture, ws_model.weights_sha256,
+            meta={"classes": list(ws_model.classes), "preprocess": ws_model.preprocess.key()},
+        )
+        store.register_dataset(
+            actor, ds.info.name, ds.info.content_hash,
+            splits={s: len(ds.indices(s)) for s in ds.splits},
+            meta={"kind": ds.info.kind, "n": len(ds)},
+        )
+    n_sig = int(table["significant"].sum()) if len(table) else 0
+    out = {"tcav_rows": len(table), "tcav_significant": n_sig}
+    workspace.update_manifest(analysis=out)
+    return out
 
 
 def load_summary(workspace: Workspace) -> dict[str, Any]:

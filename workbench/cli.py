@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -72,8 +73,7 @@ def _summary_table(summary: dict[str, object]) -> Table:
     table.add_row("accuracy, debiased test", pct(summary["test_debiased_accuracy"]))
     table.add_row("worst-group accuracy, debiased test", pct(summary["test_debiased_worst_group_accuracy"]))
     flips = summary.get("flip_rates", {})
-    assert isinstance(flips, dict)
-    for art, fr in flips.items():
+    for art, fr in (flips.items() if isinstance(flips, dict) else []):
         cls = fr["class"]
         table.add_row(f"flip rate: add {art} (to {cls})", f"{pct(fr['add'])} of {fr['add_n']}")
         table.add_row(f"flip rate: remove {art}", f"{pct(fr['remove'])} of {fr['remove_n']}")
@@ -115,7 +115,7 @@ def demo(
     ws = Workspace(workspace)
     with progress_bars(fmt == "table") as progress:
         summary = build_demo(ws, cfg, force=force, progress=progress)
-        if not summary.get("reused"):
+        if not summary.get("reused") or "analysis" not in ws.manifest():
             _post_build(ws, progress)
     if fmt == "json":
         sys.stdout.write(json.dumps(to_jsonable(summary), indent=2) + "\n")
@@ -129,9 +129,11 @@ def demo(
         serve_ui(ws, host=host, port=port, role=role)
 
 
-def _post_build(ws: Workspace, progress: object) -> None:
-    """Analyses the demo precomputes after the model is built (filled in as packages land)."""
-    return None
+def _post_build(ws: Workspace, progress: Callable[[str, int, int], None]) -> None:
+    """Analyses the demo precomputes after the model is built (TCAV, store registration)."""
+    from workbench._demo import analyse_workspace
+
+    analyse_workspace(ws, progress=progress)
 
 
 @app.command()
