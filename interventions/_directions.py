@@ -1,0 +1,359 @@
+"""Concept directions for interventions, and artifact insertion twins for any images.
+
+The default mask direction is the pattern CAV (the class-mean difference between the concept's
+positive and negative examples, on the bank's label-balanced sets, as TCAV uses it); ``twin``
+is the exact mean of the per-pair differences of counterfactual twins. The absent level ``mu0``
+is the mean projection of the concept-absent examples, the present level ``mu1`` that of the
+present ones. On DermSynth the twin direction removes more of the ink shortcut but also more
+melanoma evidence (inked melanomas end below plain ones); the pattern CAV balances the two
+better (figures in ``docs/interventions.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from concepts import (
+    ARTIFACTS,
+    ActivationCache,
+    ClassifierModel,
+    ConceptError,
+    Workspace,
+    extract_activations,
+)
+from concepts._bank import Concept, ConceptBank, ExampleSet
+from concepts._cav import PROBES, CAVTrainer
+from interventions._spec import ConceptDirection, InterventionError
+
+__all__ = [
+    "DIRECTION_METHODS",
+    "ConceptLibrary",
+    "direction_from_examples",
+    "insert_artifact",
+    "random_direction",
+    "twin_direction_from_images",
+]
+
+#: How a direction can be computed: paired twins, or one of the CAV probes.
+DIRECTION_METHODS: tuple[str, ...] = ("twin", *PROBES)
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float32).reshape(len(a), -1)
+
+
+def direction_from_examples(
+    concept: str,
+    layer: str,
+    model_id: str,
+    present: np.ndarray,
+    absent: np.ndarray,
+    *,
+    method: str = "pattern",
+    concept_id: str | None = None,
+    random_state: int = 0,
+) -> ConceptDirection:
+    """A concept direction from activations of concept-present and concept-absent examples.
+
+    Parameters
+    ----------
+    concept, layer, model_id
+        What the activations are.
+    present, absent
+        Activations ``(N, ...)``; for ``method="twin"`` row ``i`` of both is one
+        counterfactual pair (same image with and without the concept).
+    method
+        ``twin`` (mean pair difference), or a CAV probe: ``pattern`` (class-mean difference),
+        ``ridge``, ``logistic``, ``sgd``.
+    concept_id
+        Versioned id (default ``concept``).
+    random_state
+        Seed of the probe's balanced split.
+
+    Returns
+    -------
+    ConceptDirection
+        Unit vector, ``mu0`` = mean projection of ``absent``, ``mu1`` = of ``present``.
+    """
+    if method not in DIRECTION_METHODS:
+        raise InterventionError(
+            f"unknown direction method {method!r}; use one of {', '.join(DIRECTION_METHODS)}"
+        )
+    P, A = _flat(present), _flat(absent)
+    if P.shape[1] != A.shape[1]:
+        raise InterventionError(f"present and absent activations differ in width ({P.shape[1]} vs {A.shape[1]})")
+    X = np.concatenate([P, A])
+    y = np.concatenate([np.ones(len(P), int), np.zeros(len(A), int)])
+    try:
+        trainer = CAVTrainer("pattern" if method == "twin" else method, random_state=random_state).fit(X, y)
+    except ConceptError as exc:
+        raise InterventionError(f"concept {concept!r}: {exc}") from exc
+    if method == "twin":
+        if P.shape != A.shape:
+            raise InterventionError(
+                f"twin directions need paired examples; got {len(P)} present and {len(A)} absent"
+            )
+        diff = (P.astype(np.float64) - A.astype(np.float64)).mean(axis=0)
+        norm = float(np.linalg.norm(diff))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise InterventionError(f"concept {concept!r}: the twins do not differ at layer {layer!r}")
+        vec = (diff / norm).astype(np.float32)
+        accuracy = float(np.mean((P - A) @ vec > 0))  # share of pairs ordered along v
+    else:
+        vec = np.asarray(trainer.vector_, dtype=np.float32)
+        accuracy = float(trainer.accuracy_)
+    return ConceptDirection(
+        concept_id=concept_id or concept,
+        concept=concept,
+        layer=layer,
+        model_id=model_id,
+        vector=vec,
+        mu0=float(np.mean(A @ vec)),
+        mu1=float(np.mean(P @ vec)),
+        method=method,
+        accuracy=accuracy,
+        n_present=len(P),
+        n_absent=len(A),
+    )
+
+
+def random_direction(
+    layer: str, model_id: str, absent: np.ndarray, *, seed: int = 0, present: np.ndarray | None = None,
+    name: str = "random",
+) -> ConceptDirection:
+    """A random unit direction (the control), with levels measured on the given examples."""
+    A = _flat(absent)
+    rng = np.random.default_rng(seed)
+    raw = np.asarray(rng.standard_normal(A.shape[1]), dtype=np.float64)
+    vec = (raw / np.linalg.norm(raw)).astype(np.float32)
+    mu1 = float(np.mean(_flat(present) @ vec)) if present is not None and len(present) else None
+    return ConceptDirection(
+        concept_id=f"{name}@seed{seed}",
+        concept=name,
+        layer=layer,
+        model_id=model_id,
+        vector=vec,
+        mu0=float(np.mean(A @ vec)),
+        mu1=mu1,
+        method="random",
+        n_absent=len(A),
+        n_present=0 if present is None else len(present),
+    )
+
+
+# ---------------------------------------------------------------------------------- insertion twins
+def insert_artifact(
+    images: np.ndarray, artifact: str, *, seed: int = 0, stream_ids: Sequence[int] | np.ndarray | None = None
+) -> np.ndarray:
+    """Twins of any RGB images with ``artifact`` drawn on (DermSynth's ``draw_artifact``).
+
+    Image ``i`` uses the random stream ``(seed, stream_ids[i])`` (default ``(seed, i)``), so
+    the result is reproducible.
+
+    Parameters
+    ----------
+    images
+        ``(N, H, W, 3)`` uint8.
+    artifact
+        One of ``concepts.ARTIFACTS``.
+    seed
+        Seed of the placement, shape and colour of the drawn artifacts.
+    stream_ids
+        One stream id per image (e.g. row numbers, so a subset draws as the whole set).
+    """
+    from concepts._dermsynth import draw_artifact
+
+    if artifact not in ARTIFACTS:
+        raise InterventionError(f"unknown artifact {artifact!r}; valid artifacts are {', '.join(ARTIFACTS)}")
+    arr = np.asarray(images)
+    ids = list(range(len(arr))) if stream_ids is None else [int(i) for i in stream_ids]
+    if len(ids) != len(arr):
+        raise InterventionError(f"{len(ids)} stream ids for {len(arr)} images")
+    out = np.empty_like(arr)
+    for i in range(len(arr)):
+        out[i] = draw_artifact(arr[i], artifact, np.random.default_rng([int(seed), ids[i]]))
+    return out
+
+
+def twin_direction_from_images(
+    model: ClassifierModel,
+    images: np.ndarray,
+    artifact: str,
+    layer: str,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    concept_id: str | None = None,
+) -> ConceptDirection:
+    """Twin-difference direction of an artifact on any images: ``mean(h(twin) - h(original))``.
+
+    The twins are made with :func:`insert_artifact`; ``mu0`` is the mean projection of the
+    originals, ``mu1`` of the twins.
+    """
+    model.check_layer(layer)
+    twins = insert_artifact(images, artifact, seed=seed)
+    h0 = extract_activations(model, np.asarray(images), [layer], batch_size=batch_size)[layer]
+    h1 = extract_activations(model, twins, [layer], batch_size=batch_size)[layer]
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:8]
+    return direction_from_examples(
+        artifact, layer, model.model_id, h1, h0, method="twin",
+        concept_id=concept_id or f"{artifact}@insert-{digest}-s{seed}",
+    )
+
+
+# ---------------------------------------------------------------------------------- library
+class ConceptLibrary:
+    """Concept directions of one model, from the concept bank's example sets.
+
+    A concept's direction at a layer is computed from its positive examples and its explicit
+    negatives (the bank's random pool when it has none); its id is the bank's versioned concept
+    id, which pins the example sets. Activations go through the activation cache when given.
+
+    Parameters
+    ----------
+    model
+        The model.
+    bank
+        The concept bank (``concepts._bank.ConceptBank``).
+    cache
+        Activation cache (None: activations computed in memory).
+    method
+        Default direction method, one of :data:`DIRECTION_METHODS` (``twin`` needs
+        counterfactual-twin example sets).
+    progress
+        Progress callback for activation extraction.
+    """
+
+    def __init__(
+        self,
+        model: ClassifierModel,
+        bank: ConceptBank,
+        *,
+        cache: ActivationCache | None = None,
+        method: str = "pattern",
+        progress: ProgressFn | None = None,
+    ):
+        if method not in DIRECTION_METHODS:
+            raise InterventionError(
+                f"unknown direction method {method!r}; use one of {', '.join(DIRECTION_METHODS)}"
+            )
+        self.model = model
+        self.bank = bank
+        self.cache = cache
+        self.method = method
+        self.progress = progress
+        self._memo: dict[tuple[str, str, str], ConceptDirection] = {}
+
+    @classmethod
+    def for_workspace(
+        cls, workspace: Workspace, model: ClassifierModel | None = None, *, method: str = "pattern",
+        progress: ProgressFn | None = None,
+    ) -> ConceptLibrary:
+        """The workspace's bank (built from its concept sets when missing) and cache."""
+        try:
+            bank = ConceptBank.for_workspace(workspace)
+        except ConceptError as exc:
+            raise InterventionError(str(exc)) from exc
+        return cls(model or workspace.model(), bank, cache=workspace.activation_cache,
+                   method=method, progress=progress)
+
+    @property
+    def concepts(self) -> list[str]:
+        """Concept names of the bank."""
+        return self.bank.names
+
+    def concept(self, key: str) -> Concept:
+        """A bank concept by name, versioned id, or ``name@id``.
+
+        Raises
+        ------
+        InterventionError
+            Unknown concept, or an id that no longer matches the bank (examples changed).
+        """
+        name, _, version = key.partition("@")
+        for c in self.bank:
+            if key == c.id:
+                return c
+        if name not in self.bank:
+            raise InterventionError(
+                f"unknown concept {key!r}; the concept bank has {', '.join(self.concepts) or '(none)'}"
+            )
+        c = self.bank[name]
+        if version and version != c.id:
+            raise InterventionError(
+                f"concept {name!r} is now version {c.id}, not {version} — its examples changed; "
+                "re-create the spec from the current concept"
+            )
+        return c
+
+    def _is_twins(self, c: Concept) -> bool:
+        neg = c.negative
+        if neg is None or len(neg) != len(c.positive):
+            return False
+        if c.twins:
+            return True
+        if c.positive.source != "dataset" or neg.source != "dataset" or neg.dataset != c.positive.dataset:
+            return False
+        ds = self.bank.dataset(c.positive.dataset)
+        if "pair" not in ds.cases.columns or "concept_set" not in ds.cases.columns:
+            return False
+        table = ds.cases.set_index(ds.cases["case_id"].astype(str))
+        p = table.loc[list(c.positive.case_ids)]
+        n = table.loc[list(neg.case_ids)]
+        return bool(
+            np.array_equal(p["pair"].to_numpy(), n["pair"].to_numpy())
+            and np.array_equal(p["concept_set"].to_numpy(), n["concept_set"].to_numpy())
+        )
+
+    def _acts(self, ex: ExampleSet, layer: str) -> np.ndarray:
+        try:
+            iset = self.bank.image_set(ex)
+        except ConceptError as exc:
+            raise InterventionError(str(exc)) from exc
+        if self.cache is not None:
+            return np.asarray(self.cache.get(self.model, layer, iset, progress=self.progress)[layer])
+        return extract_activations(self.model, np.asarray(iset.images), [layer], progress=self.progress)[layer]
+
+    def direction(self, concept: str, layer: str, method: str | None = None) -> ConceptDirection:
+        """The direction of ``concept`` at ``layer`` (memoised).
+
+        Raises
+        ------
+        InterventionError
+            Unknown concept or layer, twins requested for non-twin sets, or too few examples.
+        """
+        c = self.concept(concept)
+        if layer not in self.model.layers:
+            raise InterventionError(
+                f"unknown layer {layer!r}; the model's layers end with {', '.join(self.model.layers[-8:])}"
+            )
+        m = method or self.method
+        if m not in DIRECTION_METHODS:
+            raise InterventionError(
+                f"unknown direction method {m!r}; use one of {', '.join(DIRECTION_METHODS)}"
+            )
+        if m == "twin" and not self._is_twins(c):
+            raise InterventionError(
+                f"concept {c.name!r}: its examples are not counterfactual twins; use method='pattern'"
+            )
+        key = (c.id, layer, m)
+        if key not in self._memo:
+            absent_set = c.negative if c.negative is not None else self.bank.random_pool
+            if absent_set is None:
+                raise InterventionError(
+                    f"concept {c.name!r} has no negative examples and the bank no random pool"
+                )
+            present = self._acts(c.positive, layer)
+            absent = self._acts(absent_set, layer)
+            self._memo[key] = direction_from_examples(
+                c.name, layer, self.model.model_id, present, absent, method=m, concept_id=c.id,
+            )
+        return self._memo[key]
+
+    def directions(self, concepts: Sequence[str], layer: str, method: str | None = None) -> list[ConceptDirection]:
+        return [self.direction(c, layer, method) for c in concepts]

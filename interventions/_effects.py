@@ -1,0 +1,428 @@
+"""Effect of an intervention: before/after metrics, flipped cases, slices and reliance.
+
+:func:`measure_effect` evaluates one split of a data set with and without a spec (through a
+:class:`~interventions.WhatIf` on the cached activations), lists the cases whose prediction
+flips, breaks the metrics down by slice (with/without each artifact, per skin tone), measures
+the counterfactual flip rates of the planted (and targeted) artifacts on twins, and, when a
+concept bank is given, re-runs TCAV of the targeted concepts on the patched model and reports
+their alignment category before and after. :func:`record_effect` writes the result to the
+store (``proposed`` if new, ``applied`` with evidence and metric deltas, ``effect_recorded``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from concepts import (
+    ARTIFACTS,
+    ActivationCache,
+    ClassifierModel,
+    Dataset,
+    ModelError,
+    WorkbenchError,
+)
+from interventions._ops import apply_spec
+from interventions._spec import InterventionError, InterventionSpec
+from interventions._whatif import WhatIf, planted_confounders
+
+__all__ = ["METRIC_KEYS", "EffectReport", "measure_effect", "record_effect", "tcav_reliance"]
+
+ProgressFn = Callable[[str, int, int], None]
+
+#: Headline metrics compared before/after.
+METRIC_KEYS: tuple[str, ...] = (
+    "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc",
+    "worst_group_accuracy", "clean_accuracy",
+)
+
+_SLICE_KEYS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-able copy: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass(frozen=True)
+class EffectReport:
+    """Before/after effect of a spec on one split.
+
+    Attributes
+    ----------
+    split
+        The evaluated split.
+    spec
+        The intervention.
+    before, after
+        Metrics: :data:`METRIC_KEYS`, ``n``, ``worst_group`` and ``flip_rates``
+        (artifact -> share of predictions that change when it is added to twins of the other
+        class).
+    flipped_cases
+        Cases whose predicted class changed: ``case_id``, ``label``, ``before``, ``after``,
+        ``p_before``, ``p_after`` (probability of the positive class).
+    slices
+        Per slice (``column``, ``value``, ``n``): accuracy, balanced accuracy, sensitivity,
+        specificity before and after.
+    reliance
+        ``flip_rates`` (artifact -> before, after, relative reduction, n), ``tcav`` (concept
+        rows before/after) and ``alignment`` (concept -> category before/after), when measured.
+    model_id, dataset, dataset_hash
+        What was evaluated.
+    """
+
+    split: str
+    spec: InterventionSpec
+    before: dict[str, Any]
+    after: dict[str, Any]
+    flipped_cases: list[dict[str, Any]] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    reliance: dict[str, Any] = field(default_factory=dict)
+    model_id: str = ""
+    dataset: str = ""
+    dataset_hash: str = ""
+
+    def deltas(self) -> dict[str, float]:
+        """after - before of every numeric headline metric and flip rate (``flip_rate:<artifact>``)."""
+        out: dict[str, float] = {}
+        for k in METRIC_KEYS:
+            a, b = self.after.get(k), self.before.get(k)
+            if isinstance(a, int | float) and isinstance(b, int | float):
+                out[k] = float(a) - float(b)
+        fa, fb = self.after.get("flip_rates", {}), self.before.get("flip_rates", {})
+        for art, rate in fa.items():
+            if isinstance(rate, float) and isinstance(fb.get(art), float):
+                out[f"flip_rate:{art}"] = rate - fb[art]
+        out["n_flipped"] = float(len(self.flipped_cases))
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"split", "spec", "before", "after", "flipped_cases", ...}`` (JSON-able)."""
+        return _clean({
+            "split": self.split,
+            "spec": self.spec.to_json(),
+            "spec_id": self.spec.spec_id,
+            "description": self.spec.describe(),
+            "model_id": self.model_id,
+            "dataset": self.dataset,
+            "before": self.before,
+            "after": self.after,
+            "deltas": self.deltas(),
+            "n_flipped": len(self.flipped_cases),
+            "flipped_cases": self.flipped_cases,
+            "slices": self.slices,
+            "reliance": self.reliance,
+        })
+
+
+# ---------------------------------------------------------------------------------- slices
+def _slices(
+    wi: WhatIf, dataset: Dataset, idx: np.ndarray, p0: np.ndarray, p1: np.ndarray, min_size: int
+) -> list[dict[str, Any]]:
+    cases = dataset.cases
+    specs: list[tuple[str, str, np.ndarray]] = []
+    for art in dataset.info.artifacts or tuple(a for a in ARTIFACTS if a in cases.columns):
+        if art not in cases.columns:
+            continue
+        flag = cases[art].to_numpy()[idx].astype(bool)
+        specs += [(art, "with", flag), (art, "without", ~flag)]
+    for col in ("skin_tone", "fitzpatrick", "skin_type"):
+        if col in cases.columns:
+            vals = cases[col].astype(str).to_numpy()[idx]
+            specs += [(col, str(v), vals == v) for v in sorted(set(vals))]
+            break
+    out = []
+    for col, val, mask in specs:
+        rows = np.flatnonzero(mask)
+        if len(rows) < min_size:
+            continue
+        mb = wi.metrics(p0, rows)
+        ma = wi.metrics(p1, rows)
+        row: dict[str, Any] = {"column": col, "value": val, "n": len(rows)}
+        for k in _SLICE_KEYS:
+            row[f"{k}_before"] = mb.get(k)
+            row[f"{k}_after"] = ma.get(k)
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------- TCAV
+def _alignment_categories(table: Any, concepts: Sequence[str]) -> dict[str, str]:
+    try:
+        from graph._align import alignment_report
+    except ImportError:  # pragma: no cover - graph always installed with the project
+        return {}
+    try:
+        rep = alignment_report(table)
+    except WorkbenchError:
+        return {}
+    out = {}
+    for c in concepts:
+        try:
+            out[c] = rep.category(c)
+        except WorkbenchError:
+            continue
+    return out
+
+
+def tcav_reliance(
+    model: ClassifierModel,
+    spec: InterventionSpec,
+    bank: Any,
+    dataset: Dataset,
+    split: str,
+    *,
+    cache: ActivationCache,
+    layer: str | None = None,
+    layers: Sequence[str] = (),
+    runs: int = 10,
+    inputs_per_class: int | None = 200,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """TCAV of the spec's concepts before and after the intervention, and their alignment.
+
+    TCAV runs at ``layer`` (default: the deepest of ``layers`` below the intervention layer —
+    else of all the model's layers below it — whose class-logit gradient varies across inputs);
+    gradients flow through the patch, so a mask at ``pool`` changes the class-logit
+    sensitivity seen at ``block15``. Only layers below the patch are used, so the activation
+    cache never sees patched activations.
+
+    Returns
+    -------
+    dict
+        ``{"layer", "runs", "rows": [{concept, class, score_before, score_after,
+        effect_before, effect_after, significant_before, significant_after}],
+        "alignment": {concept: {"before", "after"}}}``.
+    """
+    from concepts._tcav import TCAVSetup, run_tcav
+
+    names = model.layers
+    top = names.index(spec.layer)
+    if layer is not None:
+        if layer not in names or names.index(layer) >= top:
+            raise InterventionError(
+                f"TCAV of the patched model must run below the intervention layer {spec.layer!r}, "
+                f"not at {layer!r}"
+            )
+        candidates = [layer]
+    else:  # deepest first; a layer whose gradient is constant (linear up to the logits) is skipped
+        listed = [lay for lay in layers if lay in names and names.index(lay) < top]
+        candidates = sorted(listed or names[:top], key=names.index, reverse=True)
+        if not candidates:
+            raise InterventionError(f"no layer below {spec.layer!r} to run TCAV at")
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for cls_ in model.classes:
+        rows = dataset.indices(split, label=cls_)
+        if inputs_per_class is not None and len(rows) > inputs_per_class:
+            rows = np.sort(rng.choice(rows, inputs_per_class, replace=False))
+        if len(rows):
+            inputs[cls_] = dataset.image_set(rows, name=f"{dataset.info.name}:{split}:{cls_}")
+    concepts = [c for c in spec.concepts if c in bank]
+    if not concepts:
+        return {"layer": None, "runs": runs, "rows": [], "alignment": {},
+                "note": "the spec's concepts are not in the concept bank"}
+    kw: dict[str, Any] = {"runs": runs, "concepts": concepts, "seed": seed, "save": False, "reuse": False}
+    setup = TCAVSetup(model, bank, inputs, cache, None, tuple(candidates))
+    skipped: list[str] = []
+    for lay in candidates:
+        try:
+            before = run_tcav(setup, [lay], progress=progress, **kw)
+        except ModelError as exc:
+            skipped.append(str(exc))
+            continue
+        layer = lay
+        break
+    else:
+        raise InterventionError("no layer usable for TCAV below the intervention: " + "; ".join(skipped))
+    with apply_spec(model, spec):
+        after = run_tcav(setup, [layer], progress=progress, **kw)
+    b, a = before.table, after.table
+    out_rows: list[dict[str, Any]] = []
+    for (_, rb), (_, ra) in zip(b.iterrows(), a.iterrows(), strict=True):
+        out_rows.append({
+            "concept": rb["concept"], "class": rb["class"],
+            "score_before": rb["score_mean"], "score_after": ra["score_mean"],
+            "effect_before": rb["effect"], "effect_after": ra["effect"],
+            "significant_before": bool(rb["significant"]), "significant_after": bool(ra["significant"]),
+        })
+    cat_b = _alignment_categories(b, concepts)
+    cat_a = _alignment_categories(a, concepts)
+    alignment = {c: {"before": cat_b.get(c), "after": cat_a.get(c)} for c in concepts}
+    return _clean({"layer": layer, "runs": runs, "rows": out_rows, "alignment": alignment})
+
+
+# ---------------------------------------------------------------------------------- measurement
+def measure_effect(
+    model: ClassifierModel,
+    spec: InterventionSpec,
+    dataset: Dataset,
+    split: str,
+    *,
+    cache: ActivationCache | None = None,
+    whatif: WhatIf | None = None,
+    bank: Any = None,
+    tcav_layers: Sequence[str] = (),
+    tcav_runs: int = 10,
+    min_slice: int = 5,
+    progress: ProgressFn | None = None,
+) -> EffectReport:
+    """Before/after effect of ``spec`` on ``split`` of ``dataset``.
+
+    Parameters
+    ----------
+    model, spec
+        The model and the intervention (ids must match).
+    dataset, split
+        What to evaluate (flip rates need DermSynth twins, or draw artifacts on other data).
+    cache
+        Activation cache (activations of the split and of the twins are reused).
+    whatif
+        A prepared :class:`WhatIf` of this split (skips building one).
+    bank
+        Concept bank: when given, TCAV of the spec's concepts is re-run on the patched model.
+    tcav_layers, tcav_runs
+        Candidate TCAV layers (the deepest one below the intervention layer is used) and runs.
+    min_slice
+        Smallest slice reported.
+    progress
+        Progress callback.
+    """
+    spec.check_model(model.model_id, model.layers)
+    planted = planted_confounders(dataset)
+    pairs: list[tuple[str, str | None]] = list(planted)
+    for c in spec.concepts:  # targeted artifacts that are not planted: twins from every class
+        if c in ARTIFACTS and c in dataset.cases.columns and c not in {a for a, _ in pairs}:
+            pairs.append((c, None))
+    wi = whatif or WhatIf.from_dataset(
+        model, dataset, split, spec.layer, cache=cache, spec=spec, twin_artifacts=pairs, progress=progress
+    )
+    before = wi.evaluate(None, flip_rates=False)
+    after = wi.evaluate(spec, flip_rates=False)
+    fr_b, fr_a = wi.flip_rates(None, before.proba), wi.flip_rates(spec, after.proba)
+    before.metrics["flip_rates"] = {k: v["rate"] for k, v in fr_b.items()}
+    after.metrics["flip_rates"] = {k: v["rate"] for k, v in fr_a.items()}
+    classes = model.classes
+    k_pos = 0  # the positive class (melanoma) is the first
+    flipped = []
+    for r in after.flipped:
+        flipped.append({
+            "case_id": wi.case_ids[r],
+            "label": classes[int(wi.labels[r])],
+            "before": classes[int(before.proba[r].argmax())],
+            "after": classes[int(after.proba[r].argmax())],
+            "p_before": float(before.proba[r, k_pos]),
+            "p_after": float(after.proba[r, k_pos]),
+        })
+    flip_summary = {}
+    for art in fr_b:
+        b, a = fr_b[art]["rate"], fr_a[art]["rate"]
+        flip_summary[art] = {
+            "before": b, "after": a, "n": fr_b[art]["n"], "to_class": fr_b[art]["to_class"],
+            "reduction": (b - a) / b if b and math.isfinite(b) and b > 0 else None,
+        }
+    reliance: dict[str, Any] = {"flip_rates": flip_summary}
+    if bank is not None and cache is not None:
+        try:
+            reliance["tcav"] = tcav_reliance(
+                model, spec, bank, dataset, split, cache=cache, layers=tcav_layers, runs=tcav_runs,
+                progress=progress,
+            )
+        except WorkbenchError as exc:
+            reliance["tcav"] = {"error": str(exc)}
+    return EffectReport(
+        split=split,
+        spec=spec,
+        before=_clean(before.metrics),
+        after=_clean(after.metrics),
+        flipped_cases=_clean(flipped),
+        slices=_clean(_slices(wi, dataset, dataset.indices(split), before.proba, after.proba, min_slice)),
+        reliance=_clean(reliance),
+        model_id=model.model_id,
+        dataset=dataset.info.name,
+        dataset_hash=dataset.info.content_hash,
+    )
+
+
+# ---------------------------------------------------------------------------------- store
+def record_effect(
+    report: EffectReport,
+    store: Any,
+    actor: Any,
+    rationale: str,
+    *,
+    model: ClassifierModel | None = None,
+    intervention_id: str | None = None,
+) -> Any:
+    """Record an applied intervention and its measured effect in the store.
+
+    Proposes the intervention first when the store has never seen it (id
+    ``iv-<spec id>``), then appends ``applied`` (spec, rationale, evidence, metric deltas) and
+    ``effect_recorded`` (metrics before/after, reliance). The actor must be a ``store.Actor``
+    whose role may do so (store errors propagate with their message).
+
+    Returns
+    -------
+    store.Event
+        The ``applied`` event.
+    """
+    from store import EventFilter
+
+    iid = intervention_id or f"iv-{report.spec.spec_id}"
+    spec_json = report.spec.to_json()
+    concept = ",".join(report.spec.concepts)
+    weights = model.weights_sha256 if model is not None else None
+    if not store.events(EventFilter(intervention_id=iid, action="proposed"), last=1):
+        if hasattr(actor, "can") and not actor.can("proposed"):
+            raise InterventionError(
+                f"intervention {iid} ({report.spec.describe()}) has not been proposed yet, and the "
+                f"{getattr(actor.role, 'value', actor.role)} role may not propose: a dermatologist "
+                "must propose it first (the same command with --role dermatologist)"
+            )
+        store.record_intervention(
+            actor, spec_json, intervention_id=iid, rationale=rationale,
+            evidence={"description": report.spec.describe()}, model_id=report.model_id,
+            weights_sha_before=weights, dataset_hash=report.dataset_hash or None, concept=concept,
+        )
+    evidence = _clean({
+        "description": report.spec.describe(),
+        "spec_id": report.spec.spec_id,
+        "dataset": report.dataset,
+        "split": report.split,
+        "before": report.before,
+        "after": report.after,
+        "n_flipped": len(report.flipped_cases),
+        "flipped_cases": [c["case_id"] for c in report.flipped_cases][:500],
+        "reliance": report.reliance,
+    })
+    event = store.append_event(
+        actor, "applied", spec=spec_json, rationale=rationale, evidence=evidence,
+        metric_deltas=report.deltas(), model_id=report.model_id, weights_sha_before=weights,
+        weights_sha_after=weights, dataset_hash=report.dataset_hash or None,
+        intervention_id=iid, concept=concept,
+    )
+    flat_b = {k: report.before.get(k) for k in METRIC_KEYS}
+    flat_a = {k: report.after.get(k) for k in METRIC_KEYS}
+    for art, fr in report.reliance.get("flip_rates", {}).items():
+        flat_b[f"flip_rate:{art}"], flat_a[f"flip_rate:{art}"] = fr.get("before"), fr.get("after")
+    store.record_effect(
+        actor, iid, _clean(flat_b), _clean(flat_a), reliance=_clean(report.reliance) or None,
+        rationale=rationale, model_id=report.model_id, weights_sha_before=weights,
+        weights_sha_after=weights, dataset_hash=report.dataset_hash or None,
+    )
+    return event

@@ -1,0 +1,548 @@
+"""Fast what-if: re-score a whole evaluation split after a strength change.
+
+A :class:`WhatIf` holds the split's activations at the intervention layer (from the activation
+cache), the labels, the group flags and, optionally, the activations of counterfactual twins
+for flip rates. :meth:`WhatIf.evaluate` edits the cached activations and runs only the stages
+above the layer (``model.forward_from(layer, h')``): on pooled features that is the linear head
+alone, a few milliseconds for a whole split — fast enough for a UI slider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import rankdata
+from torch import nn
+
+from concepts import (
+    ActivationCache,
+    ClassifierModel,
+    Dataset,
+    DatasetInfo,
+    ImageSet,
+    StagedNet,
+    extract_activations,
+    hash_array,
+)
+from concepts._metrics import classification_metrics
+from interventions._ops import CompiledSpec
+from interventions._spec import InterventionError, InterventionSpec
+
+__all__ = ["TwinActivations", "WhatIf", "WhatIfResult", "make_twins", "planted_confounders"]
+
+ProgressFn = Callable[[str, int, int], None]
+StrengthsOrSpec = InterventionSpec | Mapping[str, float] | None
+
+
+def planted_confounders(dataset: Dataset) -> list[tuple[str, str]]:
+    """``(artifact, class)`` pairs planted in a DermSynth data set (empty for other data)."""
+    extra = dataset.info.extra or {}
+    out = []
+    for c in extra.get("planted_confounders", []) or []:
+        if isinstance(c, Mapping) and "artifact" in c and "cls" in c:
+            out.append((str(c["artifact"]), str(c["cls"])))
+    return out
+
+
+@dataclass(frozen=True)
+class TwinActivations:
+    """Counterfactual twins of some evaluation rows for one artifact.
+
+    Attributes
+    ----------
+    artifact
+        The artifact added.
+    rows
+        Positions (in the evaluation split) of the originals.
+    acts
+        Activations of the twins at the intervention layer, row-aligned with ``rows``.
+    to_class
+        The class the artifact is planted with (the twins come from the other classes), or None.
+    images
+        The twin images (kept only for non-staged models, which need inputs).
+    """
+
+    artifact: str
+    rows: np.ndarray
+    acts: np.ndarray = field(repr=False)
+    to_class: str | None = None
+    images: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class WhatIfResult:
+    """Metrics of one what-if evaluation.
+
+    Attributes
+    ----------
+    metrics
+        ``accuracy``, ``balanced_accuracy``, ``sensitivity``, ``specificity``, ``auc``,
+        ``worst_group_accuracy``, ``worst_group``, ``clean_accuracy``, ``n``, ``flip_rates``
+        (artifact -> share of twin predictions that change).
+    proba
+        Class probabilities ``(N, K)``.
+    flipped
+        Positions whose predicted class differs from the unpatched model's.
+    elapsed_ms
+        Wall time of the evaluation.
+    """
+
+    metrics: dict[str, Any]
+    proba: np.ndarray = field(repr=False)
+    flipped: np.ndarray = field(repr=False)
+    elapsed_ms: float = 0.0
+
+    @property
+    def n_flipped(self) -> int:
+        return len(self.flipped)
+
+
+class WhatIf:
+    """Re-scores cached activations of an evaluation split under intervention specs.
+
+    Parameters
+    ----------
+    model
+        The model (staged networks run only the stages above the layer; other models need
+        ``images`` and run a full forward pass with the layer's output replaced).
+    layer
+        The intervention layer.
+    activations
+        The split's activations at ``layer``, ``(N, ...)``.
+    labels
+        True class indices ``(N,)``.
+    case_ids
+        Case ids (default ``0..N-1`` as strings).
+    groups
+        Artifact -> 0/1 flags ``(N,)`` (worst-group accuracy over diagnosis x each flag; clean
+        accuracy on rows with no flag).
+    twins
+        Counterfactual twins for flip rates.
+    spec
+        A base spec: :meth:`evaluate` then also accepts ``{concept: strength}``.
+    images
+        The split's uint8 images (only for non-staged models).
+    batch_size
+        Rows per forward pass above the layer.
+    num_threads
+        Torch threads while evaluating: ``"auto"`` uses one for feature-vector layers (the
+        head alone: a few small matrix products, which extra threads only slow down on a busy
+        machine) and torch's setting otherwise; None keeps torch's setting.
+    """
+
+    def __init__(
+        self,
+        model: ClassifierModel,
+        layer: str,
+        activations: np.ndarray,
+        labels: np.ndarray,
+        *,
+        case_ids: Sequence[str] | None = None,
+        groups: Mapping[str, np.ndarray] | None = None,
+        twins: Sequence[TwinActivations] = (),
+        spec: InterventionSpec | None = None,
+        images: np.ndarray | None = None,
+        batch_size: int = 2048,
+        num_threads: int | str | None = "auto",
+    ):
+        model.check_layer(layer)
+        self.model = model
+        self.layer = layer
+        self.batch_size = batch_size
+        self._staged = model.module if isinstance(model.module, StagedNet) else None
+        if self._staged is None and images is None:
+            raise InterventionError(
+                f"{model.architecture} is not a staged network: a what-if on it needs the split's images"
+            )
+        self.images = images
+        self.h = torch.from_numpy(np.ascontiguousarray(activations, dtype=np.float32))
+        if num_threads == "auto":  # feature vectors: tiny matmuls, where extra threads only wait
+            num_threads = 1 if self.h.ndim == 2 else None
+        self.num_threads = None if num_threads is None else int(num_threads)
+        n = len(self.h)
+        y = np.asarray(labels, dtype=np.int64)
+        if len(y) != n:
+            raise InterventionError(f"{n} activation rows but {len(y)} labels")
+        self.labels = y
+        self.case_ids = [str(c) for c in (case_ids if case_ids is not None else range(n))]
+        if len(self.case_ids) != n:
+            raise InterventionError(f"{n} activation rows but {len(self.case_ids)} case ids")
+        self.groups = {k: np.asarray(v).astype(bool) for k, v in (groups or {}).items()}
+        for k, v in self.groups.items():
+            if len(v) != n:
+                raise InterventionError(f"group flags {k!r} have {len(v)} rows, not {n}")
+        self.twins = list(twins)
+        self.spec = spec
+        self._dataset = self._memory_dataset()
+        self._fast = _FastMetrics(y, model.classes, self.groups)
+        self.dim = int(self.h[0].numel()) if n else 0
+        if spec is not None:
+            spec.check_model(model.model_id, model.layers, self.dim or None)
+            if spec.layer != layer:
+                raise InterventionError(f"the spec edits {spec.layer!r}, this what-if holds {layer!r}")
+        self._twin_h = [torch.from_numpy(np.ascontiguousarray(t.acts, dtype=np.float32)) for t in self.twins]
+        self._affine = _affine_above(self._staged, layer) if self.h.ndim == 2 else None
+        self._base_logits = self._logits(self.h, None, None)
+        self._twin_logits = [self._logits(th, None, None, twin=i) for i, th in enumerate(self._twin_h)]
+        self.base_proba = _softmax(self._base_logits)
+        self.base_pred = self.base_proba.argmax(axis=1)
+        self._twin_base = [_softmax(t) for t in self._twin_logits]
+
+    # ------------------------------------------------------------ construction from a data set
+    @classmethod
+    def from_dataset(
+        cls,
+        model: ClassifierModel,
+        dataset: Dataset,
+        split: str,
+        layer: str,
+        *,
+        cache: ActivationCache | None = None,
+        spec: InterventionSpec | None = None,
+        group_artifacts: Sequence[str] | None = None,
+        twin_artifacts: Sequence[tuple[str, str | None]] | None = None,
+        twin_seed: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> WhatIf:
+        """A what-if on one split of a data set.
+
+        Parameters
+        ----------
+        group_artifacts
+            Artifacts for the group metrics (default: the planted confounders, else none).
+        twin_artifacts
+            ``(artifact, class)`` pairs for flip rates (default: the planted confounders).
+            Twins are rendered for DermSynth data and drawn with ``draw_artifact`` otherwise.
+        """
+        idx = dataset.indices(split)
+        if len(idx) == 0:
+            raise InterventionError(f"split {split!r} of {dataset.info.name!r} is empty")
+        acts = _split_activations(model, dataset, idx, split, layer, cache, progress)
+        planted = planted_confounders(dataset)
+        arts = list(group_artifacts) if group_artifacts is not None else [a for a, _ in planted]
+        groups = {a: dataset.cases[a].to_numpy()[idx] for a in arts if a in dataset.cases.columns}
+        pairs = list(twin_artifacts) if twin_artifacts is not None else list(planted)
+        staged = isinstance(model.module, StagedNet)
+        twins = [
+            make_twins(model, dataset, idx, art, cls_, layer, cache=cache, seed=twin_seed,
+                       keep_images=not staged, progress=progress)
+            for art, cls_ in pairs
+        ]
+        return cls(
+            model, layer, acts, dataset.labels(idx),
+            case_ids=dataset.cases["case_id"].to_numpy()[idx].tolist(),
+            groups=groups, twins=[t for t in twins if len(t.rows)], spec=spec,
+            images=None if staged else np.asarray(dataset.images[idx]),
+        )
+
+    # ------------------------------------------------------------ core
+    def _memory_dataset(self) -> Dataset:
+        classes = self.model.classes
+        cases = pd.DataFrame({
+            "case_id": self.case_ids,
+            "label": np.asarray(classes, dtype=object)[self.labels],
+            "split": "eval",
+            **{k: v.astype(np.int64) for k, v in self.groups.items()},
+        })
+        info = DatasetInfo(name="whatif", kind="memory", classes=classes, image_size=0,
+                           artifacts=tuple(self.groups))
+        return Dataset(Path("."), info, cases, np.zeros((len(cases), 0, 0, 3), np.uint8))
+
+    def _rows(self, spec: InterventionSpec, base_pred: np.ndarray, case_ids: Sequence[str] | None) -> torch.Tensor | None:
+        kind = spec.scope.kind
+        if kind == "all":
+            return None
+        if kind == "predicted_class":
+            if spec.scope.class_name not in self.model.classes:
+                raise InterventionError(f"scope class {spec.scope.class_name!r} is not one of {list(self.model.classes)}")
+            k = self.model.classes.index(str(spec.scope.class_name))
+            return torch.from_numpy(base_pred == k)
+        return torch.from_numpy(spec.scope.rows(case_ids))
+
+    @torch.inference_mode()
+    def _logits(
+        self, h: torch.Tensor, op: CompiledSpec | None, rows: torch.Tensor | None, twin: int | None = None
+    ) -> torch.Tensor:
+        """Logits of activations ``h`` (the split's, or twin set ``twin``'s) under ``op``."""
+        if op is not None and self._affine is not None:  # affine head: add the edit's effect
+            W, _ = self._affine
+            base = self._base_logits if twin is None else self._twin_logits[twin]
+            return base + op.steps(h, rows) @ (op.projector @ W.T)
+        out = []
+        for i in range(0, len(h), self.batch_size):
+            hb = h[i : i + self.batch_size]
+            if op is not None:
+                hb = op.apply(hb, None if rows is None else rows[i : i + self.batch_size])
+            if self._staged is not None:
+                out.append(self._staged.forward_from(self.layer, hb))
+            else:
+                imgs = self.images if twin is None else self.twins[twin].images
+                assert imgs is not None  # checked in __init__ / make_twins
+                x = self.model.preprocess(np.asarray(imgs[i : i + self.batch_size]))
+                out.append(self.model.forward_from(self.layer, hb, x))
+        if not out:
+            return torch.zeros((0, len(self.model.classes)))
+        return torch.cat(out)
+
+    def _proba(
+        self, h: torch.Tensor, op: CompiledSpec | None, rows: torch.Tensor | None, twin: int | None = None
+    ) -> np.ndarray:
+        return _softmax(self._logits(h, op, rows, twin))
+
+    def resolve(self, spec_or_strengths: StrengthsOrSpec) -> InterventionSpec | None:
+        """The spec an :meth:`evaluate` argument stands for (None: the unpatched model)."""
+        if spec_or_strengths is None:
+            return None
+        if isinstance(spec_or_strengths, InterventionSpec):
+            spec = spec_or_strengths
+            if spec.layer != self.layer:
+                raise InterventionError(f"the spec edits {spec.layer!r}, this what-if holds {self.layer!r}")
+            spec.check_model(self.model.model_id, self.model.layers, self.dim or None)
+            return spec
+        if self.spec is None:
+            raise InterventionError("strengths need a base spec: construct the WhatIf with spec=...")
+        return self.spec.with_strengths(spec_or_strengths)
+
+    @staticmethod
+    def _compile(spec: InterventionSpec | None) -> CompiledSpec | None:
+        return None if spec is None or spec.is_neutral else CompiledSpec(spec)
+
+    def predict_proba(self, spec_or_strengths: StrengthsOrSpec, *, _op: CompiledSpec | None = None) -> np.ndarray:
+        """Probabilities of the split under a spec (None: the unpatched model)."""
+        spec = self.resolve(spec_or_strengths)
+        op = _op or self._compile(spec)
+        if spec is None or op is None:
+            return self.base_proba
+        return self._proba(self.h, op, self._rows(spec, self.base_pred, self.case_ids))
+
+    def flip_rates(
+        self, spec: InterventionSpec | None, proba: np.ndarray | None = None, *, _op: CompiledSpec | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per artifact: share of predictions that change from an original to its twin."""
+        op = _op or self._compile(spec)
+        pred = (proba if proba is not None else self.predict_proba(spec, _op=op)).argmax(axis=1)
+        out: dict[str, dict[str, Any]] = {}
+        for i, t in enumerate(self.twins):
+            if op is None or spec is None:
+                tp = self._twin_base[i]
+            else:
+                ids = [self.case_ids[r] for r in t.rows]
+                rows = self._rows(spec, self._twin_base[i].argmax(1), ids)
+                tp = self._proba(self._twin_h[i], op, rows, twin=i)
+            twin_pred = tp.argmax(axis=1)
+            flipped = twin_pred != pred[t.rows]
+            n_to = None
+            if t.to_class is not None and t.to_class in self.model.classes:
+                k = self.model.classes.index(t.to_class)
+                n_to = int(np.sum(flipped & (twin_pred == k)))
+            out[t.artifact] = {
+                "rate": float(flipped.mean()) if len(flipped) else float("nan"),
+                "n": len(flipped),
+                "n_flipped": int(flipped.sum()),
+                "to_class": t.to_class,
+                "n_to_class": n_to,
+                "case_ids": [self.case_ids[r] for r in t.rows[flipped]],
+            }
+        return out
+
+    def metrics(self, proba: np.ndarray, rows: np.ndarray | None = None) -> dict[str, Any]:
+        """Classification metrics of probabilities (optionally of some rows only)."""
+        idx = np.arange(len(self.labels)) if rows is None else np.asarray(rows)
+        m = classification_metrics(self._dataset, idx, proba[idx], group_artifacts=tuple(self.groups))
+        return m.to_json()
+
+    def evaluate(self, spec_or_strengths: StrengthsOrSpec = None, *, flip_rates: bool = True) -> WhatIfResult:
+        """Metrics of the split under a spec, or under new strengths of the base spec.
+
+        Parameters
+        ----------
+        spec_or_strengths
+            An :class:`InterventionSpec` at this layer, a mapping ``{concept: strength}``
+            (applied to the base spec), or None (the unpatched model).
+        flip_rates
+            Also compute the twins' flip rates (``metrics["flip_rates"]``).
+        """
+        t0 = time.perf_counter()
+        spec = self.resolve(spec_or_strengths)
+        op = self._compile(spec)
+        with _torch_threads(self.num_threads):
+            proba = self.predict_proba(spec, _op=op)
+            metrics = self._fast(proba)
+            if flip_rates:
+                rates = self.flip_rates(spec, proba, _op=op)
+                metrics["flip_rates"] = {k: v["rate"] for k, v in rates.items()}
+        flipped = np.flatnonzero(proba.argmax(axis=1) != self.base_pred)
+        return WhatIfResult(metrics, proba, flipped, 1000.0 * (time.perf_counter() - t0))
+
+
+def _softmax(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits, dim=1).numpy()  # type: ignore[no-any-return]
+
+
+def _affine_above(staged: StagedNet | None, layer: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(W, b)`` when every stage above ``layer`` is linear (Linear, Flatten, Identity, or a
+    Sequential of them) on feature vectors: the logits are then ``W h + b``, so an edit's effect
+    on them is computed without materialising the edited activations."""
+    if staged is None:
+        return None
+    names = staged.stage_names
+    mods: list[nn.Module] = []
+    for name in names[names.index(layer) + 1 :]:
+        m = staged.stages[name]
+        mods.extend(m.children() if isinstance(m, nn.Sequential) else [m])
+    W: torch.Tensor | None = None
+    b: torch.Tensor | None = None
+    for m in mods:
+        if isinstance(m, nn.Flatten | nn.Identity):
+            continue
+        if not isinstance(m, nn.Linear):
+            return None
+        w = m.weight.detach().double()
+        bias = m.bias.detach().double() if m.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        W, b = (w, bias) if W is None or b is None else (w @ W, w @ b + bias)
+    if W is None or b is None:
+        return None
+    return W.float(), b.float()
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------- fast metrics
+class _FastMetrics:
+    """:func:`concepts._metrics.classification_metrics` for fixed labels and groups, vectorised.
+
+    The what-if calls it on every slider move: labels, group masks and class masks are
+    precomputed once, and AUC is the Mann-Whitney statistic (average ranks for ties), so a
+    call is a few numpy operations instead of scikit-learn's input validation. The tests check
+    that it agrees with ``classification_metrics``.
+    """
+
+    def __init__(self, labels: np.ndarray, classes: Sequence[str], groups: Mapping[str, np.ndarray],
+                 min_group_size: int = 5):
+        self.y = np.asarray(labels, dtype=np.int64)
+        self.classes = tuple(classes)
+        self.k = 0  # positive class: the first (melanoma)
+        self.is_pos = self.y == self.k
+        self.n_pos = int(self.is_pos.sum())
+        self.present = [c for c in range(len(self.classes)) if (self.y == c).any()]
+        self.class_masks = [self.y == c for c in self.present]
+        self.groups: list[tuple[str, np.ndarray]] = []
+        clean = np.ones(len(self.y), dtype=bool)
+        for art, flag in groups.items():
+            f = np.asarray(flag).astype(bool)
+            clean &= ~f
+            for ci, cls_ in enumerate(self.classes):
+                for val in (False, True):
+                    g = (self.y == ci) & (f == val)
+                    if g.sum() >= min_group_size:
+                        self.groups.append((f"{cls_} / {'with' if val else 'without'} {art}", g))
+        self.clean = clean if groups and clean.any() else None
+
+    def __call__(self, proba: np.ndarray) -> dict[str, Any]:
+        y, n = self.y, len(self.y)
+        pred = proba.argmax(axis=1)
+        correct = pred == y
+        acc = float(correct.mean()) if n else None
+        if len(self.present) > 1:
+            bacc: float | None = float(np.mean([correct[m].mean() for m in self.class_masks]))
+        else:
+            bacc = acc
+        said = pred == self.k
+        sens = float(said[self.is_pos].mean()) if self.n_pos else None
+        spec = float((~said)[~self.is_pos].mean()) if self.n_pos < n else None
+        auc = None
+        if 0 < self.n_pos < n:
+            ranks = rankdata(proba[:, self.k])
+            n_neg = n - self.n_pos
+            auc = float((ranks[self.is_pos].sum() - self.n_pos * (self.n_pos + 1) / 2) / (self.n_pos * n_neg))
+        worst, worst_name = None, None
+        for name, g in self.groups:
+            a = float(correct[g].mean())
+            if worst is None or a < worst:
+                worst, worst_name = a, name
+        clean = float(correct[self.clean].mean()) if self.clean is not None else None
+        return {
+            "n": n, "accuracy": acc, "balanced_accuracy": bacc, "sensitivity": sens,
+            "specificity": spec, "auc": auc, "worst_group_accuracy": worst, "worst_group": worst_name,
+            "clean_accuracy": clean, "positive_class": self.classes[self.k],
+        }
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _split_activations(
+    model: ClassifierModel, dataset: Dataset, idx: np.ndarray, split: str, layer: str,
+    cache: ActivationCache | None, progress: ProgressFn | None,
+) -> np.ndarray:
+    if cache is not None:
+        iset = dataset.image_set(idx, name=f"{dataset.info.name}:{split}")
+        return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
+    return extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer]
+
+
+def make_twins(
+    model: ClassifierModel,
+    dataset: Dataset,
+    idx: np.ndarray,
+    artifact: str,
+    to_class: str | None,
+    layer: str,
+    *,
+    cache: ActivationCache | None = None,
+    seed: int = 0,
+    keep_images: bool = False,
+    progress: ProgressFn | None = None,
+) -> TwinActivations:
+    """Twins (artifact added) of the rows of ``idx`` that lack ``artifact`` and, when
+    ``to_class`` is given, belong to another class; their activations at ``layer``.
+
+    DermSynth rows are re-rendered (exact counterfactuals); other data get the artifact drawn
+    on with ``draw_artifact`` (stream ``(seed, row)``).
+    """
+    from interventions._directions import insert_artifact
+
+    cases = dataset.cases
+    lacks = (cases[artifact].to_numpy()[idx] == 0) if artifact in cases.columns else np.ones(len(idx), bool)
+    if to_class is not None:
+        lacks &= cases["label"].to_numpy()[idx] != to_class
+    rows = np.flatnonzero(lacks)
+    sel = idx[rows]
+    if len(sel) == 0:
+        return TwinActivations(artifact, rows, np.zeros((0, 1), np.float32), to_class)
+    dermsynth = "render_seed" in cases.columns
+    how = "render" if dermsynth else f"draw-s{seed}"
+    key = hash_array(np.asarray(sel), dataset.info.content_hash, "twins", artifact, how)
+    name = f"{dataset.info.name}:twins:{artifact}"
+    probe = ImageSet(name=name, images=np.zeros((0, 1, 1, 3), np.uint8), key=key)
+    if cache is not None and cache.path(model, layer, probe).is_file() and not keep_images:
+        acts = cache.get(model, layer, probe)[layer]
+        return TwinActivations(artifact, rows, np.asarray(acts), to_class)
+    if dermsynth:
+        from concepts._dermsynth import render_twins
+
+        images = render_twins(dataset, sel, artifact, present=True)
+    else:
+        images = insert_artifact(np.asarray(dataset.images[sel]), artifact, seed=seed, stream_ids=sel)
+    if cache is not None:
+        acts = cache.get(model, layer, ImageSet(name=name, images=images, key=key), progress=progress)[layer]
+    else:
+        acts = extract_activations(model, images, [layer], progress=progress)[layer]
+    return TwinActivations(artifact, rows, np.asarray(acts), to_class, images if keep_images else None)
