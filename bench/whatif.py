@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from concepts import Workspace
-from interventions import ConceptEdit, ConceptLibrary, InterventionSpec, WhatIf, planted_confounders
+from concepts._reliance import planted_confounders
+from interventions import ConceptEdit, ConceptLibrary, InterventionSpec, WhatIf
 
 
 def _latency(fn: Callable[[float], object], repeats: int, seed: int = 0) -> tuple[float, float]:

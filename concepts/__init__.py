@@ -47,7 +47,7 @@ from concepts._models import (
     TinyCNN,
     load_state_dict_safely,
 )
-from concepts._reliance import FlipRate, counterfactual_flip_rate
+from concepts._reliance import FlipRate, counterfactual_flip_rate, planted_confounders
 from concepts._scores import attribution_map, concept_maps, concept_scores
 from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random
 from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
@@ -120,6 +120,7 @@ __all__ = [
     "name_cluster",
     "odds_ratio_ci",
     "parse_confounder",
+    "planted_confounders",
     "read_derm7pt_meta",
     "render_case",
     "render_twins",

@@ -3,7 +3,7 @@ to (or removed from) the very same lesion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,10 +12,22 @@ import numpy as np
 from concepts._dataset import Dataset
 from concepts._errors import DataError
 
-__all__ = ["FlipRate", "counterfactual_flip_rate"]
+__all__ = ["FlipRate", "counterfactual_flip_rate", "planted_confounders"]
 
 #: predict(images uint8 (N,H,W,3)) -> predicted class indices (N,)
 PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+def planted_confounders(dataset: Dataset) -> list[tuple[str, str]]:
+    """``(artifact, class)`` pairs planted in a DermSynth data set (empty for other data).
+
+    This is generator ground truth, for measuring reliance; discovery code must not read it.
+    """
+    out = []
+    for c in (dataset.info.extra or {}).get("planted_confounders", []) or []:
+        if isinstance(c, Mapping) and "artifact" in c and "cls" in c:
+            out.append((str(c["artifact"]), str(c["cls"])))
+    return out
 
 
 @dataclass(frozen=True)

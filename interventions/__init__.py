@@ -47,7 +47,6 @@ from interventions._whatif import (
     WhatIf,
     WhatIfResult,
     make_twins,
-    planted_confounders,
 )
 
 __all__ = [
@@ -85,7 +84,6 @@ __all__ = [
     "make_twins",
     "measure_effect",
     "patch",
-    "planted_confounders",
     "propose_fix",
     "random_direction",
     "record_effect",

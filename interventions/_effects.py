@@ -26,9 +26,10 @@ from concepts import (
     ModelError,
     WorkbenchError,
 )
+from concepts._reliance import planted_confounders
 from interventions._ops import apply_spec
 from interventions._spec import InterventionError, InterventionSpec
-from interventions._whatif import WhatIf, planted_confounders
+from interventions._whatif import WhatIf
 
 __all__ = ["METRIC_KEYS", "EffectReport", "measure_effect", "record_effect", "tcav_reliance"]
 

@@ -33,23 +33,14 @@ from concepts import (
     hash_array,
 )
 from concepts._metrics import classification_metrics
+from concepts._reliance import planted_confounders
 from interventions._ops import CompiledSpec
 from interventions._spec import InterventionError, InterventionSpec
 
-__all__ = ["TwinActivations", "WhatIf", "WhatIfResult", "make_twins", "planted_confounders"]
+__all__ = ["TwinActivations", "WhatIf", "WhatIfResult", "make_twins"]
 
 ProgressFn = Callable[[str, int, int], None]
 StrengthsOrSpec = InterventionSpec | Mapping[str, float] | None
-
-
-def planted_confounders(dataset: Dataset) -> list[tuple[str, str]]:
-    """``(artifact, class)`` pairs planted in a DermSynth data set (empty for other data)."""
-    extra = dataset.info.extra or {}
-    out = []
-    for c in extra.get("planted_confounders", []) or []:
-        if isinstance(c, Mapping) and "artifact" in c and "cls" in c:
-            out.append((str(c["artifact"]), str(c["cls"])))
-    return out
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from concepts import (
 )
 from concepts._dermsynth import DermSynthConfig, generate_dermsynth
 from concepts._metrics import classification_metrics
-from concepts._reliance import counterfactual_flip_rate
+from concepts._reliance import counterfactual_flip_rate, planted_confounders
 
 __all__ = ["DEMO_LAYERS", "DemoConfig", "build_demo", "evaluate_shortcut"]
 
@@ -85,7 +85,7 @@ def evaluate_shortcut(
     Flip rates are measured on ``test_debiased``: *add* uses the cases of the other classes that
     lack the artifact, *remove* the cases that carry it.
     """
-    planted = [(c["artifact"], c["cls"]) for c in dataset.info.extra.get("planted_confounders", [])]
+    planted = planted_confounders(dataset)
     arts = [a for a, _ in planted]
     out: dict[str, Any] = {"planted": [{"artifact": a, "class": c} for a, c in planted]}
     probas = features_proba or {}
