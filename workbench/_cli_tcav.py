@@ -1,0 +1,102 @@
+"""``workbench tcav``: TCAV of the concept bank against random counterparts, with significance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from concepts import Workspace
+from concepts._cav import PROBES
+from concepts._significance import CORRECTIONS, TESTS, SignificanceConfig
+from concepts._tcav import run_tcav
+from workbench._console import cli_errors, err_console, print_frame, progress_bars
+
+__all__ = ["JSON_COLUMNS", "tcav_command"]
+
+#: Columns printed by ``--format json|csv`` (``table`` prints a shorter selection).
+JSON_COLUMNS: tuple[str, ...] = (
+    "concept", "group", "class", "layer", "score_mean", "score_std", "random_mean", "effect",
+    "p_value", "p_adjusted", "cav_accuracy", "stability", "probe_cosine", "confounded",
+    "significant", "unstable", "verdict",
+)
+_TABLE_COLUMNS: tuple[str, ...] = (
+    "concept", "class", "layer", "score_mean", "random_mean", "effect", "p_adjusted",
+    "cav_accuracy", "stability", "significant", "verdict",
+)
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+@cli_errors
+def tcav_command(
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
+    ] = Path("workspace"),
+    layers: Annotated[
+        list[str] | None,
+        typer.Option("--layers", "-l", help="Layers to analyse (repeatable or comma-separated; default: the workspace's)."),
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", "-r", min=2, help="Random counterparts per concept (R).")] = 20,
+    probe: Annotated[str, typer.Option("--probe", "-p", help=f"CAV probe: {', '.join(PROBES)}.")] = "pattern",
+    stability_probe: Annotated[
+        str, typer.Option(help="Second probe whose conclusions must agree ('auto', a probe, or 'none').")
+    ] = "auto",
+    concept: Annotated[
+        list[str] | None, typer.Option("--concept", "-c", help="Only these concepts (repeatable).")
+    ] = None,
+    counterpart: Annotated[
+        str | None,
+        typer.Option(help="Train CAVs against 'random' counterparts or the explicit 'negative' sets (twins)."),
+    ] = None,
+    split: Annotated[list[str] | None, typer.Option(help="Split(s) the class inputs come from.")] = None,
+    test: Annotated[str, typer.Option(help=f"Significance test: {', '.join(TESTS)}.")] = "welch",
+    correction: Annotated[str, typer.Option(help=f"Multiple-testing correction: {', '.join(CORRECTIONS)}.")] = "holm",
+    alpha: Annotated[float, typer.Option(help="Level of the corrected test.")] = 0.05,
+    target: Annotated[str, typer.Option(help="Differentiate the class 'logit' or the 'centered_logit'.")] = "logit",
+    seed: Annotated[int, typer.Option(help="Seed of the random sets and CAV splits.")] = 0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
+    all_columns: Annotated[bool, typer.Option("--all-columns", help="Print every column of the result table.")] = False,
+) -> None:
+    """TCAV per (concept, class, layer) against R random counterparts, Welch test, Holm correction.
+
+    Results are saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and
+    reused when nothing changed.
+    """
+    if fmt not in ("table", "json", "csv"):
+        raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")
+    sig = SignificanceConfig(alpha=alpha, test=test, correction=correction)
+    splits = _split_list(split) or ["val"]
+    with progress_bars(fmt == "table") as progress:
+        report = run_tcav(
+            Workspace(workspace),
+            _split_list(layers),
+            runs=runs,
+            probe=probe,
+            stability_probe=None if stability_probe == "none" else stability_probe,
+            concepts=_split_list(concept),
+            counterpart=counterpart,
+            split=splits[0] if len(splits) == 1 else splits,
+            significance=sig,
+            target=target,
+            seed=seed,
+            progress=progress,
+        )
+    table = report.table
+    cols = list(table.columns) if all_columns else list(JSON_COLUMNS if fmt != "table" else _TABLE_COLUMNS)
+    print_frame(table[cols], fmt, title=f"TCAV ({report.settings['probe']} probe, R = {runs}, {sig.test}, {sig.correction})")
+    for w in report.warnings:  # stderr: keeps json/csv on stdout clean
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if fmt == "table":
+        n_sig = int(table["significant"].sum())
+        err_console.print(
+            f"{n_sig} significant of {len(table)} (concept, class, layer) tests; "
+            f"{int(table['unstable'].sum())} unstable across probes. Saved to {Workspace(workspace).results_dir / 'tcav.parquet'}",
+            highlight=False,
+        )

@@ -1,0 +1,147 @@
+"""Case explorer: filter cases, then one case's image, prediction, concept scores, concept map,
+attribution, its checklist score (ground truth and model-implied) and a per-case what-if."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from workbench._ui_concepts import attribution, case_concept_scores, case_table, concept_map
+from workbench._ui_figures import heat_overlay, reliance_bar
+from workbench._ui_interventions import (
+    EvalSplits,
+    build_spec,
+    concept_library,
+    evaluate,
+    whatif,
+    whatif_ready,
+)
+from workbench._ui_science import tcav_table
+from workbench._ui_state import PageContext, dataset, guard, progress_bar, run_page, workspace
+
+
+def _filters(cases: pd.DataFrame, arts: list[str]) -> pd.DataFrame:
+    c1, c2, c3, c4 = st.columns(4)
+    classes = sorted(cases["label"].unique().tolist())
+    cls = c1.multiselect("Class", classes, default=classes, key="cx_class")
+    outcome = c2.segmented_control("Prediction", ["all", "correct", "incorrect"], default="all",
+                                   key="cx_outcome")
+    art = c3.multiselect("Artifacts present", arts, key="cx_arts",
+                         help="cases that carry every selected artifact")
+    tones = sorted(cases["skin_tone"].unique().tolist()) if "skin_tone" in cases else []
+    tone = c4.multiselect("Skin tone", tones, key="cx_tone") if tones else []
+    out = cases[cases["label"].isin(cls)]
+    if outcome == "correct":
+        out = out[out["correct"]]
+    elif outcome == "incorrect":
+        out = out[~out["correct"]]
+    for a in art:
+        out = out[out[a] == 1]
+    if tone:
+        out = out[out["skin_tone"].isin(tone)]
+    return out
+
+
+def _what_if(ws: Any, split: str, layer: str, case: pd.Series, concepts: list[str]) -> None:
+    st.markdown("**What if** — change one concept and see this case's prediction")
+    a, b, c = st.columns([2, 1, 2])
+    concept = a.selectbox("Concept", concepts, key="cx_wi_concept",
+                          index=concepts.index("ink") if "ink" in concepts else 0)
+    op = b.radio("Operation", ["mask", "amplify"], key="cx_wi_op", horizontal=True)
+    hi, default = (1.0, 1.0) if op == "mask" else (5.0, 2.0)
+    strength = c.slider("Strength", 0.0, hi, default, 0.05, key=f"cx_wi_s_{op}")
+    spec = build_spec(ws, layer, [(concept, str(op), float(strength))])
+    wi = whatif(ws, split, layer)
+    pos = wi.case_ids.index(str(case["case_id"]))
+    res = evaluate(ws, split, layer, spec)
+    classes = wi.model.classes
+    before, after = wi.base_proba[pos], res.proba[pos]
+    cols = st.columns(len(classes))
+    for col, k in zip(cols, range(len(classes)), strict=True):
+        col.metric(f"p({classes[k]})", f"{after[k]:.2f}", f"{after[k] - before[k]:+.2f}",
+                   help=f"before: {before[k]:.2f}")
+    new = classes[int(after.argmax())]
+    if new != classes[int(before.argmax())]:
+        st.warning(f"The prediction flips to **{new}** ({spec.describe() if spec else ''}).")
+    else:
+        st.caption(f"The prediction stays **{new}**.")
+
+
+def body(ctx: PageContext) -> None:
+    ws = workspace()
+    layers = ws.layers()
+    split_names = [s for s, _ in EvalSplits]
+    labels = dict(EvalSplits)
+    split = st.selectbox("Split", split_names, format_func=lambda s: labels.get(s, s), key="cx_split")
+    pred_layer = layers[-1] if layers else concept_library(ws).model.layers[-2]
+    if not whatif_ready(ws, split, pred_layer):
+        with progress_bar("Preparing predictions (first time only)") as progress:
+            whatif(ws, split, pred_layer, progress=progress)
+    cases = case_table(ws, split, pred_layer)
+    arts = [c for c in ("ruler", "ink", "hair", "dark_corner", "patch", "gel_bubble") if c in cases]
+    shown = _filters(cases, arts)
+    st.caption(f"{len(shown)} of {len(cases)} cases · accuracy on these "
+               f"{100 * shown['correct'].mean():.1f}%" if len(shown) else "No case matches the filters.")
+    event = st.dataframe(
+        shown.drop(columns=["row", *arts]), hide_index=True, width="stretch", height=260,
+        on_select="rerun", selection_mode="single-row", key="cx_table",
+    )
+    sel = event.selection.rows if event is not None else []  # type: ignore[union-attr]
+    if not len(shown):
+        return
+    case = shown.iloc[sel[0]] if sel else shown.iloc[0]
+    if not sel:
+        st.caption("Select a row to inspect another case.")
+
+    st.subheader(f"Case {case['case_id']}")
+    left, mid, right = st.columns(3)
+    row = int(case["row"])
+    image = dataset(ws).images[row]
+    left.image(image, caption=f"truth {case['label']} · predicted {case['predicted']}", width="stretch")
+    tcav = tcav_table(ws)
+    tc_layers = sorted(tcav["layer"].unique().tolist())
+    concepts = sorted(tcav["concept"].unique().tolist())
+    cm_concept = mid.selectbox("Concept map of", concepts, key="cx_map_concept",
+                               index=concepts.index("ink") if "ink" in concepts else 0)
+    cm_layer = mid.selectbox("at layer", tc_layers, index=len(tc_layers) - 1, key="cx_map_layer")
+    with mid, guard("Concept map"):
+        st.image(heat_overlay(image, concept_map(ws, cm_concept, cm_layer, row)),
+                 caption=f"where the model sees {cm_concept}", width="stretch")
+    with right, guard("Attribution"):
+        method = st.selectbox("Attribution", ["gradcam", "integrated_gradients"], key="cx_attr")
+        heat = attribution(ws, row, str(case["predicted"]), method)
+        st.image(heat_overlay(image, heat, signed=False), caption=f"{method} for {case['predicted']}",
+                 width="stretch")
+
+    c1, c2 = st.columns(2)
+    with c1, guard("Concept scores"):
+        scores, implied = case_concept_scores(ws, split, cm_layer, row)
+        st.plotly_chart(
+            reliance_bar(scores, x="concept", y="score", color="group",
+                         title=f"Concept scores (signed distance to each CAV hyperplane, {cm_layer})"),
+            width="stretch", key="cx_scores",
+        )
+    with c2, guard("Checklist"):
+        st.markdown("**7-point checklist**")
+        truth = case.get("seven_point_score")
+        m1, m2 = st.columns(2)
+        m1.metric("Ground truth score", "—" if truth is None or pd.isna(truth) else f"{int(truth)}",
+                  help="from the case's annotated criteria")
+        if implied:
+            m2.metric("Model-implied score", f"{float(implied['score_expected']):.1f}",
+                      help=f"expected score from the concept scores; thresholded "
+                           f"{implied.get('score_thresholded')}, P(score ≥ 3) {float(implied.get('p_rule', 0)):.2f}")
+            st.caption("Criteria the model sees: " + (", ".join(implied.get("present", [])) or "none"))
+        else:
+            m2.metric("Model-implied score", "—", help="needs concept scores of all seven criteria")
+    with guard("What-if"):
+        _what_if(ws, split, pred_layer, case, concept_library(ws).concepts)
+
+
+run_page(
+    "Case explorer",
+    body,
+    "One case at a time: what the model predicts, which concepts it sees where, and what would change it.",
+)

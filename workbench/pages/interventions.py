@@ -1,0 +1,234 @@
+"""Interventions: mask/amplify concepts with live before/after metrics; save with a rationale;
+the list of applied interventions with revert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from store import Action
+from workbench._ui_figures import metrics_compare_bar, reliance_bar
+from workbench._ui_history import active_interventions
+from workbench._ui_interventions import (
+    METRIC_KEYS,
+    PRESET_KEY,
+    EvalSplits,
+    build_spec,
+    concept_library,
+    evaluate,
+    flipped_table,
+    is_proposed,
+    revert_intervention,
+    save_intervention,
+    whatif,
+    whatif_ready,
+)
+from workbench._ui_state import PageContext, guard, progress_bar, run_page, store_events, workspace
+
+_LABELS = {
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "auc": "AUC",
+    "worst_group_accuracy": "Worst-group accuracy",
+    "clean_accuracy": "Accuracy without artifacts",
+}
+_SHOWN = ("accuracy", "balanced_accuracy", "sensitivity", "worst_group_accuracy")
+
+def _pct(v: Any) -> str:
+    try:
+        return f"{100 * float(v):.1f}%"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _delta(after: Any, before: Any) -> str | None:
+    try:
+        d = 100 * (float(after) - float(before))
+    except (TypeError, ValueError):
+        return None
+    return None if abs(d) < 0.05 else f"{d:+.1f} pts"
+
+
+def _controls(ws: Any, concepts: list[str]) -> tuple[str, list[tuple[str, str, float]]]:
+    layers = ws.layers() or [concept_library(ws).model.layers[-2]]
+    layer = st.selectbox(
+        "Intervention layer", layers, index=len(layers) - 1, key="iv_layer",
+        help="The layer whose activations are edited (pooled features by default: fastest).",
+    )
+    preset = st.session_state.pop(PRESET_KEY, None)
+    if preset:
+        st.session_state["iv_concepts"] = [c for c in preset if c in concepts]
+    chosen: list[str] = st.multiselect(
+        "Concepts to change", concepts, key="iv_concepts",
+        placeholder="pick a confounder to mask, or a criterion to amplify",
+    )
+    edits: list[tuple[str, str, float]] = []
+    for c in chosen:
+        a, b = st.columns([1, 3])
+        op = a.radio(c, ["mask", "amplify"], key=f"iv_op_{c}", horizontal=True)
+        if op == "mask":
+            s = b.slider(f"mask strength: {c}", 0.0, 1.0, 1.0, 0.05, key=f"iv_s_mask_{c}",
+                         help="1 moves the concept to its 'absent' level; 0 leaves the model unchanged")
+        else:
+            s = b.slider(f"amplify factor: {c}", 0.0, 5.0, 2.0, 0.1, key=f"iv_s_amplify_{c}",
+                         help="scales the concept around its 'absent' level; 1 leaves it unchanged")
+        edits.append((c, str(op), float(s)))
+    return str(layer), edits
+
+
+@st.fragment
+def what_if(ctx: PageContext) -> None:
+    """Controls and live before/after metrics (a fragment: a slider reruns only this part)."""
+    with guard("What-if"):
+        _what_if(ctx)
+
+
+def _what_if(ctx: PageContext) -> None:
+    ws = workspace()
+    lib = concept_library(ws)
+    layer, edits = _controls(ws, lib.concepts)
+    for split, label in EvalSplits:
+        if not whatif_ready(ws, split, layer):
+            with progress_bar(f"Preparing the {label} split (first time only)") as progress:
+                whatif(ws, split, layer, progress=progress)
+    spec = build_spec(ws, layer, edits)
+    results = {}
+    for split, label in EvalSplits:
+        before = evaluate(ws, split, layer, None)
+        after = evaluate(ws, split, layer, spec)
+        results[split] = (before, after)
+        st.markdown(f"**{label.capitalize()}** · {before.metrics.get('n', '?')} cases"
+                    + (f" · {after.n_flipped} predictions change" if spec is not None else ""))
+        cols = st.columns(len(_SHOWN))
+        for col, k in zip(cols, _SHOWN, strict=True):
+            col.metric(_LABELS[k], _pct(after.metrics.get(k)),
+                       _delta(after.metrics.get(k), before.metrics.get(k)),
+                       help=f"before: {_pct(before.metrics.get(k))}")
+    if spec is None:
+        st.info("Choose concepts above to see what the model would do without (or with more of) them.")
+        return
+    st.caption(f"Intervention: {spec.describe()} · spec {spec.spec_id}")
+
+    main_split, main_label = EvalSplits[0]
+    before, after = results[main_split]
+    left, right = st.columns(2)
+    left.plotly_chart(
+        metrics_compare_bar({k: before.metrics.get(k) for k in METRIC_KEYS},
+                            {k: after.metrics.get(k) for k in METRIC_KEYS},
+                            title=f"Metrics, {main_label}"),
+        width="stretch", key="iv_metrics_fig",
+    )
+    fb, fa = before.metrics.get("flip_rates") or {}, after.metrics.get("flip_rates") or {}
+    if fb:
+        rel = pd.DataFrame(
+            [{"artifact": a, "when": w, "flip rate": v}
+             for a in fb for w, v in (("before", fb[a]), ("after", fa.get(a)))]
+        )
+        right.plotly_chart(
+            reliance_bar(rel, x="artifact", y="flip rate", color="when",
+                         title="Reliance: predictions that flip when the artifact is added"),
+            width="stretch", key="iv_reliance_fig",
+        )
+    flips = flipped_table(ws, main_split, layer, after)
+    with st.expander(f"Flipped cases ({len(flips)}, {main_label})", expanded=bool(len(flips)) and len(flips) <= 20):
+        st.dataframe(flips, hide_index=True, width="stretch")
+
+    _save_form(ctx, ws, spec)
+
+
+def _save_form(ctx: PageContext, ws: Any, spec: Any) -> None:
+    if ctx.read_only:
+        return
+    # only an engineer (who may apply but not propose) needs to know whether a dermatologist
+    # already proposed this exact spec
+    may_propose = ctx.can(Action.PROPOSED)
+    if not ctx.can(Action.APPLIED) or (not may_propose and not is_proposed(ws, spec)):
+        st.info(
+            "Only a dermatologist can propose a new intervention; as an engineer you can apply "
+            "specs a dermatologist proposed (same concepts, operations and strengths)."
+        )
+        return
+    with st.form("iv_save_form", clear_on_submit=False):
+        st.markdown("**Save this intervention**")
+        rationale = st.text_area(
+            "Rationale (required)", key="iv_rationale",
+            placeholder="e.g. Ink markings are clinically irrelevant; the model uses them as a melanoma shortcut.",
+        )
+        rerun = st.checkbox("Also re-run TCAV of the changed concepts on the patched model (slower)",
+                            key="iv_rerun_tcav")
+        submitted = st.form_submit_button("Save intervention", type="primary", icon=":material/save:")
+    if submitted:
+        if not rationale.strip():
+            st.error("Write a rationale first: say why this change is clinically right.")
+            return
+        status = st.status("Measuring and recording the effect…", expanded=True)
+        with status, guard("Saving"):
+            bar = st.progress(0.0, text="measuring")
+
+            def progress(stage: str, done: int, total: int) -> None:
+                bar.progress(min(1.0, done / max(total, 1)), text=stage)
+
+            try:
+                event, _report = save_intervention(ws, ctx.actor, spec, rationale,
+                                                   rerun_tcav=rerun, progress=progress)
+            except Exception:
+                status.update(label="Not saved", state="error")
+                raise
+            status.update(label=f"Saved as {event.intervention_id} (event #{event.seq})",
+                          state="complete")
+            st.session_state["iv_saved"] = f"Saved {spec.describe()} as {event.intervention_id}."
+            st.rerun(scope="app")
+
+
+def _applied_list(ctx: PageContext) -> None:
+    ws = workspace()
+    st.subheader("Applied interventions")
+    msg = st.session_state.pop("iv_saved", None)
+    if msg:
+        st.success(msg, icon=":material/check_circle:")
+    active = active_interventions(store_events(ws))
+    if not active:
+        st.info("No intervention is applied.")
+        return
+    for a in active:
+        deltas = a.metric_deltas or {}
+        with st.expander(f"{a.intervention_id} · {a.concept or ''} · by {a.applied_by}", expanded=False):
+            st.markdown(f"“{a.rationale}” — {a.applied_at[:16].replace('T', ' ')} UTC")
+            if deltas:
+                st.dataframe(
+                    pd.DataFrame([{"metric": k, "change": v} for k, v in deltas.items()]),
+                    hide_index=True, width="stretch",
+                    column_config={"change": st.column_config.NumberColumn(format="%+.3f")},
+                )
+            if ctx.can(Action.REVERTED):
+                with st.form(f"iv_revert_{a.intervention_id}"):
+                    why = st.text_input("Why revert? (required)", key=f"iv_revert_why_{a.intervention_id}")
+                    if st.form_submit_button("Revert", icon=":material/undo:"):
+                        if not why.strip():
+                            st.error("Give a reason for reverting.")
+                        else:
+                            with guard("Reverting"):
+                                revert_intervention(ws, ctx.actor, a.intervention_id, why, a.concept)
+                                st.session_state["iv_saved"] = f"Reverted {a.intervention_id}."
+                                st.rerun()
+
+
+def body(ctx: PageContext) -> None:
+    if ctx.read_only:
+        st.info("Read-only: you can explore what-ifs, but not save or revert interventions.",
+                icon=":material/visibility:")
+    what_if(ctx)
+    with guard("Applied interventions"):
+        _applied_list(ctx)
+
+
+run_page(
+    "Interventions",
+    body,
+    "Remove (mask) or strengthen (amplify) a concept in the model's feature space and see the "
+    "effect on every case at once.",
+)
