@@ -1,0 +1,519 @@
+"""The concept bank: named concepts with their example sets, persisted in the workspace.
+
+A :class:`Concept` has a name, a group (``criterion`` for the 7-point checklist, ``artifact``,
+``custom``), a description, a positive :class:`ExampleSet` and optionally an explicit negative
+set ("concept absent"). Its CAVs are trained against random counterparts (default) or against
+the explicit negatives (``counterpart="negative"``).
+
+Example sets either point at rows of a data set (by case id, pinned to the data set's content
+hash) or hold an image array stored next to the bank (``<bank dir>/arrays/<sha>.npy``). A concept's
+id hashes its name, group, example keys and counterpart: changing a concept's examples changes
+its id, so CAVs cached under the old id are never reused.
+
+The bank file is ``<workspace>/concepts/bank.json``; each save that changes the content bumps
+its ``revision``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from concepts._concept import (
+    CONCEPT_DESCRIPTIONS,
+    CONFOUNDING_TOLERANCE,
+    GROUPS,
+    Concept,
+    ExampleSet,
+    default_group,
+    label_confounding,
+)
+from concepts._dataset import ARTIFACTS, CRITERIA, Dataset, ImageSet, hash_array
+from concepts._errors import ConceptError, DataError
+
+__all__ = [
+    "CONCEPT_DESCRIPTIONS",
+    "GROUPS",
+    "Concept",
+    "ConceptBank",
+    "ExampleSet",
+    "label_confounding",
+]
+
+
+# --------------------------------------------------------------------------- the bank
+class ConceptBank:
+    """An ordered collection of :class:`Concept` plus the pool random counterparts are drawn from.
+
+    Parameters
+    ----------
+    concepts
+        Initial concepts.
+    random_pool
+        Example set that random counterparts are drawn from (``None``: none yet).
+    root
+        Bank directory (``<workspace>/concepts``); image arrays are stored under ``root/arrays``.
+        ``None`` keeps arrays in memory until :meth:`save` is given a path.
+    datasets_dir
+        Where data sets referenced by name are loaded from (``<workspace>/datasets``).
+    """
+
+    FILE = "bank.json"
+
+    def __init__(
+        self,
+        concepts: Iterable[Concept] = (),
+        *,
+        random_pool: ExampleSet | None = None,
+        root: str | Path | None = None,
+        datasets_dir: str | Path | None = None,
+    ):
+        self._concepts: dict[str, Concept] = {}
+        for c in concepts:
+            self.add(c)
+        self.random_pool = random_pool
+        self.root = Path(root) if root is not None else None
+        self.datasets_dir = Path(datasets_dir) if datasets_dir is not None else None
+        self.revision = 0
+        self._datasets: dict[str, Dataset] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    # ---------------------------------------------------------------- collection
+    def __iter__(self) -> Iterator[Concept]:
+        return iter(self._concepts.values())
+
+    def __len__(self) -> int:
+        return len(self._concepts)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._concepts
+
+    def __getitem__(self, name: str) -> Concept:
+        try:
+            return self._concepts[name]
+        except KeyError:
+            raise ConceptError(
+                f"no concept {name!r} in the bank; known: {', '.join(self._concepts) or '(none)'}"
+            ) from None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._concepts)
+
+    def add(self, concept: Concept, *, replace: bool = False) -> Concept:
+        """Add a concept; an existing name needs ``replace=True`` (its id then changes)."""
+        if concept.name in self._concepts and not replace:
+            raise ConceptError(
+                f"concept {concept.name!r} already exists — pass replace=True to change its examples"
+            )
+        self._concepts[concept.name] = concept
+        return concept
+
+    def remove(self, name: str) -> Concept:
+        """Remove and return a concept."""
+        c = self[name]
+        del self._concepts[name]
+        return c
+
+    def register_dataset(self, dataset: Dataset) -> None:
+        """Make a loaded data set resolvable by name (no reload from disk)."""
+        self._datasets[dataset.info.name] = dataset
+
+    # ---------------------------------------------------------------- adding
+    def add_from_cases(
+        self,
+        name: str,
+        group: str,
+        description: str,
+        dataset: Dataset,
+        positive_case_ids: Sequence[str],
+        negative_case_ids: Sequence[str] | None = None,
+        *,
+        counterpart: str | None = None,
+        replace: bool = False,
+    ) -> Concept:
+        """A concept from cases of a data set (e.g. a cluster a human has named).
+
+        ``counterpart`` defaults to ``"negative"`` when negatives are given, else ``"random"``.
+        """
+        self.register_dataset(dataset)
+        pos = ExampleSet.from_cases(dataset, positive_case_ids)
+        neg = ExampleSet.from_cases(dataset, negative_case_ids) if negative_case_ids is not None else None
+        cp = counterpart or ("negative" if neg is not None else "random")
+        return self.add(Concept(name, group, description, pos, neg, cp, origin="cases"), replace=replace)
+
+    def add_from_images(
+        self,
+        name: str,
+        group: str,
+        description: str,
+        images: np.ndarray,
+        negative_images: np.ndarray | None = None,
+        *,
+        counterpart: str | None = None,
+        replace: bool = False,
+    ) -> Concept:
+        """A concept from uint8 image arrays ``(N, H, W, 3)`` (stored with the bank)."""
+        pos = self._store_array(images)
+        neg = self._store_array(negative_images) if negative_images is not None else None
+        cp = counterpart or ("negative" if neg is not None else "random")
+        return self.add(Concept(name, group, description, pos, neg, cp, origin="images"), replace=replace)
+
+    def add_from_column(
+        self,
+        dataset: Dataset,
+        column: str,
+        *,
+        name: str | None = None,
+        group: str | None = None,
+        description: str | None = None,
+        split: str | None = "train",
+        max_per_class: int = 100,
+        counterpart: str = "random",
+        seed: int = 0,
+        replace: bool = False,
+    ) -> Concept:
+        """A concept from an annotated 0/1 column, balanced across the classes.
+
+        Within every class the same number of positive (column = 1) and negative (column = 0)
+        cases is drawn (at most ``max_per_class`` each), so the positive and negative sets have
+        the same class mix and the CAV cannot learn the label instead of the concept. Classes
+        are also equalised where every class has enough positives.
+        """
+        if column not in dataset.cases.columns:
+            raise ConceptError(f"data set {dataset.info.name!r} has no column {column!r}")
+        self.register_dataset(dataset)
+        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
+        labels = dataset.labels(idx)
+        flag = dataset.cases[column].to_numpy()[idx].astype(int)
+        rng = np.random.default_rng(seed)
+        per_class = []
+        for k in range(len(dataset.classes)):
+            pk = idx[(labels == k) & (flag == 1)]
+            nk = idx[(labels == k) & (flag == 0)]
+            per_class.append((pk, nk, min(len(pk), len(nk), max_per_class)))
+        counts = [n for _, _, n in per_class]
+        equal = min(counts)
+        use_equal = equal >= 10  # enough in every class: equalise the classes too
+        pos_rows: list[np.ndarray] = []
+        neg_rows: list[np.ndarray] = []
+        for pk, nk, n in per_class:
+            take = equal if use_equal else n
+            pos_rows.append(rng.choice(pk, take, replace=False) if take else pk[:0])
+            neg_rows.append(rng.choice(nk, take, replace=False) if take else nk[:0])
+        pos = np.sort(np.concatenate(pos_rows))
+        neg = np.sort(np.concatenate(neg_rows))
+        if len(pos) < 10:
+            raise ConceptError(
+                f"column {column!r}: only {len(pos)} class-matched positive/negative pairs in split "
+                f"{split!r} — a CAV needs at least 10; annotate more cases or use another split"
+            )
+        cname = name or column
+        concept = Concept(
+            cname, group or default_group(column), description or CONCEPT_DESCRIPTIONS.get(column, column),
+            ExampleSet.from_rows(dataset, pos), ExampleSet.from_rows(dataset, neg),
+            counterpart, origin="column",
+        )
+        return self.add(concept, replace=replace)
+
+    def set_random_pool_from_dataset(
+        self, dataset: Dataset, *, split: str | None = "train", size: int = 500, seed: int = 0
+    ) -> ExampleSet:
+        """Use up to ``size`` cases of ``dataset``, balanced across classes, as the random pool."""
+        self.register_dataset(dataset)
+        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
+        labels = dataset.labels(idx)
+        rng = np.random.default_rng(seed)
+        k = len(dataset.classes)
+        per = max(1, size // k)
+        rows = [rng.permutation(idx[labels == c])[:per] for c in range(k)]
+        self.random_pool = ExampleSet.from_rows(dataset, np.sort(np.concatenate(rows)))
+        return self.random_pool
+
+    # ---------------------------------------------------------------- default banks
+    @classmethod
+    def from_concept_sets(
+        cls,
+        dataset: Dataset,
+        *,
+        counterpart: str = "random",
+        root: str | Path | None = None,
+        datasets_dir: str | Path | None = None,
+    ) -> ConceptBank:
+        """The default bank from a DermSynth concept-sets data set (``kind`` ``dermsynth-concepts``).
+
+        Every ``concept_set`` other than ``random`` becomes a concept (positives: polarity
+        ``positive``; explicit negatives: polarity ``negative``); the ``random`` rows become the
+        random pool. Negatives whose ``pair`` column matches the positives' are marked as
+        counterfactual twins (kept together in held-out splits).
+        """
+        cases = dataset.cases
+        for col in ("concept_set", "polarity"):
+            if col not in cases.columns:
+                raise DataError(
+                    f"{dataset.info.name!r} is not a concept-sets data set (no {col!r} column)"
+                )
+        bank = cls(root=root, datasets_dir=datasets_dir)
+        bank.register_dataset(dataset)
+        sets = cases["concept_set"].astype(str).to_numpy()
+        pol = cases["polarity"].astype(str).to_numpy()
+        order = [c for c in (*CRITERIA, *ARTIFACTS) if c in set(sets)]
+        order += [s for s in dict.fromkeys(sets.tolist()) if s not in order and s != "random"]
+        for name in order:
+            pos = np.flatnonzero((sets == name) & (pol == "positive"))
+            neg = np.flatnonzero((sets == name) & (pol == "negative"))
+            if len(pos) == 0:
+                continue
+            group = default_group(name)
+            twins = False
+            if "pair" in cases.columns and len(pos) == len(neg):
+                pairs = cases["pair"].to_numpy()
+                twins = bool(np.array_equal(pairs[pos], pairs[neg]) and (pairs[pos] >= 0).all())
+            bank.add(Concept(
+                name, group, CONCEPT_DESCRIPTIONS.get(name, name),
+                ExampleSet.from_rows(dataset, pos),
+                ExampleSet.from_rows(dataset, neg) if len(neg) else None,
+                counterpart if len(neg) else "random",
+                twins=twins,
+                origin="concept-sets",
+            ))
+        rnd = np.flatnonzero(sets == "random")
+        if len(rnd):
+            bank.random_pool = ExampleSet.from_rows(dataset, rnd)
+        return bank
+
+    @classmethod
+    def from_columns(
+        cls,
+        dataset: Dataset,
+        columns: Sequence[str] | None = None,
+        *,
+        split: str | None = "train",
+        max_per_class: int = 100,
+        pool_size: int = 500,
+        seed: int = 0,
+        root: str | Path | None = None,
+        datasets_dir: str | Path | None = None,
+    ) -> ConceptBank:
+        """A bank from annotated 0/1 columns of any data set (balanced across classes).
+
+        Columns with too few class-matched examples are skipped. The random pool is drawn from
+        the same split, balanced across classes.
+        """
+        bank = cls(root=root, datasets_dir=datasets_dir)
+        cols = list(columns) if columns is not None else [*dataset.info.concepts, *dataset.info.artifacts]
+        for i, col in enumerate(cols):
+            try:
+                bank.add_from_column(dataset, col, split=split, max_per_class=max_per_class, seed=seed + i)
+            except ConceptError:
+                if columns is not None:
+                    raise
+        bank.set_random_pool_from_dataset(dataset, split=split, size=pool_size, seed=seed)
+        return bank
+
+    # ---------------------------------------------------------------- resolving
+    def dataset(self, name: str) -> Dataset:
+        """A referenced data set (registered, or loaded from ``datasets_dir``)."""
+        if name not in self._datasets:
+            if self.datasets_dir is None:
+                raise ConceptError(
+                    f"the bank references data set {name!r} but does not know where data sets live "
+                    "— load it with ConceptBank.load(path, datasets_dir=...) or register_dataset()"
+                )
+            self._datasets[name] = Dataset.load(self.datasets_dir / name)
+        return self._datasets[name]
+
+    def _rows(self, ex: ExampleSet) -> tuple[Dataset, np.ndarray]:
+        ds = self.dataset(ex.dataset)
+        if ex.dataset_hash and ds.info.content_hash and ex.dataset_hash != ds.info.content_hash:
+            raise ConceptError(
+                f"data set {ex.dataset!r} changed since this example set was made — rebuild the "
+                "concept (its examples may no longer exist)"
+            )
+        pos = pd.Series(np.arange(len(ds.cases)), index=ds.cases["case_id"].astype(str))
+        return ds, pos.loc[list(ex.case_ids)].to_numpy()
+
+    def image_set(self, ex: ExampleSet, name: str = "") -> ImageSet:
+        """The images of an example set, keyed for the activation cache."""
+        if ex.source == "dataset":
+            ds, rows = self._rows(ex)
+            return ds.image_set(rows, name=name or f"{ex.dataset}:{ex.key[:8]}")
+        arr = self._load_array(ex)
+        return ImageSet(name=name or f"array:{ex.key[:8]}", images=arr, key=ex.key)
+
+    def labels(self, ex: ExampleSet) -> np.ndarray | None:
+        """Class indices of the examples (``None`` for image arrays, which carry no labels)."""
+        if ex.source != "dataset":
+            return None
+        ds, rows = self._rows(ex)
+        return ds.labels(rows)
+
+    def n_classes(self) -> int:
+        """Number of classes of the referenced data sets (2 when unknown)."""
+        for ex in self._example_sets():
+            if ex.source == "dataset":
+                return len(self.dataset(ex.dataset).classes)
+        return 2
+
+    def _example_sets(self) -> Iterator[ExampleSet]:
+        for c in self:
+            yield c.positive
+            if c.negative is not None:
+                yield c.negative
+        if self.random_pool is not None:
+            yield self.random_pool
+
+    def confounding(self, concept: Concept) -> float | None:
+        """Class-share difference between the concept's positives and what its CAVs train against."""
+        pos = self.labels(concept.positive)
+        other = concept.negative if concept.counterpart == "negative" else self.random_pool
+        neg = self.labels(other) if other is not None else None
+        return label_confounding(pos, neg, self.n_classes())
+
+    def check_balance(self, concept: Concept, tolerance: float = CONFOUNDING_TOLERANCE) -> str | None:
+        """A warning when the concept's example sets are confounded with the label, else ``None``."""
+        if concept.twins:
+            return None
+        diff = self.confounding(concept)
+        if diff is None or diff <= tolerance:
+            return None
+        return (
+            f"concept {concept.name!r}: its positive examples and its {concept.negative_name} "
+            f"counterpart differ in class share by {diff:.2f} — the CAV may encode the label "
+            "instead of the concept; rebuild it balanced across classes (add_from_column) or "
+            "from counterfactual twins"
+        )
+
+    # ---------------------------------------------------------------- arrays
+    def _store_array(self, images: np.ndarray) -> ExampleSet:
+        arr = np.ascontiguousarray(np.asarray(images, dtype=np.uint8))
+        if arr.ndim != 4 or arr.shape[-1] != 3:
+            raise ConceptError(f"example images must be (N, H, W, 3) uint8, got shape {arr.shape}")
+        key = hash_array(arr)[:32]
+        fname = f"{key}.npy"
+        self._arrays[fname] = arr
+        if self.root is not None:
+            self._write_array(self.root, fname, arr)
+        return ExampleSet("array", key, len(arr), array=fname)
+
+    @staticmethod
+    def _write_array(root: Path, fname: str, arr: np.ndarray) -> None:
+        p = root / "arrays" / fname
+        if p.is_file():
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=p.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, p)
+
+    def _load_array(self, ex: ExampleSet) -> np.ndarray:
+        if ex.array in self._arrays:
+            return self._arrays[ex.array]
+        if self.root is None or not (self.root / "arrays" / ex.array).is_file():
+            raise ConceptError(f"the images of example set {ex.key[:8]} are missing — re-add the concept")
+        arr = np.load(self.root / "arrays" / ex.array)
+        self._arrays[ex.array] = arr
+        return arr  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- persistence
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "concept-bank/1",
+            "revision": self.revision,
+            "concepts": [c.to_json() for c in self],
+            "random_pool": self.random_pool.to_json() if self.random_pool is not None else None,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write ``bank.json`` (atomic) and any in-memory arrays; bumps ``revision`` on change."""
+        if path is not None:
+            p = Path(path)
+            if p.suffix != ".json":
+                p = p / self.FILE
+            self.root = p.parent
+        elif self.root is not None:
+            p = self.root / self.FILE
+        else:
+            raise ConceptError("the bank has no directory — pass a path to save()")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        for fname, arr in self._arrays.items():
+            self._write_array(p.parent, fname, arr)
+        old: dict[str, Any] = {}
+        if p.is_file():
+            try:
+                old = json.loads(p.read_text())
+            except json.JSONDecodeError:
+                old = {}
+        body = self.to_json()
+        strip = {k: v for k, v in body.items() if k != "revision"}
+        if {k: v for k, v in old.items() if k != "revision"} != strip:
+            self.revision = int(old.get("revision", self.revision)) + 1
+        body["revision"] = self.revision
+        fd, tmp = tempfile.mkstemp(prefix=".bank-", suffix=".json", dir=p.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=1)
+        os.replace(tmp, p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path, *, datasets_dir: str | Path | None = None) -> ConceptBank:
+        """Read a bank saved by :meth:`save` (``path``: the file or its directory)."""
+        p = Path(path)
+        if p.is_dir() or p.suffix != ".json":
+            p = p / cls.FILE
+        if not p.is_file():
+            raise ConceptError(f"no concept bank at {p} — build one with ConceptBank.from_concept_sets")
+        try:
+            d = json.loads(p.read_text())
+            concepts = [Concept.from_json(c) for c in d.get("concepts", [])]
+            pool = ExampleSet.from_json(d["random_pool"]) if d.get("random_pool") else None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ConceptError(f"{p} is corrupt ({exc}) — delete it to rebuild the default bank") from exc
+        bank = cls(concepts, random_pool=pool, root=p.parent, datasets_dir=datasets_dir)
+        bank.revision = int(d.get("revision", 0))
+        return bank
+
+    @classmethod
+    def for_workspace(cls, workspace: Any, *, rebuild: bool = False) -> ConceptBank:
+        """The workspace's bank: ``concepts/bank.json``, or the default bank built and saved.
+
+        The default comes from the workspace's DermSynth concept sets when it has them, else
+        from the annotated columns of its active data set.
+        """
+        root = Path(workspace.concepts_dir)
+        ddir = Path(workspace.datasets_dir)
+        if (root / cls.FILE).is_file() and not rebuild:
+            return cls.load(root, datasets_dir=ddir)
+        sets = workspace.concept_sets()
+        if sets is not None:
+            bank = cls.from_concept_sets(sets, root=root, datasets_dir=ddir)
+            if bank.random_pool is None:
+                bank.set_random_pool_from_dataset(workspace.dataset())
+        else:
+            bank = cls.from_columns(workspace.dataset(), root=root, datasets_dir=ddir)
+        if len(bank) == 0:
+            raise ConceptError(
+                f"no concepts could be built for {workspace.root}: the data set has no annotated "
+                "concept columns — add concepts with ConceptBank.add_from_cases/add_from_images"
+            )
+        bank.save()
+        return bank
+
+    def with_counterpart(self, counterpart: str) -> ConceptBank:
+        """A copy whose concepts with explicit negatives all train against ``counterpart``."""
+        out = ConceptBank(
+            [replace(c, counterpart=counterpart) if c.negative is not None else c for c in self],
+            random_pool=self.random_pool, root=self.root, datasets_dir=self.datasets_dir,
+        )
+        out._datasets = dict(self._datasets)
+        out._arrays = dict(self._arrays)
+        return out

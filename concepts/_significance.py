@@ -1,0 +1,128 @@
+"""Significance of TCAV scores against random counterparts, and multiple-testing correction.
+
+For each (concept, class, layer) the R TCAV scores of the concept's CAVs (one per random
+counterpart) are compared with the R scores of random-vs-random CAVs (the baseline) by a
+two-sided Welch t-test (or Mann-Whitney U). The p-values of all concepts x classes x layers are
+corrected together (Holm by default, Benjamini-Hochberg as an option). A concept counts as
+relied on only if the corrected p is below ``alpha``, its CAVs beat chance and the random CAVs in
+held-out accuracy, and the conclusion does not flip with the probe.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from concepts._errors import ConceptError
+
+__all__ = [
+    "CORRECTIONS",
+    "TESTS",
+    "SignificanceConfig",
+    "adjust_pvalues",
+    "benjamini_hochberg",
+    "compare_to_random",
+    "direction",
+    "holm",
+]
+
+TESTS: tuple[str, ...] = ("welch", "mannwhitney")
+CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
+
+
+@dataclass(frozen=True)
+class SignificanceConfig:
+    """Settings of the significance test.
+
+    Parameters
+    ----------
+    alpha
+        Level of the corrected test.
+    test
+        ``welch`` (two-sided Welch t-test) or ``mannwhitney`` (two-sided Mann-Whitney U).
+    correction
+        ``holm`` (family-wise), ``bh`` (Benjamini-Hochberg FDR) or ``none``.
+    min_accuracy
+        Held-out CAV accuracy a concept must reach to beat chance.
+    accuracy_margin
+        How far the concept's CAV accuracy must exceed the random CAVs' mean accuracy.
+    """
+
+    alpha: float = 0.05
+    test: str = "welch"
+    correction: str = "holm"
+    min_accuracy: float = 0.6
+    accuracy_margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.test not in TESTS:
+            raise ConceptError(f"unknown test {self.test!r}; choose one of {list(TESTS)}")
+        if self.correction not in CORRECTIONS:
+            raise ConceptError(f"unknown correction {self.correction!r}; choose one of {list(CORRECTIONS)}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ConceptError(f"alpha must lie in (0, 1), got {self.alpha}")
+
+
+def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "welch") -> float:
+    """Two-sided p-value of ``scores`` (concept CAVs) against ``baseline`` (random CAVs).
+
+    Degenerate samples (no variance in either) give p = 1 when the means agree and p = 0 when
+    they differ.
+    """
+    a = np.asarray(scores, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ConceptError("a significance test needs at least 2 runs (set runs >= 2)")
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else 0.0
+    if test not in TESTS:
+        raise ConceptError(f"unknown test {test!r}; choose one of {list(TESTS)}")
+    with warnings.catch_warnings():  # near-constant samples (all-0/all-1 scores) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if test == "welch":
+            p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        else:
+            p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return 1.0 if not np.isfinite(p) else p
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    pv = np.asarray(p, dtype=np.float64)
+    m = len(pv)
+    if m == 0:
+        return pv.copy()
+    order = np.argsort(pv, kind="stable")
+    adj = np.maximum.accumulate((m - np.arange(m)) * pv[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (``scipy.stats.false_discovery_control``)."""
+    pv = np.asarray(p, dtype=np.float64)
+    if len(pv) == 0:
+        return pv.copy()
+    return np.asarray(stats.false_discovery_control(pv, method="bh"), dtype=np.float64)
+
+
+def adjust_pvalues(p: np.ndarray, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values: ``holm``, ``bh`` or ``none``."""
+    if method == "holm":
+        return holm(p)
+    if method == "bh":
+        return benjamini_hochberg(p)
+    if method == "none":
+        return np.asarray(p, dtype=np.float64).copy()
+    raise ConceptError(f"unknown correction {method!r}; choose one of {list(CORRECTIONS)}")
+
+
+def direction(significant: bool, effect: float) -> str:
+    """``positive`` / ``negative`` for significant results, else ``none``."""
+    if not significant or not np.isfinite(effect) or effect == 0:
+        return "none"
+    return "positive" if effect > 0 else "negative"
