@@ -28,32 +28,18 @@ WorkspaceOpt = Annotated[
 
 
 def _register_subapps() -> None:
-    import importlib
+    from workbench import _cli_confounders, _cli_interventions
+    from workbench._cli_audit import audit_app
+    from workbench._cli_graph import graph_app
+    from workbench._cli_import import import_app
+    from workbench._cli_tcav import tcav_command
 
-    for mod, attr, name, help_ in _SUBAPPS:
-        try:
-            sub = getattr(importlib.import_module(mod), attr)
-        except ImportError:  # TEMP while packages land
-            continue
-        app.add_typer(sub, name=name, help=help_)
-    for mod in _REGISTRARS:
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:  # TEMP while packages land
-            continue
-        if hasattr(m, "register"):
-            m.register(app)
-        elif hasattr(m, "tcav_command"):
-            app.command("tcav")(m.tcav_command)
-
-
-_REGISTRARS = ["workbench._cli_tcav", "workbench._cli_confounders", "workbench._cli_interventions"]
-
-_SUBAPPS = [
-    ("workbench._cli_audit", "audit_app", "audit", "Verify, export and report the intervention history."),
-    ("workbench._cli_graph", "graph_app", "graph", "7-point-checklist knowledge graph and alignment."),
-    ("workbench._cli_import", "import_app", "import", "Import a data set (folder + CSV, ISIC)."),
-]
+    app.command("tcav")(tcav_command)
+    _cli_confounders.register(app)
+    _cli_interventions.register(app)
+    app.add_typer(audit_app, name="audit", help="Verify, export and report the intervention history.")
+    app.add_typer(graph_app, name="graph", help="7-point-checklist knowledge graph and alignment.")
+    app.add_typer(import_app, name="import", help="Import a data set (folder + CSV, ISIC, derm7pt, sub-folders).")
 
 
 def _summary_table(summary: dict[str, object]) -> Table:
