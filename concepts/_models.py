@@ -66,7 +66,8 @@ class Preprocessing:
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[-1] != 3:
             raise ModelError(f"expected images of shape (N, H, W, 3), got {arr.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+        # a copy: the input may be a read-only memmap (torch warns on non-writable arrays)
+        x = torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = nn.functional.interpolate(
                 x, size=(self.size, self.size), mode="bilinear", align_corners=False
