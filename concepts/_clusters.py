@@ -60,6 +60,7 @@ from concepts._cooccurrence_stats import (
     two_by_two_test,
 )
 from concepts._errors import DataError
+from concepts._metrics import finite_or_none as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from concepts._dataset import Dataset
@@ -584,9 +585,3 @@ def name_cluster(
     return concept
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None

@@ -11,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from concepts._dataset import Dataset
 
-__all__ = ["ClassificationMetrics", "classification_metrics"]
+__all__ = ["ClassificationMetrics", "classification_metrics", "finite_or_none"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,16 @@ class ClassificationMetrics:
         return asdict(self)
 
 
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
+def finite_or_none(v: Any) -> float | None:
+    """``float(v)`` when it is a finite number, else ``None`` (JSON-safe evidence values)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+_nan_to_none = finite_or_none
 
 
 def classification_metrics(

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from concepts import DataError
+from concepts._metrics import finite_or_none as _num
 from graph._model import ClinicalGraph, Expectation
 from graph._schema import py_scalar
 
@@ -149,14 +150,6 @@ class AlignmentReport:
             if f.concept == concept:
                 return f.category
         raise DataError(f"{concept!r} is not in the alignment report")
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _validate_tcav(tcav: pd.DataFrame) -> pd.DataFrame:

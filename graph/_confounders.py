@@ -47,6 +47,7 @@ from concepts._cooccurrence import (
     Correction,
     attribute_class_table,
 )
+from concepts._metrics import finite_or_none as _num
 from graph._model import ClinicalGraph
 
 __all__ = [
@@ -112,14 +113,6 @@ def _read_tcav(tcav: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
     if "group" not in df.columns:
         df["group"] = ""
     return df
-
-
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 # ====================================================================== pieces of the score
