@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from concepts import DataError, Workspace, WorkspaceError
-from workbench._console import cli_errors, err_console, print_frame, progress_bars
+from workbench._console import WorkspaceOpt, cli_errors, err_console, print_frame, progress_bars
 
 __all__ = [
     "CLUSTERS_FILE",
@@ -75,9 +75,6 @@ class Negatives(StrEnum):
     random = "random"
 
 
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
-]
 FmtOpt = Annotated[Fmt, typer.Option("--format", help="table, json or csv.")]
 
 _REPORT_TABLE_COLUMNS = [

@@ -8,7 +8,6 @@ code 1.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
@@ -24,10 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from concepts._dataset import Dataset
-from concepts._errors import DataError, WorkbenchError
+from concepts._errors import DataError
 from concepts._importers import import_class_folders, import_folder
 from concepts._isic import import_isic
-from workbench._console import console, err_console
+from workbench._console import WorkspaceOpt, cli_errors, console, err_console
 
 __all__ = ["dataset_summary", "import_app"]
 
@@ -42,9 +41,6 @@ R = TypeVar("R")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
-]
 NameOpt = Annotated[
     str, typer.Option("--name", "-n", help="Data-set name: written to <workspace>/datasets/<name>/.")
 ]
@@ -119,23 +115,6 @@ def _image_progress(enabled: bool) -> Iterator[Callable[[int, int], None]]:
             bar["progress"].stop()
 
 
-def _one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """The workbench's own errors -> ``error: <message>`` as one line on stderr, exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except WorkbenchError as exc:
-            typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted — nothing was written", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
 def dataset_summary(ds: Dataset) -> dict[str, Any]:
     """JSON-able summary of a data set: sizes, cases per class and split, columns.
 
@@ -207,7 +186,7 @@ def _print_summary(ds: Dataset, fmt: str) -> None:
 
 
 @import_app.command("folder")
-@_one_line_errors
+@cli_errors
 def folder(
     csv_file: Annotated[Path, typer.Argument(help="CSV with one row per case.", show_default=False)],
     name: NameOpt,
@@ -269,7 +248,7 @@ def folder(
 
 
 @import_app.command("isic")
-@_one_line_errors
+@cli_errors
 def isic(
     gt_csv: Annotated[
         Path, typer.Argument(help="Ground-truth CSV: image id + one-hot diagnosis columns.", show_default=False)
@@ -325,7 +304,7 @@ def isic(
 
 
 @import_app.command("subfolders")
-@_one_line_errors
+@cli_errors
 def subfolders(
     root: Annotated[
         Path, typer.Argument(help="Folder of <class>/ (or <split>/<class>/) image folders.", show_default=False)
@@ -361,7 +340,7 @@ def subfolders(
 
 
 @import_app.command("derm7pt")
-@_one_line_errors
+@cli_errors
 def derm7pt(
     root: Annotated[
         Path,

@@ -35,13 +35,10 @@ from interventions import (
     record_effect,
     select_few_shot,
 )
-from workbench._console import cli_errors, console, progress_bars, to_jsonable
+from workbench._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
 
 __all__ = ["apply", "fix", "intervene", "predict", "register"]
 
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
-]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
 
 

@@ -8,7 +8,8 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -19,7 +20,20 @@ from rich.table import Table
 
 from concepts import WorkbenchError
 
-__all__ = ["cli_errors", "console", "err_console", "print_frame", "progress_bars", "to_jsonable"]
+__all__ = [
+    "WorkspaceOpt",
+    "cli_errors",
+    "console",
+    "err_console",
+    "print_frame",
+    "progress_bars",
+    "to_jsonable",
+]
+
+#: The ``--workspace`` option every command shares.
+WorkspaceOpt = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -47,7 +61,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except _user_error_types() as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            message = " ".join(str(exc).split())  # one line, whatever the exception holds
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from concepts import Workspace
-from workbench._console import cli_errors, console, progress_bars, to_jsonable
+from workbench._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
 
 app = typer.Typer(
     name="workbench",
@@ -22,9 +22,6 @@ app = typer.Typer(
     add_completion=False,
 )
 
-WorkspaceOpt = Annotated[
-    Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
-]
 
 
 def _register_subapps() -> None:
