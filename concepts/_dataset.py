@@ -34,6 +34,7 @@ __all__ = [
     "DatasetInfo",
     "ImageSet",
     "hash_array",
+    "swap_in_directory",
 ]
 
 #: The seven 7-point-checklist criteria, named as derm7pt's columns (binary presence of the
@@ -50,6 +51,22 @@ CRITERIA: tuple[str, ...] = (
 
 #: Artifacts known to confound dermoscopy classifiers (0/1 columns).
 ARTIFACTS: tuple[str, ...] = ("ruler", "ink", "hair", "dark_corner", "patch", "gel_bubble")
+
+
+def swap_in_directory(tmp: Path, target: Path) -> None:
+    """Move the complete directory ``tmp`` to ``target``, replacing an existing ``target``.
+
+    Readers never see a half-written ``target``: the old one is renamed aside, the new one
+    renamed in, then the old one removed.
+    """
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
 
 
 def hash_array(arr: np.ndarray, *extra: str) -> str:
@@ -176,14 +193,7 @@ class Dataset:
             np.save(tmp / "images.npy", images)
             cases.to_parquet(tmp / "cases.parquet", index=False)
             (tmp / "dataset.json").write_text(json.dumps(info.to_json(), indent=2))
-            if r.exists():
-                old = r.with_name(f".{r.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                r.rename(old)
-                tmp.rename(r)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(r)
+            swap_in_directory(tmp, r)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

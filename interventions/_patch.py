@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from concepts import ClassifierModel, StagedNet, WorkbenchError
+from concepts._dataset import swap_in_directory
 from interventions._ops import CompiledSpec, activation_dim, apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 
@@ -150,14 +151,7 @@ class PatchedModel(nn.Module):
                 "files": files,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            if out.exists():
-                old = out.with_name(f".{out.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out)
+            swap_in_directory(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
