@@ -40,11 +40,16 @@ from concepts._importers import import_class_folders, import_folder
 from concepts._isic import import_isic
 from concepts._metrics import ClassificationMetrics, classification_metrics
 from concepts._models import (
+    ARCHITECTURE_GROUP,
     BUILTIN_ARCHITECTURES,
+    PROGRAM_ARCHITECTURE,
     ClassifierModel,
     Preprocessing,
     StagedNet,
     TinyCNN,
+    architecture_names,
+    check_architecture_name,
+    check_factory_kwargs,
     load_state_dict_safely,
 )
 from concepts._reliance import FlipRate, counterfactual_flip_rate, planted_confounders
@@ -55,12 +60,14 @@ from concepts._training import fit_linear_head, set_linear_head, train_end_to_en
 from concepts._workspace import Workspace
 
 __all__ = [
+    "ARCHITECTURE_GROUP",
     "ARTIFACTS",
     "BUILTIN_ARCHITECTURES",
     "CAV",
     "CRITERIA",
     "DERM7PT_LABELS",
     "PROBES",
+    "PROGRAM_ARCHITECTURE",
     "ActivationCache",
     "CAVTrainer",
     "ClassificationMetrics",
@@ -91,10 +98,13 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "adjust_pvalues",
+    "architecture_names",
     "attribute_class_table",
     "attribute_pair_table",
     "attribution_map",
     "cav_cosine",
+    "check_architecture_name",
+    "check_factory_kwargs",
     "classification_metrics",
     "cluster_activations",
     "cluster_dataset",
