@@ -56,8 +56,15 @@ from concepts._reliance import FlipRate, counterfactual_flip_rate, planted_confo
 from concepts._scores import attribution_map, concept_maps, concept_scores
 from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random
 from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
-from concepts._training import fit_linear_head, set_linear_head, train_end_to_end
-from concepts._workspace import Workspace
+from concepts._training import (
+    TrainConfig,
+    TrainResult,
+    fit_linear_head,
+    set_linear_head,
+    train_classifier,
+    train_end_to_end,
+)
+from concepts._workspace import Workspace, check_name
 
 __all__ = [
     "ARCHITECTURE_GROUP",
@@ -93,6 +100,8 @@ __all__ = [
     "TCAVReport",
     "TCAVSetup",
     "TinyCNN",
+    "TrainConfig",
+    "TrainResult",
     "UnsafeCheckpointError",
     "WorkbenchError",
     "Workspace",
@@ -105,6 +114,7 @@ __all__ = [
     "cav_cosine",
     "check_architecture_name",
     "check_factory_kwargs",
+    "check_name",
     "classification_metrics",
     "cluster_activations",
     "cluster_dataset",
@@ -136,6 +146,7 @@ __all__ = [
     "render_twins",
     "run_tcav",
     "set_linear_head",
+    "train_classifier",
     "train_end_to_end",
     "two_by_two_test",
 ]
