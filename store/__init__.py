@@ -36,7 +36,7 @@ from store._export import (
 from store._fields import MAX_RATIONALE_BYTES
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
 from store._outpath import find_workspace_root, safe_output_path, write_atomic
-from store._roles import PERMISSIONS, Action, Actor, Role
+from store._roles import PERMISSIONS, Action, Actor, Role, os_user_name
 from store._store import PROJECT_VERSION, STORE_FILENAME, Store
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "event_hash",
     "find_workspace_root",
     "neutralise_csv_cell",
+    "os_user_name",
     "read_export",
     "replace_nonfinite",
     "safe_output_path",

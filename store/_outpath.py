@@ -121,7 +121,7 @@ def safe_output_path(
     return target
 
 
-def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(target: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary sibling of ``target``, then rename it into place.
 
     ``target`` must come from :func:`safe_output_path`. The temporary file is removed on
