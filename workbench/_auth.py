@@ -230,7 +230,7 @@ class RoleMap:
         AuthConfigError
             Unknown keys or roles.
         """
-        known = {"claim", "default", "subjects", "emails"}
+        known = {"claim", "default", "subjects", "emails", "os_users"}  # os_users: the CLI's
         extra = sorted(set(data) - known)
         if extra:
             raise AuthConfigError(f"{source}: unknown keys {extra}; use {sorted(known)}")

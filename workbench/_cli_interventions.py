@@ -208,10 +208,11 @@ def intervene(
         spec.save(spec_out)
     event = None
     if save:
-        from store import Actor, Store
+        from store import Store
+        from workbench._cli_identity import cli_actor
 
         store = Store.for_workspace(ws.root)
-        event = record_effect(report, store, Actor.from_os_user(role), str(rationale), model=model)
+        event = record_effect(report, store, cli_actor(ws.root, role), str(rationale), model=model)
     if fmt == "json":
         out = report.to_json()
         if event is not None:

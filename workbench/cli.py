@@ -108,8 +108,10 @@ def demo(
             console.print(f"Reusing the demo workspace at {ws.root} (same configuration).")
         console.print(_summary_table(summary))
     if serve:
+        from workbench._cli_identity import check_local_role
         from workbench._serve import serve_ui
 
+        check_local_role(ws.root, host, role)
         serve_ui(ws, host=host, port=port, role=role)
 
 
@@ -129,8 +131,10 @@ def serve(
     role: Annotated[str, typer.Option(help="dermatologist, engineer or auditor (local mode).")] = "dermatologist",
 ) -> None:
     """Serve the Streamlit UI for a workspace."""
+    from workbench._cli_identity import check_local_role
     from workbench._serve import serve_ui
 
+    check_local_role(Workspace(workspace).root, host, role)
     serve_ui(Workspace(workspace), host=host, port=port, role=role)
 
 
