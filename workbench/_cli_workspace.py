@@ -313,7 +313,9 @@ def models_add(
         raise typer.BadParameter("give --classes (no active data set to take them from)", param_hint="--classes")
     pp = None
     if image_size is not None or mean is not None or std is not None:
-        base = Preprocessing(size=image_size or 224)
+        from concepts import BUILTIN_ARCHITECTURES
+
+        base = BUILTIN_ARCHITECTURES[architecture][1] if architecture in BUILTIN_ARCHITECTURES else Preprocessing(224)
         pp = Preprocessing(size=image_size or base.size, mean=_floats3(mean, "--mean") or base.mean,
                            std=_floats3(std, "--std") or base.std)
     model = _read_model(source, program, architecture, names, pp, _kwargs(kwarg))
