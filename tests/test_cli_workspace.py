@@ -141,7 +141,7 @@ def test_models_add_safe_formats_and_select(trained: tuple[Path, dict], tmp_path
     model = ClassifierModel.build("tiny-cnn", ("melanoma", "nevus"), seed=3)
     torch.save(model.module.state_dict(), tmp_path / "w.pt")
     _run("models", "add", str(tmp_path / "w.pt"), "--name", "mine", "--architecture", "tiny-cnn",
-         "--image-size", "32", "-w", str(ws))
+         "--image-size", "32", "-w", str(ws), "--no-analyse")
     show = json.loads(_run("workspace", "show", "-w", str(ws), "--format", "json"))
     assert show["model"] == "mine"
     assert Workspace(ws).model().weights_sha256 == model.weights_sha256
@@ -153,9 +153,12 @@ def test_models_add_safe_formats_and_select(trained: tuple[Path, dict], tmp_path
     ep = torch.export.export(model.module, (torch.zeros(2, 3, 32, 32),),
                              dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(ep, tmp_path / "net.pt2")
-    _run("models", "add", str(tmp_path / "net.pt2"), "--program", "--name", "prog", "--image-size", "32",
-         "-w", str(ws))
-    assert json.loads(_run("workspace", "show", "-w", str(ws), "--format", "json"))["model"] == "prog"
+    out = _run("models", "add", str(tmp_path / "net.pt2"), "--program", "--name", "prog", "--image-size", "32",
+               "-w", str(ws), "--tcav-runs", "4")
+    assert "TCAV precomputed:" in out, out  # TCAV runs through the program's hooks
+    show = json.loads(_run("workspace", "show", "-w", str(ws), "--format", "json"))
+    assert show["model"] == "prog"
+    assert show["layers"] == ["stages.conv2", "stages.conv3", "stages.pool"]
     _run("models", "select", "clinic-tiny-cnn", "-w", str(ws))
     assert json.loads(_run("workspace", "show", "-w", str(ws), "--format", "json"))["model"] == "clinic-tiny-cnn"
     # refusals: a pickled module, a module path as architecture, unknown names
