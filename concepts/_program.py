@@ -56,7 +56,9 @@ _MEMBER_RES = tuple(
         r"data/sample_inputs/model\.pt",
     )
 )
-_TARGET_RE = re.compile(r"torch\.ops\.aten\.[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*|_operator\.getitem")
+_TARGET_RE = re.compile(
+    r"torch\.ops\.aten\.(?!__)[A-Za-z_][A-Za-z0-9_]*\.(?!__)[A-Za-z_][A-Za-z0-9_]*|_operator\.getitem"
+)
 _BLOCKED_OPS = ("from_file", "_from_file")
 # a sympy expression of shape symbols, integers and arithmetic only (no names that reach builtins)
 _SYM_TOKEN_RE = re.compile(

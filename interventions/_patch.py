@@ -228,14 +228,37 @@ def _check_target(out: Path, overwrite: bool) -> None:
 
 
 class _Baked(nn.Module):
-    """The patched forward for export: preprocessed batch in, logits out."""
+    """The patched forward written for tracing (preprocessed batch in, logits out).
+
+    Same edit as :func:`interventions.apply_spec` (``CompiledSpec.steps`` times its projector)
+    but without data-dependent Python branches, so ``torch.export`` records it in the graph.
+    """
 
     def __init__(self, patched: PatchedModel):
         super().__init__()
         self.patched = patched
+        model, spec = patched.model, patched.spec
+        self._k = model.classes.index(str(spec.scope.class_name)) if spec.scope.kind == "predicted_class" else -1
+        self._staged = model.module if isinstance(model.module, StagedNet) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.patched(x)  # type: ignore[no-any-return]
+        pm = self.patched
+        comp = pm._compiled
+        if comp.identity:
+            return pm.base(x)  # type: ignore[no-any-return]
+        rows: torch.Tensor | None = None
+        if self._k >= 0 and self._staged is None:
+            rows = pm.base(x).argmax(dim=1) == self._k
+
+        def edit(o: torch.Tensor) -> torch.Tensor:
+            r = rows
+            if r is None and self._k >= 0 and self._staged is not None:
+                r = self._staged.forward_from(pm.spec.layer, o.detach()).argmax(dim=1) == self._k
+            flat = o.reshape(o.shape[0], -1)
+            return (flat + comp.steps(flat, r) @ comp.projector.to(flat.dtype)).reshape(o.shape)
+
+        with pm.model.replace_output(pm.spec.layer, edit):
+            return pm.base(x)  # type: ignore[no-any-return]
 
 
 def export_program(patched: PatchedModel, path: str | Path) -> Path:

@@ -21,11 +21,11 @@ from rich.text import Text
 
 from concepts import (
     ClassifierModel,
-    ConceptError,
     Dataset,
     ModelError,
     Preprocessing,
     TrainConfig,
+    WorkbenchError,
     Workspace,
     WorkspaceError,
     check_name,
@@ -61,16 +61,46 @@ def _pct(x: Any) -> str:
 
 
 def analysis_layers(model: ClassifierModel) -> list[str]:
-    """Layers analysed by default: the demo's for built-ins, else the TCAV defaults plus the
-    layer below the head (interventions)."""
-    from concepts import default_layers
+    """Layers analysed by default: the demo's for built-ins; for other models the last two
+    coarsest modules with a spatial output (TCAV) and the features entering the head
+    (interventions), found by one forward pass on a blank batch."""
     from workbench._demo import DEMO_LAYERS
 
     if model.architecture in DEMO_LAYERS:
         return list(DEMO_LAYERS[model.architecture])
-    layers = list(default_layers(model))
-    below_head = model.layers[-2] if len(model.layers) >= 2 else model.layers[-1]
-    return [*layers, below_head] if below_head not in layers else layers
+    order = _output_shapes(model)
+    spatial = [n for n, shape in order if len(shape) == 4]
+    out: list[str] = []
+    if spatial:
+        depth = min(n.count(".") for n in spatial)
+        out = [n for n in spatial if n.count(".") == depth][-2:]
+    feats = [n for n, shape in order if len(shape) == 2 and shape[1] != len(model.classes)]
+    below_head = feats[-1] if feats else model.layers[-2] if len(model.layers) >= 2 else model.layers[-1]
+    return [*out, below_head] if below_head not in out else out
+
+
+def _output_shapes(model: ClassifierModel) -> list[tuple[str, tuple[int, ...]]]:
+    """(layer, output shape) in the order the layers finish, for a blank batch of two."""
+    import torch
+
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def hook(name: str) -> Callable[..., None]:
+        def fn(_m: Any, _i: Any, o: Any) -> None:
+            if isinstance(o, torch.Tensor) and name not in shapes:
+                shapes[name] = tuple(o.shape)
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.module.named_modules() if n in set(model.layers)]
+    try:
+        with torch.no_grad():
+            model.module(torch.zeros(2, 3, model.preprocess.size, model.preprocess.size))
+    except Exception as exc:  # a user model that fails on a blank batch: say so in one line
+        raise ModelError(f"the model fails on a blank batch of 2 images ({str(exc).splitlines()[0][:200]})") from exc
+    finally:
+        for h in handles:
+            h.remove()
+    return list(shapes.items())
 
 
 def _register(ws: Workspace, model: ClassifierModel, ds: Dataset | None) -> None:
@@ -302,6 +332,9 @@ def models_add(
                                                     "repeatable.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
     select: Annotated[bool, typer.Option("--select/--no-select", help="Make it the active model.")] = True,
+    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Precompute TCAV for the UI "
+                                          "(when selected).")] = True,
+    tcav_runs: Annotated[int, typer.Option(help="TCAV runs of the precomputation.")] = 20,
 ) -> None:
     """Register your own model (safe formats only) and make it the active one."""
     ws = Workspace(workspace)
@@ -313,7 +346,9 @@ def models_add(
         raise typer.BadParameter("give --classes (no active data set to take them from)", param_hint="--classes")
     pp = None
     if image_size is not None or mean is not None or std is not None:
-        base = Preprocessing(size=image_size or 224)
+        from concepts import BUILTIN_ARCHITECTURES
+
+        base = BUILTIN_ARCHITECTURES[architecture][1] if architecture in BUILTIN_ARCHITECTURES else Preprocessing(224)
         pp = Preprocessing(size=image_size or base.size, mean=_floats3(mean, "--mean") or base.mean,
                            std=_floats3(std, "--std") or base.std)
     model = _read_model(source, program, architecture, names, pp, _kwargs(kwarg))
@@ -323,6 +358,9 @@ def models_add(
     if select:
         _activate_model(ws, name)
         _line(f"active model: {name}")
+        if analyse:
+            with progress_bars(True) as progress:
+                _line(_precompute(ws, tcav_runs, progress))
 
 
 # ---------------------------------------------------------------------------------- train
@@ -345,8 +383,8 @@ def _precompute(ws: Workspace, runs: int, progress: Callable[[str, int, int], No
 
     try:
         out = analyse_workspace(ws, runs=runs, progress=progress)
-    except ConceptError as exc:
-        return f"TCAV not precomputed: {exc}"
+    except WorkbenchError as exc:  # e.g. no concept columns, too few inputs: the rest still stands
+        return f"TCAV not precomputed: {' '.join(str(exc).split())}"
     return f"TCAV precomputed: {out['tcav_rows']} rows, {out['tcav_significant']} significant"
 
 
