@@ -295,7 +295,8 @@ def spec_rows(value: Any, prefix: str = "") -> list[tuple[str, str]]:
 def _edits_table(edits: list[Mapping[str, Any]]) -> str:
     rows = []
     for i, ed in enumerate(edits):
-        cav = ed.get("cav") if isinstance(ed.get("cav"), Mapping) else {}
+        raw = ed.get("cav")
+        cav: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         acc = num(cav.get("accuracy"))
         vec = (f"float32 ({e(cav.get('dim', '?'))},) sha256 <code>{e(cav.get('vector_sha256'))}</code>"
                if cav.get("vector_b64") or cav.get("vector_sha256") else "—")

@@ -278,7 +278,8 @@ def _log_table(events: list[Event], width: int) -> Table:
     table.add_column("rationale", no_wrap=True, overflow="ellipsis", width=max(rest, 8))
     for ev in events:
         who = f"{ev.actor_name} ({_ROLE_ABBR.get(ev.actor_role, ev.actor_role)})"
-        cells = [str(ev.seq), ev.ts[:16].replace("T", " "), _safe(who, 60), _safe(ev.action, 40)]
+        cells: list[str | Text] = [str(ev.seq), ev.ts[:16].replace("T", " "), _safe(who, 60),
+                                   _safe(ev.action, 40)]
         if "about" in fixed:
             cells.append(_safe(_subject(ev), 60))
         table.add_row(*cells, _safe(ev.rationale, 400))
