@@ -194,3 +194,23 @@ def test_intervention_report_prints_to_at_most_two_pages(ws: Path, tmp_path: Pat
     assert "Ink markings <b>drive</b> melanoma calls" in text  # the rationale, as text
     assert re.search(r"88% \[84%, 91%\]", text) and "Chain verified up to head #3" in text
     assert "vector_b64" not in text and not re.search(r"[A-Za-z0-9+/]{200,}", text)
+
+
+def test_fit_table_keeps_one_line_per_row_at_80_columns() -> None:
+    import pandas as pd
+    from rich.console import Console
+
+    from workbench._cli_tables import print_fit_table
+
+    df = pd.DataFrame({"concept": ["a_very_long_concept_name_indeed", "ink"], "class": ["melanoma"] * 2,
+                       "score_mean": [0.91234, 0.5], "p_adjusted": [0.0001, 0.2],
+                       "verdict": ["reliance on an artifact, " * 4, "none"],
+                       "relation": ["x"] * 2, "clinically_relevant": [True, False],
+                       "odds_ratio": [3.2, 1.1], "cav_accuracy": [0.9, 0.8], "stability": [1.0, 0.9]})
+    con = Console(width=80, record=True, file=io.StringIO())
+    print_fit_table(df, title="t", console=con)
+    text = con.export_text()
+    lines = text.splitlines()
+    assert max(len(x) for x in lines) <= 80
+    rows = [x for x in lines if x.lstrip().startswith(("a_very", "ink"))]
+    assert len(rows) == 2 and "not shown:" in text
