@@ -214,3 +214,13 @@ def test_fit_table_keeps_one_line_per_row_at_80_columns() -> None:
     assert max(len(x) for x in lines) <= 80
     rows = [x for x in lines if x.lstrip().startswith(("a_very", "ink"))]
     assert len(rows) == 2 and "not shown:" in text
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")
+def test_cli_report_to_pdf(ws: Path, tmp_path: Path) -> None:
+    pytest.importorskip("playwright")
+    out = tmp_path / "r.pdf"
+    res = runner.invoke(app, ["audit", "report", "-w", str(ws), "-i", "iv-0000", "--out", str(out)])
+    assert res.exit_code == 0, res.stderr
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF") and 1 <= len(re.findall(rb"/Type\s*/Page(?!s)", data)) <= 2
