@@ -465,16 +465,21 @@ class _FastMetrics:
             ranks = rankdata(proba[:, self.k])
             n_neg = n - self.n_pos
             auc = float((ranks[self.is_pos].sum() - self.n_pos * (self.n_pos + 1) / 2) / (self.n_pos * n_neg))
-        worst, worst_name = None, None
+        worst, worst_name, worst_n = None, None, None
         for name, g in self.groups:
             a = float(correct[g].mean())
             if worst is None or a < worst:
-                worst, worst_name = a, name
+                worst, worst_name, worst_n = a, name, int(g.sum())
         clean = float(correct[self.clean].mean()) if self.clean is not None else None
         return {
             "n": n, "accuracy": acc, "balanced_accuracy": bacc, "sensitivity": sens,
             "specificity": spec, "auc": auc, "worst_group_accuracy": worst, "worst_group": worst_name,
             "clean_accuracy": clean, "positive_class": self.classes[self.k],
+            # group sizes, so that reports can give confidence intervals
+            "n_pos": self.n_pos, "n_neg": n - self.n_pos, "worst_group_n": worst_n,
+            "clean_n": int(self.clean.sum()) if self.clean is not None else None,
+            "class_recall": {self.classes[c]: [float(correct[m].mean()), int(m.sum())]
+                             for c, m in zip(self.present, self.class_masks, strict=True)},
         }
 
 

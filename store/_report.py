@@ -1,4 +1,10 @@
-"""Human-readable HTML report of one intervention's history (who, when, why, evidence, effect).
+"""The intervention report an auditor reads and signs (HTML, print-ready).
+
+Page 1 is the summary: the change in words, who proposed and applied it, the rationale as
+plain text, the evidence that motivated it, the effect before/after with 95 % intervals and
+group sizes, flip rates per artifact, the chain status and a signature block. The appendix
+(from page 2) lists the specification with every vector replaced by its sha256 and shape, and
+the intervention's events as a table. See ``store._report_common`` for intervals and rounding.
 
 Every value that comes from the store is escaped with :func:`html.escape` (quotes included),
 and the page carries a Content-Security-Policy that forbids scripts, so a rationale such as
@@ -7,160 +13,378 @@ and the page carries a Content-Security-Policy that forbids scripts, so a ration
 
 from __future__ import annotations
 
-import html
-import json
-import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from store._chain import VerifyResult
 from store._model import Event, InterventionHistory
+from store._report_common import (
+    auc_interval,
+    balanced_interval,
+    chain_status,
+    e,
+    fmt_auc,
+    fmt_pct,
+    html_page,
+    num,
+    wilson,
+)
 
-__all__ = ["render_report"]
+__all__ = ["METRIC_ROWS", "effect_of", "render_report", "spec_rows", "summary_sentence"]
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:80em}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;width:100%;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .5em;vertical-align:top;text-align:left}
-th{background:#f3f3f3}pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:.85em}
-code{font-size:.85em;word-break:break-all}.ok{color:#176117}.bad{color:#a11}
-.meta{color:#555}
-"""
-
-
-def _e(value: object) -> str:
-    """Escape any value for HTML text or attribute context ("" for None)."""
-    return "" if value is None else html.escape(str(value), quote=True)
+#: (key, label, size key) of the effect table, in order.
+METRIC_ROWS: tuple[tuple[str, str, str | None], ...] = (
+    ("accuracy", "Accuracy", "n"),
+    ("balanced_accuracy", "Balanced accuracy", "n"),
+    ("sensitivity", "Sensitivity", "n_pos"),
+    ("specificity", "Specificity", "n_neg"),
+    ("auc", "AUC", None),
+    ("worst_group_accuracy", "Worst-group accuracy", "worst_group_n"),
+    ("clean_accuracy", "Accuracy without artifacts", "clean_n"),
+)
+_VERBS = {"mask": "Masked", "amplify": "Amplified", "set": "Set", "suppress": "Suppressed"}
+_DECISIONS = ("proposed", "approved", "rejected", "applied", "reverted")
 
 
-def _json_block(value: Any) -> str:
-    if value is None or value == {}:
+def _last(events: Sequence[Event], action: str) -> Event | None:
+    return next((ev for ev in reversed(events) if ev.action == action), None)
+
+
+def _edits(spec: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    edits = (spec or {}).get("edits")
+    return [x for x in edits if isinstance(x, Mapping)] if isinstance(edits, list) else []
+
+
+def _edit_words(edit: Mapping[str, Any]) -> str:
+    op = str(edit.get("operation", "changed"))
+    concept = f"<em>{e(edit.get('concept') or (edit.get('cav') or {}).get('concept'))}</em>"
+    strength = num(edit.get("strength"))
+    if op == "amplify" and strength is not None:
+        return f"amplified {concept} (×{strength:g})"
+    if op == "set":
+        return f"set {concept} to {e(edit.get('level') or 'a level')}"
+    return f"{_VERBS.get(op, op).lower()} {concept}"
+
+
+def _who_when(ev: Event | None) -> str:
+    if ev is None:
+        return "not recorded"
+    return f"{e(ev.actor_name)} ({e(ev.actor_role)}) on {e(ev.ts[:10])} {e(ev.ts[11:16])} UTC"
+
+
+def summary_sentence(history: InterventionHistory) -> str:
+    """The change in words (HTML): what, where, on which model and data, by whom, when."""
+    spec = history.spec or {}
+    events = history.events
+    applied = _last(events, "applied")
+    proposed = _last(events, "proposed")
+    words = [_edit_words(x) for x in _edits(spec)] or ["changed the model"]
+    what = (", ".join(words[:-1]) + " and " + words[-1]) if len(words) > 1 else words[0]
+    what = what[0].upper() + what[1:]
+    ev = (applied.evidence if applied else None) or {}
+    model = spec.get("model_id") or next((x.model_id for x in events if x.model_id), None)
+    data = ev.get("dataset") or "—"
+    split = f" (split {e(ev['split'])})" if ev.get("split") else ""
+    scope = spec.get("scope") or {}
+    scope_txt = {"predicted_class": f", only for inputs predicted as {e(scope.get('class'))}",
+                 "cases": f", only for {len(scope.get('case_ids') or [])} listed cases"}.get(
+        str(scope.get("kind")), "")
+    text = (f"{what} at layer <em>{e(spec.get('layer', '—'))}</em> of model "
+            f"<em>{e(model or '—')}</em>{scope_txt}, evaluated on data set <em>{e(data)}</em>"
+            f"{split}. Proposed by {_who_when(proposed)}")
+    if applied is not None:
+        text += f"; applied by {_who_when(applied)}"
+    reverted = _last(events, "reverted")
+    if reverted is not None and (applied is None or reverted.seq > applied.seq):
+        text += f"; reverted by {_who_when(reverted)}"
+    return text + "."
+
+
+def effect_of(history: InterventionHistory) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(before, after, reliance) of the last applied effect, from the richest record kept.
+
+    The ``applied`` event's evidence holds the full metric dicts (with ``n`` and, since the
+    reports were added, the group sizes); older stores only have the flat effect table.
+    """
+    applied = _last(history.events, "applied")
+    ev = (applied.evidence if applied else None) or {}
+    before, after = ev.get("before"), ev.get("after")
+    reliance = ev.get("reliance") if isinstance(ev.get("reliance"), Mapping) else None
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        return dict(before), dict(after), dict(reliance or {})
+    if history.effects:
+        last = history.effects[-1]
+        return (dict(last.get("metrics_before") or {}), dict(last.get("metrics_after") or {}),
+                dict(last.get("reliance") or {}))
+    return {}, {}, dict(reliance or {})
+
+
+def _interval(key: str, m: Mapping[str, Any], size_key: str | None) -> tuple[float, float] | None:
+    value = num(m.get(key))
+    if key == "auc":
+        return auc_interval(value, _int(m.get("n_pos")), _int(m.get("n_neg")))
+    if key == "balanced_accuracy":
+        return balanced_interval(m.get("class_recall"))
+    return wilson(value, _int(m.get(size_key))) if size_key else None
+
+
+def _int(v: Any) -> int | None:
+    f = num(v)
+    return int(f) if f is not None else None
+
+
+def _cell(key: str, m: Mapping[str, Any], size_key: str | None) -> str:
+    value, n = num(m.get(key)), _int(m.get("n"))
+    fmt = fmt_auc if key == "auc" else fmt_pct
+    ci = _interval(key, m, size_key)
+    if value is None:
+        return "<td class='num'>—</td>"
+    ci_txt = f" <span class='muted'>[{fmt(ci[0], n)}, {fmt(ci[1], n)}]</span>" if ci else ""
+    return f"<td class='num'>{fmt(value, n)}{ci_txt}</td>"
+
+
+def _size(key: str, m: Mapping[str, Any], size_key: str | None) -> str:
+    if key == "auc":
+        p, q = _int(m.get("n_pos")), _int(m.get("n_neg"))
+        return f"{p} + {q}" if p is not None and q is not None else "—"
+    if key == "balanced_accuracy":
+        rec = m.get("class_recall")
+        if isinstance(rec, Mapping) and rec:
+            return " / ".join(str(v[1]) for v in rec.values() if isinstance(v, list | tuple))
+    n = _int(m.get(size_key)) if size_key else None
+    return "—" if n is None else str(n)
+
+
+def _delta(key: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    b, a = num(before.get(key)), num(after.get(key))
+    if a is None or b is None:
+        return "—"
+    return f"{a - b:+.3f}" if key == "auc" else f"{100 * (a - b):+.1f} pts"
+
+
+def _effect_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    if not before and not after:
+        return "<p class='muted'>No effect has been recorded.</p>"
+    rows = []
+    for key, label, size_key in METRIC_ROWS:
+        if num(before.get(key)) is None and num(after.get(key)) is None:
+            continue
+        extra = ""
+        if key == "worst_group_accuracy":
+            groups = {str(g) for g in (before.get("worst_group"), after.get("worst_group")) if g}
+            extra = f"<br><span class='muted small'>{e(' → '.join(sorted(groups)))}</span>" if groups else ""
+        rows.append(f"<tr><td>{e(label)}{extra}</td>{_cell(key, before, size_key)}"
+                    f"{_cell(key, after, size_key)}<td class='num'>{_delta(key, before, after)}</td>"
+                    f"<td class='num'>{e(_size(key, before, size_key))}</td></tr>")
+    return ("<table><thead><tr><th>Metric</th><th class='num'>Before [95% CI]</th>"
+            "<th class='num'>After [95% CI]</th><th class='num'>Change</th>"
+            "<th class='num'>Cases</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _flip_table(reliance: Mapping[str, Any]) -> str:
+    flips = reliance.get("flip_rates")
+    if not isinstance(flips, Mapping) or not flips:
         return ""
-    return f"<pre>{_e(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))}</pre>"
+    rows = []
+    for art, fr in flips.items():
+        if not isinstance(fr, Mapping):
+            continue
+        n = _int(fr.get("n"))
+        cells = []
+        for side in ("before", "after"):
+            p = num(fr.get(side))
+            ci = wilson(p, n)
+            ci_txt = f" <span class='muted'>[{fmt_pct(ci[0], n)}, {fmt_pct(ci[1], n)}]</span>" if ci else ""
+            cells.append(f"<td class='num'>{fmt_pct(p, n)}{ci_txt}</td>")
+        red = num(fr.get("reduction"))
+        rows.append(f"<tr><td>adding <em>{e(art)}</em>"
+                    f"{' → ' + e(fr.get('to_class')) if fr.get('to_class') else ''}</td>"
+                    + "".join(cells)
+                    + f"<td class='num'>{'—' if red is None else f'{100 * red:.0f}% less'}</td>"
+                    f"<td class='num'>{'—' if n is None else n}</td></tr>")
+    return ("<p><strong>Flip rates</strong> <span class='muted'>(share of predictions that "
+            "change when the artifact is added to an image of the other class)</span></p>"
+            "<table><thead><tr><th>Artifact</th><th class='num'>Before</th><th class='num'>After"
+            "</th><th class='num'>Reduction</th><th class='num'>Cases</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
 
 
-def _who(ev: Event) -> str:
+def _p(v: Any) -> str:
+    f = num(v)
+    if f is None:
+        return "—"
+    return "< 0.001" if f < 0.001 else f"{f:.3f}"
+
+
+def _motivation(motivation: Sequence[Mapping[str, Any]] | None, reliance: Mapping[str, Any]) -> str:
+    rows = []
+    for m in motivation or []:
+        orv, lo, hi = num(m.get("odds_ratio")), num(m.get("or_ci_low")), num(m.get("or_ci_high"))
+        or_txt = "—" if orv is None else f"{orv:.2f}" + (
+            f" <span class='muted'>[{lo:.2f}, {hi:.2f}]</span>" if lo is not None and hi is not None else "")
+        tc = num(m.get("reliance"))
+        rows.append(
+            f"<tr><td>{e(m.get('concept'))}</td><td>{e(m.get('class'))}</td>"
+            f"<td class='num'>{e(m.get('rank', '—'))}</td><td class='num'>{or_txt}</td>"
+            f"<td class='num'>{_p(m.get('p_adjusted'))}</td>"
+            f"<td class='num'>{'—' if tc is None else f'{tc:.2f}'}</td>"
+            f"<td class='num'>{_p(m.get('tcav_p_adjusted'))}</td></tr>")
+    out = ""
+    if rows:
+        out = ("<table><thead><tr><th>Concept</th><th>Class</th><th class='num'>Confounder rank"
+               "</th><th class='num'>Co-occurrence OR [95% CI]</th><th class='num'>p (adj.)</th>"
+               "<th class='num'>TCAV</th><th class='num'>TCAV p (adj.)</th></tr></thead><tbody>"
+               + "".join(rows) + "</tbody></table>"
+               "<p class='muted small'>Computed from the workspace's current results when the "
+               "report was made (OR: odds ratio of the concept with the class).</p>")
+    tc = reliance.get("tcav")
+    if isinstance(tc, Mapping) and isinstance(tc.get("rows"), list) and tc["rows"]:
+        trs = "".join(
+            f"<tr><td>{e(r.get('concept'))}</td><td>{e(r.get('class'))}</td>"
+            f"<td class='num'>{_two(r.get('score_before'))} → {_two(r.get('score_after'))}</td>"
+            f"<td>{e(_sig(r.get('significant_before')))} → {e(_sig(r.get('significant_after')))}"
+            "</td></tr>" for r in tc["rows"][:8] if isinstance(r, Mapping))
+        out += (f"<p><strong>TCAV at {e(tc.get('layer'))}</strong> <span class='muted'>"
+                f"({e(tc.get('runs'))} random runs, significance after multiple-testing "
+                "correction)</span></p><table><thead><tr><th>Concept</th><th>Class</th>"
+                "<th class='num'>Score before → after</th><th>Significant</th></tr></thead>"
+                f"<tbody>{trs}</tbody></table>")
+    return out or "<p class='muted'>No evidence was recorded with this intervention.</p>"
+
+
+def _two(v: Any) -> str:
+    f = num(v)
+    return "—" if f is None else f"{f:.2f}"
+
+
+def _sig(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def spec_rows(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """The spec flattened to (path, text) rows; base64 vectors become their sha256 and shape."""
+    if isinstance(value, Mapping):
+        rows: list[tuple[str, str]] = []
+        for k, v in value.items():
+            key = str(k)
+            if key.endswith("_b64"):
+                sha = value.get("vector_sha256") or "—"
+                rows.append((f"{prefix}{key[:-4]}", f"float32 vector, shape ({value.get('dim', '?')},),"
+                             f" sha256 {sha}"))
+                continue
+            if key == "vector_sha256" and any(str(x).endswith("_b64") for x in value):
+                continue
+            rows.extend(spec_rows(v, f"{prefix}{key}."))
+        return rows
+    if isinstance(value, list):
+        if all(not isinstance(v, Mapping | list) for v in value):
+            text = ", ".join(str(v) for v in value[:20]) + (f" … ({len(value)} items)" if len(value) > 20 else "")
+            return [(prefix.rstrip("."), text)]
+        out: list[tuple[str, str]] = []
+        for i, v in enumerate(value):
+            out.extend(spec_rows(v, f"{prefix.rstrip('.')}[{i}]."))
+        return out
+    text = "" if value is None else str(value)
+    return [(prefix.rstrip("."), text if len(text) <= 200 else text[:197] + "…")]
+
+
+def _edits_table(edits: list[Mapping[str, Any]]) -> str:
+    rows = []
+    for i, ed in enumerate(edits):
+        raw = ed.get("cav")
+        cav: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        acc = num(cav.get("accuracy"))
+        vec = (f"float32 ({e(cav.get('dim', '?'))},) sha256 <code>{e(cav.get('vector_sha256'))}</code>"
+               if cav.get("vector_b64") or cav.get("vector_sha256") else "—")
+        rows.append(
+            f"<tr><td class='num'>{i + 1}</td><td>{e(ed.get('concept') or cav.get('concept'))}</td>"
+            f"<td>{e(ed.get('operation'))} {e(ed.get('strength'))}"
+            f"{' to ' + e(ed.get('level')) if ed.get('level') else ''}</td>"
+            f"<td>{e(cav.get('method', '—'))}, layer {e(cav.get('layer', '—'))}"
+            f"{'' if acc is None else f', accuracy {acc:.2f}'}</td><td class='small'>{vec}</td></tr>")
+    return ("<table><thead><tr><th class='num'>#</th><th>Concept</th><th>Operation</th>"
+            "<th>Direction (CAV)</th><th>Vector</th></tr></thead><tbody>" + "".join(rows)
+            + "</tbody></table>")
+
+
+def _spec_section(spec: Mapping[str, Any]) -> str:
+    edits = _edits(spec)
+    if not edits:
+        rows = "".join(f"<tr><td><code>{e(k)}</code></td><td>{e(v)}</td></tr>"
+                       for k, v in spec_rows(spec))
+        return f"<table><thead><tr><th>Field</th><th>Value</th></tr></thead><tbody>{rows}</tbody></table>"
+    rest = {k: v for k, v in spec.items() if k != "edits"}
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in spec_rows(rest))
+    return f"<table><tbody>{rows}</tbody></table>{_edits_table(edits)}"
+
+
+def _appendix(history: InterventionHistory) -> str:
+    evs = "".join(
+        f"<tr><td class='num'>{ev.seq}</td><td>{e(ev.ts[:19].replace('T', ' '))}</td>"
+        f"<td>{e(ev.actor_name)} <span class='muted'>({e(ev.actor_role)}, {e(ev.actor_id)})</span>"
+        f"</td><td>{e(ev.action)}</td><td>{e(ev.rationale)}</td>"
+        f"<td><code>{e(ev.hash[:12])}…</code></td></tr>" for ev in history.events)
     return (
-        f"{_e(ev.actor_name)}<br><span class='meta'>{_e(ev.actor_id)} · {_e(ev.actor_role)}"
-        f" · {_e(ev.actor_source)}</span>"
-    )
+        "<section class='appendix'><h2>Appendix A — specification</h2>"
+        "<p class='muted small'>Concept vectors are shown by their sha256 and shape; the full "
+        "specification, vectors included, is in the event log export.</p>"
+        f"{_spec_section(history.spec or {})}"
+        "<h2>Appendix B — events of this intervention</h2>"
+        "<table><thead><tr><th class='num'>#</th><th>When (UTC)</th><th>Who</th><th>Action</th>"
+        f"<th>Rationale</th><th>Hash</th></tr></thead><tbody>{evs}</tbody></table></section>")
 
 
-def _model_cell(ev: Event) -> str:
-    parts = []
-    if ev.model_id:
-        parts.append(_e(ev.model_id))
-    if ev.weights_sha_before or ev.weights_sha_after:
-        parts.append(
-            f"<code>{_e((ev.weights_sha_before or '-')[:12])} → "
-            f"{_e((ev.weights_sha_after or '-')[:12])}</code>"
-        )
-    if ev.dataset_hash:
-        parts.append(f"data <code>{_e(ev.dataset_hash[:12])}</code>")
-    return "<br>".join(parts)
-
-
-def _effects_table(effects: list[dict[str, Any]]) -> str:
-    if not effects:
-        return "<p class='meta'>No effect has been recorded.</p>"
-    out = []
-    for eff in effects:
-        before = eff.get("metrics_before") or {}
-        after = eff.get("metrics_after") or {}
-        rows = []
-        for key in sorted(set(before) | set(after)):
-            b, a = before.get(key), after.get(key)
-            delta = ""
-            if (isinstance(a, numbers.Real) and isinstance(b, numbers.Real)
-                    and not isinstance(a, bool) and not isinstance(b, bool)):
-                delta = f"{a - b:+.4g}"
-            rows.append(
-                f"<tr><td>{_e(key)}</td><td>{_e(b)}</td><td>{_e(a)}</td><td>{_e(delta)}</td></tr>"
-            )
-        out.append(
-            f"<p class='meta'>Recorded by event {_e(eff.get('event_seq'))}</p>"
-            "<table><tr><th>Metric</th><th>Before</th><th>After</th><th>Δ</th></tr>"
-            + "".join(rows)
-            + "</table>"
-        )
-        if eff.get("reliance"):
-            out.append("<p>Reliance</p>" + _json_block(eff["reliance"]))
-    return "".join(out)
+def _signatures() -> str:
+    return ("<h2>Sign-off</h2><table class='sig'><thead><tr><th>Role</th><th>Name</th>"
+            "<th>Signature</th><th>Date</th></tr></thead><tbody>"
+            "<tr><th>Reviewed by (auditor)</th><td></td><td></td><td></td></tr>"
+            "<tr><th>Clinical owner</th><td></td><td></td><td></td></tr></tbody></table>")
 
 
 def render_report(
-    history: InterventionHistory, verify: VerifyResult, *, store_label: str, generated_at: str
+    history: InterventionHistory, verify: VerifyResult, *, generated_at: str,
+    workspace_label: str = "", motivation: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """Render the HTML report of ``history``.
+    """Render the intervention report of ``history`` (a complete HTML document).
 
     Parameters
     ----------
     history
         From :meth:`Store.intervention_history`.
     verify
-        The store's verification result at report time (shown in the integrity section).
-    store_label
-        Where the store lives (shown, escaped).
+        The store's verification at report time (chain status).
     generated_at
         UTC timestamp of the report.
-
-    Returns
-    -------
-    str
-        A complete, self-contained HTML document.
+    workspace_label
+        Shown in the header (a name, not a server path).
+    motivation
+        Evidence rows (``concept``, ``class``, ``rank``, ``odds_ratio``, ``or_ci_low``,
+        ``or_ci_high``, ``p_adjusted``, ``reliance``, ``tcav_p_adjusted``) gathered by the
+        caller from the workspace's results.
     """
     events = history.events
-    decisions = [e for e in events if e.action in ("proposed", "approved", "rejected",
-                                                   "applied", "reverted")]
+    decisions = [ev for ev in events if ev.action in _DECISIONS]
     status = decisions[-1].action if decisions else "unknown"
-    proposed = next((e for e in events if e.action == "proposed"), None)
-    rows = []
-    for ev in events:
-        rows.append(
-            "<tr>"
-            f"<td>{ev.seq}</td><td>{_e(ev.ts)}</td><td>{_who(ev)}</td><td>{_e(ev.action)}</td>"
-            f"<td>{_e(ev.rationale)}</td><td>{_json_block(ev.evidence)}</td>"
-            f"<td>{_json_block(ev.metric_deltas)}</td><td>{_model_cell(ev)}</td>"
-            "</tr>"
-        )
-    integrity_class = "ok" if verify.ok else "bad"
-    proposer = (
-        f"{_e(proposed.actor_name)} ({_e(proposed.actor_role)}) on {_e(proposed.ts)}"
-        if proposed else "not recorded"
+    before, after, reliance = effect_of(history)
+    proposed, applied = _last(events, "proposed"), _last(events, "applied")
+    rationale = (applied.rationale if applied and applied.rationale else
+                 proposed.rationale if proposed else None)
+    css, chain = chain_status(verify)
+    body = (
+        f"<h1>Intervention report <code>{e(history.intervention_id)}</code></h1>"
+        f"<p class='muted'>Status: <strong>{e(status)}</strong> · {len(events)} events</p>"
+        f"<h2>What changed</h2><p>{summary_sentence(history)}</p>"
+        "<h2>Why (rationale as recorded)</h2>"
+        f"<div class='rationale'>{e(rationale) or '<span class=muted>none recorded</span>'}</div>"
+        f"<h2>Evidence</h2>{_motivation(motivation, reliance)}"
+        f"<h2>Effect on held-out data</h2>{_effect_table(before, after)}{_flip_table(reliance)}"
+        f"<h2>Integrity</h2><p class='{css}'>{e(chain)}</p>"
+        f"{_signatures()}{_appendix(history)}"
     )
-    hashes = "".join(
-        f"<tr><td>{ev.seq}</td><td><code>{_e(ev.prev_hash)}</code></td>"
-        f"<td><code>{_e(ev.hash)}</code></td></tr>" for ev in events
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>Intervention {_e(history.intervention_id)} — audit report</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<h1>Intervention <code>{_e(history.intervention_id)}</code></h1>
-<p class="meta">Store {_e(store_label)} · report generated {_e(generated_at)}</p>
-<table>
-<tr><th>Status</th><td>{_e(status)}</td></tr>
-<tr><th>Proposed by</th><td>{proposer}</td></tr>
-<tr><th>Events</th><td>{len(events)}</td></tr>
-</table>
-<h2>Specification</h2>
-{_json_block(history.spec) or "<p class='meta'>No proposal recorded.</p>"}
-<h2>History: who, when, why</h2>
-<table>
-<tr><th>Seq</th><th>When (UTC)</th><th>Who</th><th>Action</th><th>Why</th><th>Evidence</th>
-<th>Metric deltas</th><th>Model</th></tr>
-{"".join(rows)}
-</table>
-<h2>Effect</h2>
-{_effects_table(history.effects)}
-<h2>Integrity</h2>
-<p class="{integrity_class}">{_e(verify.summary())}</p>
-<table><tr><th>Seq</th><th>Previous hash</th><th>Hash</th></tr>{hashes}</table>
-</body>
-</html>
-"""
+    return html_page(f"Intervention {history.intervention_id} — audit report",
+                     f"Concept Workbench · {workspace_label or 'workspace'}",
+                     f"report generated {generated_at[:19].replace('T', ' ')} UTC", body)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +54,7 @@ from store._refs import (
     verify_refs,
 )
 from store._report import render_report
+from store._report_history import render_history_report
 from store._roles import Action, Actor, check_permission
 from store._schema import EVENT_COLUMNS, REF_TABLES, load_migrations, migrate, utc_now_iso
 from store._writer import Pending, submit
@@ -536,11 +537,34 @@ class Store:
             ],
         )
 
-    def report_html(self, intervention_id: str) -> str:
-        """The HTML audit report of one intervention (for a download button or a file)."""
+    def report_html(
+        self, intervention_id: str, *, motivation: Sequence[Mapping[str, Any]] | None = None,
+        workspace_label: str | None = None,
+    ) -> str:
+        """The intervention report (HTML, print-ready) of one intervention.
+
+        Parameters
+        ----------
+        motivation
+            Evidence rows gathered from the workspace's results by the caller (confounder
+            rank, co-occurrence odds ratio with CI, TCAV with adjusted p); see
+            :func:`store._report.render_report`.
+        workspace_label
+            Shown in the header (default: the store's folder name, never its full path).
+        """
         history = self.intervention_history(intervention_id)
-        return render_report(history, self.verify(), store_label=str(self.path),
-                             generated_at=utc_now_iso())
+        return render_report(history, self.verify(), generated_at=utc_now_iso(),
+                             workspace_label=workspace_label or self.path.parent.name,
+                             motivation=motivation)
+
+    def history_report_html(
+        self, filters: EventFilter | None = None, *, workspace_label: str | None = None
+    ) -> str:
+        """The history report (HTML, print-ready) over ``filters`` (as for :meth:`export`)."""
+        flt = filters or EventFilter()
+        return render_history_report(
+            self.events(flt), self.verify(), filters=flt.describe(), generated_at=utc_now_iso(),
+            workspace_label=workspace_label or self.path.parent.name)
 
     def export(
         self, out: str | Path, fmt: str | None = None, *, actor: Actor,

@@ -277,3 +277,23 @@ def test_roles_file_rules(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     roles.write_text('[os_users]\nbob = "root"\n', encoding="utf-8")
     with pytest.raises(ValidationError, match="unknown role"):
         cli_actor(ws, None)
+
+
+# ------------------------------------------------------------------ hostile export files
+@pytest.mark.parametrize("name,content", [
+    ("x.csv", b"\x00\xff\xfe garbage"),
+    ("x.parquet", b"PAR1 not really"),
+    ("x.jsonl", b"[1, 2, 3]\n"),
+    ("x.jsonl", b'{"seq": "NaN"}\n'),
+    ("x.csv", b"seq,hash\n1,abc\n"),
+    ("x.jsonl", b'{"seq": 99999999999999999999999, "hash": 5}\n'),
+    ("x.txt", b"hello"),
+])
+def test_hostile_export_files_give_one_line_errors(ws: Path, tmp_path: Path, name: str,
+                                                   content: bytes) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    code, out, err = _run("verify", "--file", str(f))
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, (out, err)
+    assert "Traceback" not in err
+    _store_intact(ws, 10)

@@ -246,6 +246,9 @@ def test_cli_confounders_json_and_table(tmp_path: Path) -> None:
     assert data[0]["reliance"] == pytest.approx(0.2) and data[0]["concept"] == "ruler"
     res = runner.invoke(_app(), ["confounders", "--workspace", str(ws.root), "--top", "5"])
     assert res.exit_code == 0 and "Ranked confounders" in res.stdout and "ruler" in res.stdout
+    res = runner.invoke(_app(), ["confounders", "-w", str(ws.root), "--top", "5"], env={"COLUMNS": "80"})
+    lines = res.stdout.splitlines()
+    assert max(len(x) for x in lines) <= 80 and sum(x.lstrip().startswith(("1 ", "2 ")) for x in lines) == 2
     for table in ("cooccurrence", "pairs"):
         res = runner.invoke(_app(), ["confounders", "-w", str(ws.root), "--table", table,
                                      "--split", "train", "--format", "csv", "--correction", "bh"])

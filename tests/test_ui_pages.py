@@ -212,7 +212,12 @@ def test_audit_history_verification_and_exports(ui_env: pytest.MonkeyPatch, fres
     assert {"proposed", "applied"} <= set(table["action"])
     labels = [b.label for b in at.download_button]
     assert labels[:3] == ["History as CSV", "History as Parquet", "History as JSONL"]
-    assert "HTML report" in labels
+    assert {"Intervention report", "History report"} <= set(labels)
+    at.run()
+    assert any("anchored outside the database" in x.value for x in at.caption)
+    s.anchors_path.unlink()  # no anchor left: the page says the head is unanchored
+    at.run()
+    assert any("no head had been anchored" in x.value for x in at.warning)
     at.selectbox(key="audit_action").set_value("applied").run()
     assert set(at.dataframe[0].value["action"]) == {"applied"}
 
@@ -224,6 +229,10 @@ def test_audit_history_verification_and_exports(ui_env: pytest.MonkeyPatch, fres
     exported = s.events(EventFilter(action="exported"))
     assert len(exported) == 3 and {e.actor_role for e in exported} == {"auditor"}
     assert "<html" in s.report_html(str(ev.intervention_id)).lower()
+    from workbench._ui_history import history_report_bytes, intervention_report_bytes
+
+    assert b"Intervention report" in intervention_report_bytes(s, fresh_workspace, ev.intervention_id)
+    assert b"history report" in history_report_bytes(s, fresh_workspace, EventFilter(actor=derm.id))
 
 
 # ---------------------------------------------------------------------------- sign-in (OIDC claims)

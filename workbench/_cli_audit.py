@@ -20,18 +20,23 @@ from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from concepts import WorkbenchError
 from store import (
     EXPORT_FORMATS,
+    Event,
     EventFilter,
     Role,
     Store,
     StoreError,
     VerifyResult,
+    neutralise_csv_cell,
     verify_file,
+    write_atomic,
 )
 from workbench._cli_identity import cli_actor
 
@@ -83,7 +88,7 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (StoreError, OSError) as exc:
+        except (StoreError, WorkbenchError, OSError) as exc:
             typer.echo(f"error: {_one_line(exc)}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -200,17 +205,97 @@ def export(
 @audit_app.command()
 @_errors
 def report(
-    intervention: Annotated[str, typer.Option("--intervention", "-i", help="Intervention id.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (.html or .pdf).")],
+    intervention: Annotated[
+        str | None,
+        typer.Option("--intervention", "-i", help="Intervention id (without it: the history "
+                     "report over the filters)."),
+    ] = None,
     workspace: WorkspaceOpt = Path("workspace"),
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    actor: ActorOpt = None,
+    concept: ConceptOpt = None,
+    model: ModelOpt = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="html or pdf (default: from --out's extension; pdf needs "
+                     "Playwright and Chromium)."),
+    ] = None,
     overwrite: OverwriteOpt = False,
     busy_timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Write a readable HTML report of one intervention: who, when, why, evidence, effect."""
+    """Write an auditor's report: one intervention (-i ID) or the history over the filters.
+
+    Both are print-ready HTML (A4/Letter, page numbers): open in a browser and Print → PDF,
+    or pass --format pdf where Playwright and Chromium are installed.
+    """
+    from workbench._audit_reports import history_report, html_to_pdf, intervention_report
+
+    kind = (fmt or ("pdf" if out.suffix.lower() == ".pdf" else "html")).strip().lower()
+    if kind not in ("html", "pdf"):
+        raise StoreError(f"unknown report format {fmt!r}; use html or pdf")
     store = _open(workspace, busy_timeout)
     store.safe_output(out, overwrite=overwrite)  # refuse before the work
-    path = store.write_report(out, store.report_html(intervention), overwrite=overwrite)
+    if intervention is not None:
+        if any(v is not None for v in (since, until, actor, concept, model)):
+            raise StoreError("filters apply to the history report; drop them or --intervention")
+        page = intervention_report(store, workspace, intervention)
+    else:
+        flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model)
+        page = history_report(store, workspace, flt)
+    if kind == "html":
+        path = store.write_report(out, page, overwrite=overwrite)
+    else:
+        target = store.safe_output(out, overwrite=overwrite)
+        write_atomic(target, lambda tmp: html_to_pdf(page, tmp))
+        path = target
     typer.echo(f"wrote {path}")
+
+
+_ROLE_ABBR = {"dermatologist": "derm", "engineer": "eng", "auditor": "aud"}
+_LOG_FIELDS = ("seq", "ts", "actor_id", "actor_name", "actor_role", "action", "intervention_id",
+               "concept", "model_id", "rationale", "hash")
+
+
+def _subject(ev: Event) -> str:
+    return ev.intervention_id or ev.concept or ev.model_id or ""
+
+
+def _log_table(events: list[Event], width: int) -> Table:
+    """One line per event at any terminal width: long text is cut with an ellipsis."""
+    seq_w = max([3, *(len(str(ev.seq)) for ev in events)])
+    fixed = {"seq": seq_w, "time (UTC)": 16, "who": 12, "action": 12, "about": 10}
+    rest = width - sum(fixed.values()) - 3 * len(fixed) - 1  # padding + divider per column
+    if rest < 10:  # narrow terminal: drop the subject column first
+        fixed.pop("about")
+        rest += 13
+    table = Table(title=f"{len(events)} events", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, caption="full text: --format json or csv", expand=False)
+    for col, w in fixed.items():
+        table.add_column(col, no_wrap=True, overflow="ellipsis", width=w,
+                         justify="right" if col == "seq" else "left")
+    table.add_column("rationale", no_wrap=True, overflow="ellipsis", width=max(rest, 8))
+    for ev in events:
+        who = f"{ev.actor_name} ({_ROLE_ABBR.get(ev.actor_role, ev.actor_role)})"
+        cells: list[str | Text] = [str(ev.seq), ev.ts[:16].replace("T", " "), _safe(who, 60),
+                                   _safe(ev.action, 40)]
+        if "about" in fixed:
+            cells.append(_safe(_subject(ev), 60))
+        table.add_row(*cells, _safe(ev.rationale, 400))
+    return table
+
+
+def _log_csv(events: list[Event]) -> None:
+    import csv
+    import sys
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(_LOG_FIELDS)
+    for ev in events:
+        d = ev.to_dict()
+        writer.writerow([neutralise_csv_cell(str(v)) if isinstance(v, str) else
+                         ("" if v is None else v) for v in (d.get(f) for f in _LOG_FIELDS)])
 
 
 @audit_app.command()
@@ -228,24 +313,24 @@ def log(
     ] = None,
     last: Annotated[int, typer.Option("--last", "-n", help="Show the last N matching events.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="table (one line per event), json (JSON lines, full "
+                          "text) or csv (full text; formula cells neutralised).")
+    ] = "table",
     busy_timeout: TimeoutOpt = 10.0,
 ) -> None:
-    """Show the event log as a table (or JSON lines)."""
+    """Show the event log: a table with one line per event (or JSON lines / CSV)."""
+    kind = "json" if as_json else fmt.strip().lower()
+    if kind not in ("table", "json", "csv"):
+        raise StoreError(f"unknown format {fmt!r}; use table, json or csv")
     flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model,
                       action=action, intervention_id=intervention)
     events = _open(workspace, busy_timeout).events(flt, last=last)
-    if as_json:
+    if kind == "json":
         for ev in events:
             typer.echo(json.dumps(ev.to_dict(), ensure_ascii=False, sort_keys=True))
-        return
-    table = Table(title=f"{len(events)} events", show_lines=False)
-    for col in ("seq", "time (UTC)", "actor", "role", "action", "intervention", "concept",
-                "model", "rationale"):
-        table.add_column(col, overflow="fold")
-    for ev in events:
-        table.add_row(
-            str(ev.seq), ev.ts[:19].replace("T", " "), _safe(ev.actor_name, 30),
-            ev.actor_role, ev.action, _safe(ev.intervention_id, 24), _safe(ev.concept, 24),
-            _safe(ev.model_id, 24), _safe(ev.rationale, 60),
-        )
-    Console(soft_wrap=False).print(table)
+    elif kind == "csv":
+        _log_csv(events)
+    else:
+        con = Console(soft_wrap=False)
+        con.print(_log_table(events, con.width))

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from concepts import DataError, Workspace, WorkspaceError
+from workbench._cli_tables import print_fit_table
 from workbench._console import WorkspaceOpt, cli_errors, err_console, print_frame, progress_bars
 
 __all__ = [
@@ -158,7 +159,7 @@ def confounders_command(
             cols = ["split", "attribute", "class", "n_both", "n_class", "prevalence_class",
                     "prevalence_other", "lift", "odds_ratio", "p_adjusted", "note"]
     if fmt is Fmt.table:
-        print_frame(df[cols].head(top if top is not None else 20), "table", title=title)
+        print_fit_table(df[cols].head(top if top is not None else 20), title=title)
     else:
         print_frame(df if top is None else df.head(top), fmt.value)
 

@@ -11,6 +11,7 @@ from concepts import Workspace
 from concepts._cav import PROBES
 from concepts._significance import CORRECTIONS, TESTS, SignificanceConfig
 from concepts._tcav import run_tcav
+from workbench._cli_tables import print_fit_table
 from workbench._console import cli_errors, err_console, print_frame, progress_bars
 
 __all__ = ["JSON_COLUMNS", "tcav_command"]
@@ -90,7 +91,11 @@ def tcav_command(
         )
     table = report.table
     cols = list(table.columns) if all_columns else list(JSON_COLUMNS if fmt != "table" else _TABLE_COLUMNS)
-    print_frame(table[cols], fmt, title=f"TCAV ({report.settings['probe']} probe, R = {runs}, {sig.test}, {sig.correction})")
+    title = f"TCAV ({report.settings['probe']} probe, R = {runs}, {sig.test}, {sig.correction})"
+    if fmt == "table":
+        print_fit_table(table[cols], title=title)
+    else:
+        print_frame(table[cols], fmt, title=title)
     for w in report.warnings:  # stderr: keeps json/csv on stdout clean
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     if fmt == "table":

@@ -25,6 +25,8 @@ __all__ = [
     "anchor_note",
     "export_bytes",
     "history_frame",
+    "history_report_bytes",
+    "intervention_report_bytes",
     "make_filter",
     "verify_summary",
 ]
@@ -87,6 +89,20 @@ def history_frame(events: list[Event]) -> pd.DataFrame:
     cols = ["seq", "time (UTC)", "who", "actor id", "role", "action", "concept", "intervention",
             "rationale", "spec", "metric deltas", "hash"]
     return pd.DataFrame(rows, columns=cols).sort_values("seq", ascending=False, ignore_index=True)
+
+
+def intervention_report_bytes(store: Store, workspace: Path, intervention_id: str) -> bytes:
+    """The print-ready intervention report (HTML, UTF-8) for a download button."""
+    from workbench._audit_reports import intervention_report
+
+    return intervention_report(store, workspace, intervention_id).encode("utf-8")
+
+
+def history_report_bytes(store: Store, workspace: Path, filters: EventFilter | None = None) -> bytes:
+    """The print-ready history report over ``filters`` (HTML, UTF-8) for a download button."""
+    from workbench._audit_reports import history_report
+
+    return history_report(store, workspace, filters).encode("utf-8")
 
 
 def export_bytes(store: Store, actor: Actor, fmt: str, filters: EventFilter | None = None) -> bytes:

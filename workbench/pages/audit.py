@@ -12,6 +12,8 @@ from workbench._ui_history import (
     anchor_note,
     export_bytes,
     history_frame,
+    history_report_bytes,
+    intervention_report_bytes,
     make_filter,
     verify_summary,
 )
@@ -70,7 +72,7 @@ def body(ctx: PageContext) -> None:
     if not ctx.can(Action.EXPORTED):
         st.info("Your role may not export the history.")
         return
-    cols = st.columns(4)
+    cols = st.columns(3)
     for col, (fmt, label) in zip(
         cols, (("csv", "CSV"), ("parquet", "Parquet"), ("jsonl", "JSONL")), strict=False
     ):
@@ -83,12 +85,15 @@ def body(ctx: PageContext) -> None:
             key=f"audit_dl_{fmt}",
             on_click="ignore",
         )
-    with cols[3], guard("HTML report"):
+    st.subheader("Reports")
+    st.caption("Print-ready HTML (A4 or Letter): open it in a browser and Print → Save as PDF.")
+    r1, r2 = st.columns(2)
+    with r1, guard("Intervention report"):
         if ivs:
             pick = st.selectbox("Report for intervention", ivs, key="audit_report_iv")
             st.download_button(
-                "HTML report",
-                data=functools.partial(s.report_html, pick),
+                "Intervention report",
+                data=functools.partial(intervention_report_bytes, s, ws.root, pick),
                 file_name=f"report-{pick}.html",
                 mime=EXPORT_MIME["html"],
                 icon=":material/description:",
@@ -96,7 +101,19 @@ def body(ctx: PageContext) -> None:
                 on_click="ignore",
             )
         else:
-            st.caption("HTML reports appear once an intervention is recorded.")
+            st.caption("Intervention reports appear once an intervention is recorded.")
+    with r2, guard("History report"):
+        st.caption("History report over the filters above (counts, one row per intervention, "
+                   "chain status).")
+        st.download_button(
+            "History report",
+            data=functools.partial(history_report_bytes, s, ws.root, flt),
+            file_name="history-report.html",
+            mime=EXPORT_MIME["html"],
+            icon=":material/summarize:",
+            key="audit_dl_history",
+            on_click="ignore",
+        )
 
 
 run_page(

@@ -3,6 +3,7 @@ the list of applied interventions with revert."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pandas as pd
@@ -10,7 +11,7 @@ import streamlit as st
 
 from store import Action
 from workbench._ui_figures import metrics_compare_bar, reliance_bar
-from workbench._ui_history import active_interventions
+from workbench._ui_history import active_interventions, intervention_report_bytes
 from workbench._ui_interventions import (
     METRIC_KEYS,
     PRESET_KEY,
@@ -25,7 +26,15 @@ from workbench._ui_interventions import (
     whatif,
     whatif_ready,
 )
-from workbench._ui_state import PageContext, guard, progress_bar, run_page, store_events, workspace
+from workbench._ui_state import (
+    PageContext,
+    guard,
+    progress_bar,
+    run_page,
+    store,
+    store_events,
+    workspace,
+)
 from workbench._ui_text import md
 
 _LABELS = {
@@ -205,6 +214,11 @@ def _applied_list(ctx: PageContext) -> None:
                     hide_index=True, width="stretch",
                     column_config={"change": st.column_config.NumberColumn(format="%+.3f")},
                 )
+            st.download_button(
+                "Intervention report", icon=":material/description:", on_click="ignore",
+                data=functools.partial(intervention_report_bytes, store(ws), ws.root, a.intervention_id),
+                file_name=f"report-{a.intervention_id}.html", mime="text/html",
+                key=f"iv_report_{a.intervention_id}")
             if ctx.can(Action.REVERTED):
                 with st.form(f"iv_revert_{a.intervention_id}"):
                     why = st.text_input("Why revert? (required)", key=f"iv_revert_why_{a.intervention_id}")
