@@ -513,7 +513,7 @@ class Store:
     def report_html(self, intervention_id: str) -> str:
         """The HTML audit report of one intervention (for a download button or a file)."""
         history = self.intervention_history(intervention_id)
-        return render_report(history, self.verify(), store_label=str(self.path),
+        return render_report(history, self.verify(), store_label=self.path.name,  # never the server's directory
                              generated_at=utc_now_iso())
 
     def export(

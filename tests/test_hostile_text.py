@@ -144,3 +144,14 @@ def test_rationale_shown_as_text_in_the_ui(ui_env: pytest.MonkeyPatch, fresh_wor
     rendered = [m.value for m in (*at.markdown, *at.caption, *at.info, *at.error, *at.warning)]
     assert not any("](https://evil" in m for m in rendered), rendered
     assert any(r"\[ink\]\(https\:" in m for m in rendered)  # the concept name, escaped
+
+
+def test_html_report_does_not_show_the_server_path(tmp_path: Path) -> None:
+    from store import Actor, Role, Store
+
+    s = Store(tmp_path / "secret-dir" / "store.duckdb")
+    derm = Actor.from_os_user(Role.DERMATOLOGIST)
+    iv = s.append_event(derm, "proposed", spec={"concept": "ink", "op": "mask"}, rationale="r")
+    html = s.report_html(str(iv.intervention_id))
+    assert "secret-dir" not in html and str(tmp_path) not in html
+    assert "store.duckdb" in html
