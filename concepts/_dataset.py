@@ -303,6 +303,10 @@ class Dataset:
                 f"{r}: cases.parquet has {len(cases)} rows but images.npy {images.shape[0]} — "
                 f"the data set is corrupt; {_REIMPORT}"
             )
+        try:
+            cls._validate(info, cases, images)
+        except DataError as exc:
+            raise DataError(f"{r}: {exc} — the data set is corrupt; {_REIMPORT}") from None
         ds = cls(r, info, cases, images)
         if verify:
             ds.verify()
