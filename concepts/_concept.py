@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from concepts._dataset import ARTIFACTS, CRITERIA, Dataset
+from concepts._dataset import ARTIFACTS, CRITERIA, Dataset, name_problem
 from concepts._errors import ConceptError
 
 __all__ = [
@@ -175,6 +175,8 @@ class Concept:
                 f"invalid concept name {self.name!r}: use a non-empty name without '/' that is not "
                 "'random' or 'random_*'"
             )
+        if name_problem(self.name):
+            raise ConceptError(f"invalid concept name: {name_problem(self.name)} — use a visible name")
         if self.group not in GROUPS:
             raise ConceptError(f"unknown group {self.group!r}; choose one of {list(GROUPS)}")
         if self.counterpart not in ("random", "negative"):

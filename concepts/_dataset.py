@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,9 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "ImageSet",
+    "check_name",
     "hash_array",
+    "name_problem",
     "swap_in_directory",
 ]
 
@@ -51,6 +54,50 @@ CRITERIA: tuple[str, ...] = (
 
 #: Artifacts known to confound dermoscopy classifiers (0/1 columns).
 ARTIFACTS: tuple[str, ...] = ("ruler", "ink", "hair", "dark_corner", "patch", "gel_bubble")
+
+
+#: Spellings of a missing value (pandas' default ``na_values``, compared case-insensitively):
+#: never the name of a class, concept or column.
+_MISSING_NAMES = frozenset({
+    "", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
+    "n/a", "na", "nan", "null", "none", "nat",
+})
+#: Unicode categories that display as nothing or reorder text: control (Cc), format (Cf: bidi
+#: overrides and isolates, zero-width characters, BOM), surrogates, private use, unassigned,
+#: line/paragraph separators.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def name_problem(value: object) -> str:
+    """Why ``value`` cannot name a class, concept or column (``""`` when it can).
+
+    Refused: non-strings, empty or blank names, leading/trailing white space, spellings of a
+    missing value (``NaN``, ``nan``, ``None``, ``NA``, ...), and invisible or text-reordering
+    characters (bidi controls, zero-width characters, control characters, spaces other than
+    the plain one) that would make two names look alike or a name look like something else.
+    """
+    if not isinstance(value, str):
+        return f"{value!r} is not text"
+    if value.strip().lower() in _MISSING_NAMES:
+        return f"{value!r} reads as a missing value"
+    if value != value.strip():
+        return f"{value!r} has leading or trailing white space"
+    for ch in value:
+        cat = unicodedata.category(ch)
+        if cat in _INVISIBLE or (cat == "Zs" and ch != " "):
+            return (
+                f"{value!r} contains the invisible or text-reordering character U+{ord(ch):04X} "
+                f"({unicodedata.name(ch, 'unnamed')})"
+            )
+    return ""
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` if :func:`name_problem` finds nothing; else :class:`DataError` naming ``what``."""
+    problem = name_problem(value)
+    if problem:
+        raise DataError(f"{what} {problem} — use a visible name such as 'melanoma'")
+    return str(value)
 
 
 def swap_in_directory(tmp: Path, target: Path) -> None:
@@ -78,6 +125,81 @@ def hash_array(arr: np.ndarray, *extra: str) -> str:
     for e in extra:
         h.update(e.encode())
     return h.hexdigest()
+
+
+_REIMPORT = "re-import it (`workbench import`) or rebuild the demo (`workbench demo --no-serve`)"
+
+
+def _content_hash(images: np.ndarray, cases: pd.DataFrame) -> str:
+    """The content hash of a data set: its images plus its cases table as JSON records."""
+    return hash_array(images, cases.to_json(orient="records"))
+
+
+@dataclass(frozen=True)
+class _FilesKey:
+    """Identity of a data set's files on disk: path, modification time and size of each."""
+
+    root: str
+    stats: tuple[tuple[str, int, int], ...]
+
+    @classmethod
+    def of(cls, root: Path) -> _FilesKey | None:
+        try:
+            stats = tuple(
+                (n, (st := (root / n).stat()).st_mtime_ns, st.st_size)
+                for n in ("dataset.json", "cases.parquet", "images.npy")
+            )
+        except OSError:
+            return None
+        return cls(str(root.resolve()), stats)
+
+
+#: Content hashes verified in this process, by the files they were computed from.
+_VERIFIED: dict[_FilesKey, str] = {}
+
+
+def _corrupt(path: Path, exc: BaseException) -> DataError:
+    detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+    return DataError(f"{path}: cannot read it ({detail}) — the data set is corrupt; {_REIMPORT}")
+
+
+def _read_info(meta: Path) -> DatasetInfo:
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        info = DatasetInfo.from_json(data)
+        if not all(isinstance(c, str) for c in (*info.classes, *info.concepts, *info.artifacts)):
+            raise ValueError("class, concept and artifact names must be strings")
+        return info
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _corrupt(meta, exc) from None
+
+
+def _read_cases(path: Path) -> pd.DataFrame:
+    try:
+        cases = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
+        raise _corrupt(path, exc) from None
+    missing = [c for c in ("case_id", "label", "split") if c not in cases.columns]
+    if missing:
+        raise DataError(f"{path}: lacks the column(s) {missing} — the data set is corrupt; {_REIMPORT}")
+    return cases
+
+
+def _read_images(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        images = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _corrupt(path, exc) from None
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        shape = getattr(images, "shape", "?")
+        dtype = getattr(images, "dtype", "?")
+        raise DataError(
+            f"{path}: holds {dtype} {shape}, not uint8 images (N, S, S, 3) — the data set is "
+            f"corrupt; {_REIMPORT}"
+        )
+    return images
 
 
 @dataclass(frozen=True)
@@ -145,8 +267,27 @@ class Dataset:
 
     # ------------------------------------------------------------------ IO
     @classmethod
-    def load(cls, root: str | Path, *, mmap: bool = True) -> Dataset:
-        """Open a data set directory written by :meth:`write`."""
+    def load(cls, root: str | Path, *, mmap: bool = True, verify: bool = True) -> Dataset:
+        """Open a data set directory written by :meth:`write`.
+
+        Parameters
+        ----------
+        root
+            The data-set directory.
+        mmap
+            Memory-map ``images.npy`` (read-only) instead of reading it.
+        verify
+            Check the stored content hash (:meth:`verify`; the first time in a process costs
+            one pass over the images, about 0.1 s per 1,000 images of 128 px).
+
+        Raises
+        ------
+        WorkspaceError
+            No ``dataset.json`` in ``root``.
+        DataError
+            A corrupt or inconsistent ``dataset.json``, ``cases.parquet`` or ``images.npy``
+            (one line naming the file and what to do), or a content-hash mismatch.
+        """
         r = Path(root)
         meta = r / "dataset.json"
         if not meta.is_file():
@@ -154,12 +295,49 @@ class Dataset:
                 f"no data set at {r} (dataset.json missing) — build the demo with "
                 "`workbench demo --no-serve` or import one with `workbench import`"
             )
-        info = DatasetInfo.from_json(json.loads(meta.read_text()))
-        cases = pd.read_parquet(r / "cases.parquet")
-        images = np.load(r / "images.npy", mmap_mode="r" if mmap else None)
+        info = _read_info(meta)
+        cases = _read_cases(r / "cases.parquet")
+        images = _read_images(r / "images.npy", mmap)
         if len(cases) != images.shape[0]:
-            raise DataError(f"{r}: cases.parquet has {len(cases)} rows but images.npy {images.shape[0]}")
-        return cls(r, info, cases, images)
+            raise DataError(
+                f"{r}: cases.parquet has {len(cases)} rows but images.npy {images.shape[0]} — "
+                f"the data set is corrupt; {_REIMPORT}"
+            )
+        try:
+            cls._validate(info, cases, images)
+        except DataError as exc:
+            raise DataError(f"{r}: {exc} — the data set is corrupt; {_REIMPORT}") from None
+        ds = cls(r, info, cases, images)
+        if verify:
+            ds.verify()
+        return ds
+
+    def verify(self) -> None:
+        """Check that the files still hash to the ``content_hash`` of ``dataset.json``.
+
+        The hash covers the images and the cases table. A successful check is remembered for
+        the files' (path, modification time, size) in this process, so repeated loads of an
+        unchanged data set cost a ``stat`` per file.
+
+        Raises
+        ------
+        DataError
+            No stored hash, or the files hash to something else (modified or corrupted).
+        """
+        expected = self.info.content_hash
+        if not expected:
+            raise DataError(f"{self.root}: dataset.json has no content_hash — {_REIMPORT}")
+        key = _FilesKey.of(self.root)
+        if key is not None and _VERIFIED.get(key) == expected:
+            return
+        actual = _content_hash(self.images, self.cases)
+        if actual != expected:
+            raise DataError(
+                f"{self.root}: the data set's files do not match its content hash (dataset.json "
+                f"{expected[:12]}…, files {actual[:12]}…) — it was modified or corrupted; {_REIMPORT}"
+            )
+        if key is not None:
+            _VERIFIED[key] = expected
 
     @classmethod
     def write(
@@ -183,7 +361,7 @@ class Dataset:
         cases = cases.reset_index(drop=True).copy()
         cls._validate(info, cases, images)
         images = np.ascontiguousarray(images, dtype=np.uint8)
-        content_hash = hash_array(images, cases.to_json(orient="records"))
+        content_hash = _content_hash(images, cases)
         info = DatasetInfo(**{**asdict(info), "content_hash": content_hash})
         if r.exists() and not overwrite:
             raise DataError(f"{r} already exists — choose another name or pass overwrite=True")
@@ -197,7 +375,7 @@ class Dataset:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls.load(r)
+        return cls.load(r)  # verified: what is on disk hashes to what was meant
 
     @staticmethod
     def _validate(info: DatasetInfo, cases: pd.DataFrame, images: np.ndarray) -> None:
@@ -208,6 +386,10 @@ class Dataset:
             raise DataError(f"images must be (N, S, S, 3) uint8, got {images.shape}")
         if images.shape[0] != len(cases):
             raise DataError(f"{len(cases)} cases but {images.shape[0]} images")
+        for kind, names in (("class", info.classes), ("concept", info.concepts),
+                            ("artifact", info.artifacts), ("metadata column", info.metadata)):
+            for n in names:
+                check_name(n, f"{kind} name")
         dup = cases["case_id"][cases["case_id"].duplicated()]
         if len(dup):
             raise DataError(f"duplicate case_id {dup.iloc[0]!r} (row {int(dup.index[0])})")

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from concepts._dataset import ARTIFACTS, CRITERIA, Dataset, DatasetInfo
+from concepts._dataset import ARTIFACTS, CRITERIA, Dataset, DatasetInfo, check_name, name_problem
 from concepts._errors import DataError
 from concepts._importers_common import (
     _SPLIT_ALIASES,
@@ -280,6 +280,8 @@ def import_folder(
         label = cells[i_label]
         if not label:
             row_problems.append(_RowError("empty label — every case needs a class", label_col))
+        elif name_problem(label):
+            row_problems.append(_RowError(f"label {name_problem(label)} — every case needs a class", label_col))
         elif allowed is not None and label not in allowed:
             row_problems.append(_RowError(f"label {label!r} is not one of {list(allowed)}", label_col))
         split = ""
@@ -440,6 +442,8 @@ def import_class_folders(
             f"them into {root}/<class>/"
         )
     folder_classes = sorted({c.name for _, c in groups})
+    for c in folder_classes:
+        check_name(c, f"{root}: class folder")
     if allowed is not None:
         for c in folder_classes:
             if c not in allowed:

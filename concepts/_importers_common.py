@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from concepts._dataset import Dataset, DatasetInfo
+from concepts._dataset import Dataset, DatasetInfo, check_name
 from concepts._errors import DataError, ImageError
 from concepts._images import load_image_rgb
 
@@ -481,6 +481,8 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...] | None:
     cl = tuple(str(c).strip() for c in classes)
     if not cl or any(not c for c in cl) or len(set(cl)) != len(cl):
         raise DataError(f"classes must be non-empty, distinct names, got {list(classes)!r}")
+    for c in cl:
+        check_name(c, "class name")
     return cl
 
 

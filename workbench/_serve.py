@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from concepts import WorkbenchError, Workspace
+from concepts import WorkbenchError, Workspace, WorkspaceError
 from workbench._auth import (
     ENV_AUTH,
     ENV_ROLE,
@@ -45,6 +45,7 @@ __all__ = [
     "ServeError",
     "ServePlan",
     "app_path",
+    "check_workspace_data",
     "ensure_cookie_secret",
     "plan_serve",
     "serve_ui",
@@ -221,6 +222,26 @@ def ensure_cookie_secret(path: Path | None) -> bool:
     return True
 
 
+def check_workspace_data(workspace: Workspace) -> None:
+    """Verify the content hash of the workspace's data sets before serving them.
+
+    Raises
+    ------
+    DataError
+        A corrupt data-set file or a content-hash mismatch (a missing data set is left to
+        the UI, which says how to build one).
+    """
+    if not workspace.exists():
+        return
+    try:
+        datasets = [workspace.dataset(), workspace.concept_sets()]
+    except WorkspaceError:
+        return
+    for ds in datasets:
+        if ds is not None:
+            ds.verify()
+
+
 def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -256,6 +277,7 @@ def serve_ui(
             err_console.print(f"Generated a cookie_secret in {secrets}.", highlight=False)
     plan = plan_serve(workspace, host=host, port=port, role=role, auth=auth)
     _check_port_free(host, port)
+    check_workspace_data(workspace)
     for w in plan.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     who = (

@@ -193,13 +193,18 @@ def dataset_key(ws: Workspace) -> tuple[str, str]:
             f"the workspace has no data set {name!r} — build the demo "
             f"(`workbench demo --no-serve --workspace {ws.root}`) or import one"
         )
-    info = json.loads(meta.read_text())
-    return name, str(info.get("content_hash") or meta.stat().st_mtime)
+    try:
+        info = json.loads(meta.read_text())
+        return name, str(info.get("content_hash") or meta.stat().st_mtime)
+    except (ValueError, AttributeError, OSError):  # Dataset.load says what is wrong with it
+        return name, str(meta.stat().st_mtime_ns)
 
 
 @st.cache_resource(show_spinner="Loading the data set…", max_entries=4)
 def _dataset(root: str, name: str, content_hash: str) -> Dataset:
-    return Workspace(root).dataset(name)
+    ds = Workspace(root).dataset(name)
+    ds.verify()  # a corrupt or modified data set is refused (not cached), never shown
+    return ds
 
 
 def dataset(ws: Workspace) -> Dataset:

@@ -206,7 +206,7 @@ def _applied_list(ctx: PageContext) -> None:
         return
     for a in active:
         deltas = a.metric_deltas or {}
-        with st.expander(md(f"{a.intervention_id} · {a.concept or ''} · by {a.applied_by}"), expanded=False):
+        with st.expander(f"{a.intervention_id} · {md(a.concept or '')} · by {md(a.applied_by)}", expanded=False):
             st.text(f"“{a.rationale}” — {a.applied_at[:16].replace('T', ' ')} UTC")
             if deltas:
                 st.dataframe(
