@@ -48,7 +48,7 @@ from concepts._tcav_core import (
     shared_logit_share,
     tcav_scores,
 )
-from concepts._tcav_design import ConceptSides, plan_runs, random_sets
+from concepts._tcav_design import ConceptSides, baseline_means, plan_runs, random_sets
 from concepts._workspace import Workspace
 
 __all__ = [
@@ -71,7 +71,7 @@ DEFAULT_TCAV_LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 #: Version of the CAV training code; part of every cached CAV's key.
-CAV_FORMAT = 2  # 2: per-run half-samples, independent baseline sets
+CAV_FORMAT = 3  # 3: per-run half-samples, baseline of random pseudo-concepts
 
 #: Share of the logit gradient common to all classes above which a warning is given.
 SHARED_LOGIT_WARN = 0.5
@@ -412,7 +412,8 @@ def run_tcav(
         negs = (tuple(f"random_{r}" for r in range(1, runs + 1)) if con.counterpart == "random"
                 else (con.negative_name,) * runs)
         specs.append((con.name, con.id, list(ctasks), negs))
-    specs.append(("random", rid, list(plan.baseline_tasks), tuple(f"random_{r}" for r in range(1, runs + 1))))
+    specs.append(("random", rid, list(plan.baseline_tasks),
+                  tuple(f"random_{i // plan.runs_per_set + 1}" for i in range(len(plan.baseline_tasks)))))
 
     # 4. CAVs: cached .npz or one batched fit per (layer, probe)
     t0 = time.perf_counter()
@@ -465,11 +466,12 @@ def run_tcav(
             sc = tcav_scores(grads[(lay, c)], V)
             at = 0
             for pr, n in keys:
-                sl = slice(at, at + runs)
-                at += runs
+                k = len(trained[(pr, n, lay)])
+                sl = slice(at, at + k)
+                at += k
                 part = TCAVScores(sc.sign_count[sl], sc.magnitude[sl], sc.mean_derivative[sl], sc.n_inputs)
                 runs_scores[(pr, n, lay, c)] = part
-                for r in range(runs):
+                for r in range(len(part.sign_count)):
                     score_rows.append({
                         "concept": n, "class": c, "layer": lay, "probe": pr, "run": r + 1,
                         "sign_count": float(part.sign_count[r]), "magnitude": float(part.magnitude[r]),
@@ -493,7 +495,7 @@ def run_tcav(
             for con in chosen:
                 for pr in probes:
                     T = runs_scores[(pr, con.name, lay, c)].sign_count
-                    B = runs_scores[(pr, "random", lay, c)].sign_count
+                    B = baseline_means(runs_scores[(pr, "random", lay, c)].sign_count, plan.runs_per_set)
                     pvals[pr].append(compare_to_random(T, B, sig.test))
                     effects[pr].append(float(T.mean() - B.mean()))
                     acc = float(trained[(pr, con.name, lay)].accuracies.mean())
@@ -501,13 +503,13 @@ def run_tcav(
                     accok[pr].append(acc >= sig.min_accuracy and acc >= racc + sig.accuracy_margin)
                 cs = trained[(probe, con.name, lay)]
                 ts = runs_scores[(probe, con.name, lay, c)]
-                bs = runs_scores[(probe, "random", lay, c)]
+                bs = baseline_means(runs_scores[(probe, "random", lay, c)].sign_count, plan.runs_per_set)
                 rows.append({
                     "concept": con.name, "concept_id": con.id, "group": con.group, "class": c,
                     "layer": lay, "probe": probe, "runs": runs,
                     "score_mean": float(ts.sign_count.mean()), "score_std": float(ts.sign_count.std(ddof=1)),
-                    "random_mean": float(bs.sign_count.mean()), "random_std": float(bs.sign_count.std(ddof=1)),
-                    "effect": float(ts.sign_count.mean() - bs.sign_count.mean()),
+                    "random_mean": float(bs.mean()), "random_std": float(bs.std(ddof=1)),
+                    "effect": float(ts.sign_count.mean() - bs.mean()),
                     "magnitude_mean": float(ts.magnitude.mean()),
                     "cav_accuracy": float(cs.accuracies.mean()),
                     "random_accuracy": float(trained[(probe, "random", lay)].accuracies.mean()),

@@ -8,8 +8,12 @@ Every run draws its examples afresh, so the run-to-run spread is real:
   examples*, so no image sits on both sides) or a random half of the explicit negatives
   (``counterpart="negative"``; the same number per class on both sides when the labels are
   known, counterfactual twins kept in pairs);
-* **baseline runs** (random vs random) train on two disjoint random sets of the pool drawn from
-  their own permutation stream, independent of the concept runs' sets.
+* **baseline**: R random *pseudo-concepts* — each a fixed random "positive" set and a disjoint
+  fixed random "negative" set of the pool, drawn from their own permutation stream independent of
+  the concept runs' sets — each trained like a concept, on fresh halves, a few times. A concept's
+  mean score is compared with the distribution of the pseudo-concepts' mean scores: a random
+  concept is one sample of images just as they are, so under the null the two are exchangeable
+  (up to the pseudo-concepts' fewer runs, which only makes the test conservative).
 
 Within each stream the random sets are disjoint while the pool allows; when it does not, later
 runs re-use pool images (each run's own two sets stay disjoint) and :func:`plan_runs` says so
@@ -26,7 +30,7 @@ import numpy as np
 from concepts._cav import MIN_EXAMPLES, ProbeTask
 from concepts._errors import ConceptError
 
-__all__ = ["ConceptSides", "RunPlan", "half_sample", "plan_runs", "random_sets"]
+__all__ = ["BASELINE_RUNS_PER_SET", "ConceptSides", "RunPlan", "baseline_means", "half_sample", "plan_runs", "random_sets"]
 
 
 def random_sets(
@@ -109,13 +113,28 @@ class ConceptSides:
     exclude: np.ndarray | None = None
 
 
+#: Runs per random pseudo-concept of the baseline.
+BASELINE_RUNS_PER_SET = 4
+
+
 @dataclass(frozen=True)
 class RunPlan:
-    """The probe tasks of every concept and of the random baseline, plus what to warn about."""
+    """The probe tasks of every concept and of the random baseline, plus what to warn about.
+
+    ``baseline_tasks`` holds R random pseudo-concepts x ``runs_per_set`` runs (consecutive);
+    :func:`baseline_means` turns their scores into the R pseudo-concept means.
+    """
 
     concept_tasks: tuple[tuple[ProbeTask, ...], ...]
     baseline_tasks: tuple[ProbeTask, ...]
     warnings: tuple[str, ...]
+    runs_per_set: int = BASELINE_RUNS_PER_SET
+
+
+def baseline_means(scores: np.ndarray, runs_per_set: int = BASELINE_RUNS_PER_SET) -> np.ndarray:
+    """The mean score of each random pseudo-concept (consecutive groups of ``runs_per_set``)."""
+    a = np.asarray(scores, dtype=np.float64)
+    return a.reshape(-1, runs_per_set).mean(axis=1)
 
 
 def _concept_tasks(
@@ -180,17 +199,36 @@ def plan_runs(
         concept_tasks.append(tuple(tasks))
         if overlapped:
             short.append(side.cid)
-    pairs = random_sets(pool_size, 2 * set_size, runs, seed_of(baseline_id, 0))
-    baseline = []
-    for r, pair in enumerate(pairs):
-        perm = np.random.default_rng(seed_of(baseline_id, r + 1)).permutation(pair)
-        baseline.append(ProbeTask(pool_offset + np.sort(perm[:set_size]), pool_offset + np.sort(perm[set_size:]),
-                                  seed_of(baseline_id, r + 1)))
-    if pool_size < 2 * runs * set_size or short:
+    baseline = _baseline_tasks(pool_offset, pool_size, set_size, runs, baseline_id, seed_of)
+    need = 2 * _pseudo_size(set_size, pool_size) * runs
+    if pool_size < need or short:
         warnings.append(
-            f"the random pool ({pool_size} images) is too small for {runs} runs of disjoint random sets "
-            f"of {set_size} (the baseline needs {2 * runs * set_size}); later runs re-use pool images "
+            f"the random pool ({pool_size} images) is too small for {runs} disjoint random concepts "
+            f"(the baseline needs {need}); later ones re-use pool images "
             "(each run's own sets stay disjoint, and a concept's own examples are never drawn "
             "against it) — enlarge the pool (`workbench concepts build --pool-size`) or lower --runs"
         )
-    return RunPlan(tuple(concept_tasks), tuple(baseline), tuple(warnings))
+    return RunPlan(tuple(concept_tasks), tuple(baseline), tuple(warnings), BASELINE_RUNS_PER_SET)
+
+
+def _pseudo_size(set_size: int, pool_size: int) -> int:
+    """Size of each side of a random pseudo-concept (its runs use halves of ``set_size``)."""
+    return max(MIN_EXAMPLES, min(2 * set_size, pool_size // 2))
+
+
+def _baseline_tasks(
+    pool_offset: int, pool_size: int, set_size: int, runs: int, baseline_id: str,
+    seed_of: Callable[[str, int], int],
+) -> list[ProbeTask]:
+    """``runs`` random pseudo-concepts, each trained like a concept on fresh halves of two fixed
+    random sets, :data:`BASELINE_RUNS_PER_SET` times (tasks of one pseudo-concept are consecutive)."""
+    m = _pseudo_size(set_size, pool_size)
+    tasks = []
+    for k, pair in enumerate(random_sets(pool_size, 2 * m, runs, seed_of(baseline_id, 0))):
+        perm = np.random.default_rng(seed_of(baseline_id, -1 - k)).permutation(pair)
+        pos, neg = perm[:m], perm[m:]
+        for j in range(BASELINE_RUNS_PER_SET):
+            sd = seed_of(baseline_id, 1 + k * BASELINE_RUNS_PER_SET + j)
+            rng = np.random.default_rng(sd)
+            tasks.append(ProbeTask(pool_offset + pos[half_sample(m, rng)], pool_offset + neg[half_sample(m, rng)], sd))
+    return tasks

@@ -17,7 +17,7 @@ from concepts import ConceptError
 from concepts._cav import ProbeTask, fit_cav_batch
 from concepts._significance import compare_to_random, holm
 from concepts._tcav_core import tcav_scores
-from concepts._tcav_design import ConceptSides, half_sample, plan_runs, random_sets
+from concepts._tcav_design import ConceptSides, baseline_means, half_sample, plan_runs, random_sets
 
 D, R, POOL, N_CONCEPTS, N_EX = 32, 20, 400, 40, 40
 
@@ -62,7 +62,7 @@ def _pvalues(mode: str, seed: int, *, test: str, old_design: bool = False) -> np
         tasks = [t for ts in plan.concept_tasks for t in ts]
     batch = fit_cav_batch(X, [*tasks, *plan.baseline_tasks], probe="pattern")
     sc = tcav_scores(grads, batch.vectors).sign_count
-    base = sc[-R:]
+    base = baseline_means(sc[len(tasks):], plan.runs_per_set)
     return np.array([compare_to_random(sc[i * R : (i + 1) * R], base, test) for i in range(len(sides))])
 
 
@@ -87,10 +87,10 @@ def _toy_sides(n_pool: int = 100):
 
 
 def test_runs_draw_fresh_examples_and_keep_pools_apart():
-    pos, neg = _toy_sides()
+    pos, neg = _toy_sides(400)
     excl = np.arange(0, 10)  # pool images that are also the concept's own examples
     sides = [ConceptSides("a", pos, exclude=excl), ConceptSides("b", pos, neg)]
-    plan = plan_runs(sides, pool_offset=0, pool_size=100, set_size=8, runs=5, baseline_id="rnd",
+    plan = plan_runs(sides, pool_offset=0, pool_size=400, set_size=8, runs=5, baseline_id="rnd",
                      seed_of=_seed_of(0))
     a_tasks, b_tasks = plan.concept_tasks
     assert len({tuple(t.pos) for t in a_tasks}) == 5  # a fresh half of the positives per run
@@ -100,12 +100,20 @@ def test_runs_draw_fresh_examples_and_keep_pools_apart():
     assert len({tuple(t.neg) for t in b_tasks}) == 5
     a_negs = {int(i) for t in a_tasks for i in t.neg}
     assert len(a_negs) == 5 * 8  # disjoint random sets: the pool holds them
-    for t in plan.baseline_tasks:
-        assert not set(t.pos) & set(t.neg) and len(t.pos) == len(t.neg) == 8
-    base = [int(i) for t in plan.baseline_tasks for i in (*t.pos, *t.neg)]
-    assert len(set(base)) == len(base)  # 5 runs x 2 sets x 8 = 80 <= 100: all disjoint
+    # baseline: 5 random pseudo-concepts (fixed sets of 16 a side, disjoint from each other),
+    # each trained on fresh halves plan.runs_per_set times
+    assert len(plan.baseline_tasks) == 5 * plan.runs_per_set
+    groups = [plan.baseline_tasks[k * plan.runs_per_set : (k + 1) * plan.runs_per_set] for k in range(5)]
+    sides_of = []
+    for g in groups:
+        p_all = set().union(*(set(t.pos.tolist()) for t in g))
+        n_all = set().union(*(set(t.neg.tolist()) for t in g))
+        assert not p_all & n_all and len(p_all) <= 16 and len(n_all) <= 16
+        assert all(len(t.pos) == len(t.neg) == 8 for t in g) and len({tuple(t.pos) for t in g}) > 1
+        sides_of.append(p_all | n_all)
+    assert all(not sides_of[i] & sides_of[j] for i in range(5) for j in range(i + 1, 5))
     assert not plan.warnings
-    assert {tuple(t.neg) for t in a_tasks}.isdisjoint({tuple(t.neg) for t in plan.baseline_tasks})
+    np.testing.assert_allclose(baseline_means(np.arange(8.0), 4), [1.5, 5.5])
 
 
 def test_a_pool_too_small_is_reported():
@@ -161,9 +169,11 @@ def test_a_planted_direction_is_found():
         cs = [ConceptSides(f"c{i}", p, n if mode == "negative" else None) for i, (p, n) in enumerate(sides)]
         plan = plan_runs(cs, pool_offset=0, pool_size=POOL, set_size=N_EX // 2, runs=R, baseline_id="random",
                          seed_of=_seed_of(9))
-        batch = fit_cav_batch(X, [*[t for ts in plan.concept_tasks for t in ts], *plan.baseline_tasks])
+        ctasks = [t for ts in plan.concept_tasks for t in ts]
+        batch = fit_cav_batch(X, [*ctasks, *plan.baseline_tasks])
         assert batch.accuracies[:R].mean() > 0.9
         sc = tcav_scores(grads, batch.vectors).sign_count
-        p = holm(np.array([compare_to_random(sc[i * R : (i + 1) * R], sc[-R:]) for i in range(len(cs))]))
-        assert p[0] < 0.01 and sc[:R].mean() > 0.9, (mode, p[0], sc[:R].mean(), sc[-R:].std())
+        base = baseline_means(sc[len(ctasks):], plan.runs_per_set)
+        p = holm(np.array([compare_to_random(sc[i * R : (i + 1) * R], base) for i in range(len(cs))]))
+        assert p[0] < 0.01 and sc[:R].mean() > 0.9, (mode, p[0], sc[:R].mean(), base.std())
         assert (p[1:] < 0.05).mean() <= 0.05
