@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from concepts._cav import MIN_EXAMPLES
 from concepts._concept import (
     CONCEPT_DESCRIPTIONS,
     CONFOUNDING_TOLERANCE,
@@ -47,6 +48,46 @@ __all__ = [
     "ExampleSet",
     "label_confounding",
 ]
+
+
+#: Fewest cases left outside the concept sets for :meth:`ConceptBank.from_columns` to draw the
+#: random pool from them alone.
+MIN_POOL = 60
+
+#: Image file suffixes :meth:`ConceptBank.add_from_folder` reads.
+FOLDER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def _read_folder(folder: str | Path, size: int) -> np.ndarray:
+    """All images directly in ``folder`` as ``(N, size, size, 3)`` uint8 (sorted by name)."""
+    from concepts._images import load_image_rgb
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConceptError(f"{root} is not a folder — give a folder of example images")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
+    if not files:
+        raise ConceptError(
+            f"no images in {root} (looked for {', '.join(FOLDER_SUFFIXES)}) — put example images there"
+        )
+    return np.stack([load_image_rgb(p, size) for p in files])
+
+
+def _matched_negatives(dataset: Dataset, positive_ids: Sequence[str], seed: int) -> list[str]:
+    """Other cases of ``dataset`` with the same class counts as the positives (as far as they go)."""
+    ids = dataset.cases["case_id"].astype(str).to_numpy()
+    labels = dataset.labels(np.arange(len(ids)))
+    is_pos = np.isin(ids, list(positive_ids))
+    rng = np.random.default_rng(seed)
+    out: list[str] = []
+    for k, n in enumerate(np.bincount(labels[is_pos], minlength=len(dataset.classes))):
+        pool = np.flatnonzero(~is_pos & (labels == k))
+        out += ids[rng.choice(pool, min(int(n), len(pool)), replace=False)].tolist()
+    if len(out) < MIN_EXAMPLES:
+        raise ConceptError(
+            f"only {len(out)} class-matched negatives available — the data set has too few other cases"
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- the bank
@@ -139,13 +180,20 @@ class ConceptBank:
         *,
         counterpart: str | None = None,
         replace: bool = False,
+        match_classes: bool = False,
+        seed: int = 0,
     ) -> Concept:
-        """A concept from cases of a data set (e.g. a cluster a human has named).
+        """A concept from cases of a data set (e.g. a cluster a human has named, cases picked in the UI).
 
         ``counterpart`` defaults to ``"negative"`` when negatives are given, else ``"random"``.
+        ``match_classes`` (without explicit negatives): draw, from the other cases of the data
+        set, negatives with the positives' class mix (one per positive where the class has
+        enough cases), so the CAV cannot separate the label instead of the concept.
         """
         self.register_dataset(dataset)
         pos = ExampleSet.from_cases(dataset, positive_case_ids)
+        if match_classes and negative_case_ids is None:
+            negative_case_ids = _matched_negatives(dataset, pos.case_ids, seed)
         neg = ExampleSet.from_cases(dataset, negative_case_ids) if negative_case_ids is not None else None
         cp = counterpart or ("negative" if neg is not None else "random")
         return self.add(Concept(name, group, description, pos, neg, cp, origin="cases"), replace=replace)
@@ -167,6 +215,30 @@ class ConceptBank:
         cp = counterpart or ("negative" if neg is not None else "random")
         return self.add(Concept(name, group, description, pos, neg, cp, origin="images"), replace=replace)
 
+    def add_from_folder(
+        self,
+        name: str,
+        folder: str | Path,
+        *,
+        image_size: int,
+        group: str = "custom",
+        description: str = "",
+        negative_folder: str | Path | None = None,
+        replace: bool = False,
+    ) -> Concept:
+        """A concept from a folder of the user's own example images (e.g. crops of ink marks).
+
+        Every image file directly in ``folder`` (see :data:`FOLDER_SUFFIXES`) is centre-cropped
+        to a square of ``image_size`` px and stored with the bank. Without ``negative_folder``
+        the CAVs train against random counterparts; with it, against those images.
+        """
+        pos = self._store_array(_read_folder(folder, image_size))
+        neg = (self._store_array(_read_folder(negative_folder, image_size))
+               if negative_folder is not None else None)
+        desc = description or f"example images from {Path(folder).name}"
+        cp = "negative" if neg is not None else "random"
+        return self.add(Concept(name, group, desc, pos, neg, cp, origin="folder"), replace=replace)
+
     def add_from_column(
         self,
         dataset: Dataset,
@@ -177,16 +249,19 @@ class ConceptBank:
         description: str | None = None,
         split: str | None = "train",
         max_per_class: int = 100,
-        counterpart: str = "random",
+        counterpart: str = "negative",
         seed: int = 0,
         replace: bool = False,
     ) -> Concept:
-        """A concept from an annotated 0/1 column, balanced across the classes.
+        """A concept from an annotated 0/1 column, matched per class.
 
         Within every class the same number of positive (column = 1) and negative (column = 0)
         cases is drawn (at most ``max_per_class`` each), so the positive and negative sets have
         the same class mix and the CAV cannot learn the label instead of the concept. Classes
-        are also equalised where every class has enough positives.
+        are also equalised where every class has enough positives. The CAVs train against
+        these matched negatives (``counterpart="negative"``, default): against random images a
+        concept whose positives are mostly one class would again separate the label. TCAV
+        draws a fresh class-matched half of both sides in each run.
         """
         if column not in dataset.cases.columns:
             raise ConceptError(f"data set {dataset.info.name!r} has no column {column!r}")
@@ -225,11 +300,29 @@ class ConceptBank:
         return self.add(concept, replace=replace)
 
     def set_random_pool_from_dataset(
-        self, dataset: Dataset, *, split: str | None = "train", size: int = 500, seed: int = 0
+        self,
+        dataset: Dataset,
+        *,
+        split: str | None = "train",
+        size: int = 500,
+        seed: int = 0,
+        exclude_case_ids: Iterable[str] = (),
     ) -> ExampleSet:
-        """Use up to ``size`` cases of ``dataset``, balanced across classes, as the random pool."""
+        """Use up to ``size`` cases of ``dataset``, balanced across classes, as the random pool.
+
+        ``exclude_case_ids`` (e.g. the cases of the concept sets) are left out of the pool.
+        """
         self.register_dataset(dataset)
         idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
+        skip = set(map(str, exclude_case_ids))
+        if skip:
+            ids = dataset.cases["case_id"].astype(str).to_numpy()[idx]
+            idx = idx[~np.isin(ids, list(skip))]
+        if len(idx) == 0:
+            raise ConceptError(
+                f"no cases left for the random pool in split {split!r} — use another split or fewer "
+                "concept examples"
+            )
         labels = dataset.labels(idx)
         rng = np.random.default_rng(seed)
         k = len(dataset.classes)
@@ -305,8 +398,12 @@ class ConceptBank:
     ) -> ConceptBank:
         """A bank from annotated 0/1 columns of any data set (balanced across classes).
 
-        Columns with too few class-matched examples are skipped. The random pool is drawn from
-        the same split, balanced across classes.
+        Columns with too few class-matched examples are skipped. Every concept trains against
+        its class-matched negatives. The random pool (for the random-vs-random baseline, and
+        for concepts trained against random counterparts) is drawn from the same split,
+        balanced across classes, from the cases no concept set uses when at least
+        :data:`MIN_POOL` remain (else from the whole split; TCAV still never draws a concept's
+        own examples against it).
         """
         bank = cls(root=root, datasets_dir=datasets_dir)
         cols = list(columns) if columns is not None else [*dataset.info.concepts, *dataset.info.artifacts]
@@ -316,7 +413,11 @@ class ConceptBank:
             except ConceptError:
                 if columns is not None:
                     raise
-        bank.set_random_pool_from_dataset(dataset, split=split, size=pool_size, seed=seed)
+        used = {c for con in bank for ex in (con.positive, con.negative) if ex is not None for c in ex.case_ids}
+        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
+        free = set(dataset.cases["case_id"].astype(str).to_numpy()[idx]) - used
+        bank.set_random_pool_from_dataset(dataset, split=split, size=pool_size, seed=seed,
+                                          exclude_case_ids=used if len(free) >= MIN_POOL else ())
         return bank
 
     # ---------------------------------------------------------------- resolving

@@ -1,11 +1,21 @@
 """Significance of TCAV scores against random counterparts, and multiple-testing correction.
 
-For each (concept, class, layer) the R TCAV scores of the concept's CAVs (one per random
-counterpart) are compared with the R scores of random-vs-random CAVs (the baseline) by a
-two-sided Welch t-test (or Mann-Whitney U). The p-values of all concepts x classes x layers are
-corrected together (Holm by default, Benjamini-Hochberg as an option). A concept counts as
-relied on only if the corrected p is below ``alpha``, its CAVs beat chance and the random CAVs in
-held-out accuracy, and the conclusion does not flip with the probe.
+For each (concept, class, layer) the R TCAV scores of the concept's CAVs (one per run) are
+compared with the R scores of random-vs-random CAVs (the baseline). The default test,
+``prediction``, asks whether the concept's mean score lies outside the distribution of random
+runs: ``t = (mean(T) - mean(B)) / (sd(B) * sqrt(1 + 1/R))`` with ``R - 1`` degrees of freedom
+(a prediction-interval t-test). It treats the concept's example set as what it is — one sample
+— so a concept half a random-run SD from the random mean is not significant however many runs
+are made. ``welch`` (two-sided Welch t-test on the runs, as Kim et al. 2018) and ``mannwhitney``
+treat the R runs as independent evidence; runs that share one example set are not, and these
+tests then call small shifts significant far more often than ``alpha`` (measured in
+``tests/test_tcav_significance.py``).
+
+The p-values of all concepts x classes x layers are corrected together (Holm by default,
+Benjamini-Hochberg as an option). A concept counts as significant only if the corrected p is
+below ``alpha``, its CAVs beat chance and the random CAVs in held-out accuracy, and the
+conclusion does not flip with the probe. Significance says the class logit is sensitive to the
+concept's direction at that layer — not that the model causally relies on the concept.
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ __all__ = [
     "holm",
 ]
 
-TESTS: tuple[str, ...] = ("welch", "mannwhitney")
+TESTS: tuple[str, ...] = ("prediction", "welch", "mannwhitney")
 CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
 
 
@@ -42,7 +52,9 @@ class SignificanceConfig:
     alpha
         Level of the corrected test.
     test
-        ``welch`` (two-sided Welch t-test) or ``mannwhitney`` (two-sided Mann-Whitney U).
+        ``prediction`` (the concept's mean score against the distribution of random runs,
+        default), ``welch`` (two-sided Welch t-test on the runs) or ``mannwhitney`` (two-sided
+        Mann-Whitney U on the runs).
     correction
         ``holm`` (family-wise), ``bh`` (Benjamini-Hochberg FDR) or ``none``.
     min_accuracy
@@ -52,7 +64,7 @@ class SignificanceConfig:
     """
 
     alpha: float = 0.05
-    test: str = "welch"
+    test: str = "prediction"
     correction: str = "holm"
     min_accuracy: float = 0.6
     accuracy_margin: float = 0.05
@@ -66,11 +78,15 @@ class SignificanceConfig:
             raise ConceptError(f"alpha must lie in (0, 1), got {self.alpha}")
 
 
-def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "welch") -> float:
+def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "prediction") -> float:
     """Two-sided p-value of ``scores`` (concept CAVs) against ``baseline`` (random CAVs).
 
-    Degenerate samples (no variance in either) give p = 1 when the means agree and p = 0 when
-    they differ.
+    ``prediction``: the concept's mean score as one new draw from the baseline's distribution
+    (``t = (mean(a) - mean(b)) / (sd(b) sqrt(1 + 1/len(b)))``, ``len(b) - 1`` degrees of
+    freedom). ``welch`` / ``mannwhitney``: the runs as two independent samples.
+
+    Degenerate samples (no variance in either, or in the baseline for ``prediction``) give
+    p = 1 when the means agree and p = 0 when they differ.
     """
     a = np.asarray(scores, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
@@ -80,6 +96,8 @@ def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "wel
         return 1.0 if a[0] == b[0] else 0.0
     if test not in TESTS:
         raise ConceptError(f"unknown test {test!r}; choose one of {list(TESTS)}")
+    if test == "prediction":
+        return _prediction_p(a, b)
     with warnings.catch_warnings():  # near-constant samples (all-0/all-1 scores) are expected
         warnings.simplefilter("ignore", RuntimeWarning)
         if test == "welch":
@@ -87,6 +105,15 @@ def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "wel
         else:
             p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
     return 1.0 if not np.isfinite(p) else p
+
+
+def _prediction_p(a: np.ndarray, b: np.ndarray) -> float:
+    sd = float(np.std(b, ddof=1))
+    diff = float(a.mean() - b.mean())
+    if sd == 0.0:
+        return 1.0 if diff == 0.0 else 0.0
+    t = diff / (sd * np.sqrt(1.0 + 1.0 / len(b)))
+    return float(min(1.0, 2.0 * stats.t.sf(abs(t), df=len(b) - 1)))
 
 
 def holm(p: np.ndarray) -> np.ndarray:

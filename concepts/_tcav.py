@@ -48,6 +48,7 @@ from concepts._tcav_core import (
     shared_logit_share,
     tcav_scores,
 )
+from concepts._tcav_design import ConceptSides, baseline_means, plan_runs, random_sets
 from concepts._workspace import Workspace
 
 __all__ = [
@@ -70,7 +71,7 @@ DEFAULT_TCAV_LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 #: Version of the CAV training code; part of every cached CAV's key.
-CAV_FORMAT = 1
+CAV_FORMAT = 3  # 3: per-run half-samples, baseline of random pseudo-concepts
 
 #: Share of the logit gradient common to all classes above which a warning is given.
 SHARED_LOGIT_WARN = 0.5
@@ -161,18 +162,22 @@ class TCAVSetup:
         return cls(model, bank, inputs, workspace.activation_cache, workspace.results_dir, layers)
 
 
-def random_sets(pool_size: int, set_size: int, count: int, seed: int) -> list[np.ndarray]:
-    """``count`` random index sets of ``set_size`` from a pool, disjoint where the pool allows."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(pool_size)
-    at = 0
-    out = []
-    for _ in range(count):
-        if at + set_size > pool_size:
-            perm, at = rng.permutation(pool_size), 0
-        out.append(np.sort(perm[at : at + set_size]))
-        at += set_size
-    return out
+def _sides(bank: ConceptBank, con: Any, offsets: Mapping[str, tuple[int, int]], pool: Any) -> ConceptSides:
+    """A concept's rows in the activation pool, its labels, and the pool rows it must avoid."""
+
+    def rows(ex: Any) -> np.ndarray:
+        s, n = offsets[ex.key]
+        return np.arange(s, s + n)
+
+    exclude = None
+    if pool.source == "dataset":
+        mine = {(ex.dataset, c) for ex in (con.positive, con.negative) if ex is not None and ex.source == "dataset"
+                for c in ex.case_ids}
+        exclude = np.array([i for i, c in enumerate(pool.case_ids) if (pool.dataset, c) in mine], dtype=np.int64)
+    if con.counterpart == "random" or con.negative is None:
+        return ConceptSides(con.id, rows(con.positive), exclude=exclude)
+    return ConceptSides(con.id, rows(con.positive), rows(con.negative), bank.labels(con.positive),
+                        bank.labels(con.negative), twins=con.twins)
 
 
 def _task_seed(seed: int, cid: str, run: int) -> int:
@@ -195,7 +200,8 @@ def _verdict(row: dict[str, Any], alpha: float, alt: str | None, acc_ok: bool) -
     elif row["unstable"]:
         v = f"unstable: conclusion flips with the {alt} probe"
     elif row["significant"]:
-        v = f"{'positive' if row['effect'] > 0 else 'negative'} (TCAV {row['score_mean']:.2f} vs random {row['random_mean']:.2f})"
+        v = (f"{'positive' if row['effect'] > 0 else 'negative'} logit sensitivity "
+             f"(TCAV {row['score_mean']:.2f} vs random {row['random_mean']:.2f})")
     else:
         v = "not significant"
     if row["confounded"]:
@@ -385,38 +391,29 @@ def run_tcav(
     del blocks
     timings["concept_activations"] = time.perf_counter() - t0
 
-    # 3. random design
+    # 3. run design: fresh half-samples and random sets per run (see concepts._tcav_design)
     P = len(pool_set)
-    n_rand = random_set_size or int(np.median([len(c.positive) for c in chosen]))
+    n_rand = random_set_size or int(np.median([(len(c.positive) + 1) // 2 for c in chosen]))
     n_rand = int(min(max(n_rand, 2 * MIN_EXAMPLES), P // 2))
     if n_rand < 2 * MIN_EXAMPLES:
         raise ConceptError(f"the random pool has only {P} images — add at least {4 * MIN_EXAMPLES}")
-    rsets = random_sets(P, n_rand, runs + 1, seed)
     design = hashlib.sha256(
         json.dumps([CAV_FORMAT, pool_set.key, n_rand, runs, seed, test_size, probe_alpha, MIN_EXAMPLES]).encode()
     ).hexdigest()[:16]
-
-    def rng_of(ex: Any) -> np.ndarray:
-        s, n = offsets[ex.key]
-        return np.arange(s, s + n)
-
     p0 = offsets[pool_set.key][0]
-    specs: list[tuple[str, str, list[ProbeTask], tuple[str, ...]]] = []  # name, cid, tasks, negs
-    for con in chosen:
-        pos = rng_of(con.positive)
-        if con.counterpart == "random":
-            tasks = [ProbeTask(pos, p0 + rsets[r], _task_seed(seed, con.id, r)) for r in range(1, runs + 1)]
-            negs = tuple(f"random_{r}" for r in range(1, runs + 1))
-        else:
-            neg = rng_of(con.negative)
-            tasks = [ProbeTask(pos, neg, _task_seed(seed, con.id, r), paired=con.twins)
-                     for r in range(1, runs + 1)]
-            negs = (con.negative_name,) * runs
-        specs.append((con.name, con.id, tasks, negs))
     rid = f"random-{pool_set.key[:12]}"
-    specs.append(("random", rid, [ProbeTask(p0 + rsets[0], p0 + rsets[r], _task_seed(seed, rid, r))
-                                  for r in range(1, runs + 1)],
-                  tuple(f"random_{r}" for r in range(1, runs + 1))))
+    plan = plan_runs(
+        [_sides(bank, con, offsets, pool_set) for con in chosen], pool_offset=p0, pool_size=P,
+        set_size=n_rand, runs=runs, baseline_id=rid, seed_of=lambda cid, r: _task_seed(seed, cid, r),
+    )
+    warnings.extend(plan.warnings)
+    specs: list[tuple[str, str, list[ProbeTask], tuple[str, ...]]] = []  # name, cid, tasks, negs
+    for con, ctasks in zip(chosen, plan.concept_tasks, strict=True):
+        negs = (tuple(f"random_{r}" for r in range(1, runs + 1)) if con.counterpart == "random"
+                else (con.negative_name,) * runs)
+        specs.append((con.name, con.id, list(ctasks), negs))
+    specs.append(("random", rid, list(plan.baseline_tasks),
+                  tuple(f"random_{i // plan.runs_per_set + 1}" for i in range(len(plan.baseline_tasks)))))
 
     # 4. CAVs: cached .npz or one batched fit per (layer, probe)
     t0 = time.perf_counter()
@@ -469,11 +466,12 @@ def run_tcav(
             sc = tcav_scores(grads[(lay, c)], V)
             at = 0
             for pr, n in keys:
-                sl = slice(at, at + runs)
-                at += runs
+                k = len(trained[(pr, n, lay)])
+                sl = slice(at, at + k)
+                at += k
                 part = TCAVScores(sc.sign_count[sl], sc.magnitude[sl], sc.mean_derivative[sl], sc.n_inputs)
                 runs_scores[(pr, n, lay, c)] = part
-                for r in range(runs):
+                for r in range(len(part.sign_count)):
                     score_rows.append({
                         "concept": n, "class": c, "layer": lay, "probe": pr, "run": r + 1,
                         "sign_count": float(part.sign_count[r]), "magnitude": float(part.magnitude[r]),
@@ -497,7 +495,7 @@ def run_tcav(
             for con in chosen:
                 for pr in probes:
                     T = runs_scores[(pr, con.name, lay, c)].sign_count
-                    B = runs_scores[(pr, "random", lay, c)].sign_count
+                    B = baseline_means(runs_scores[(pr, "random", lay, c)].sign_count, plan.runs_per_set)
                     pvals[pr].append(compare_to_random(T, B, sig.test))
                     effects[pr].append(float(T.mean() - B.mean()))
                     acc = float(trained[(pr, con.name, lay)].accuracies.mean())
@@ -505,13 +503,13 @@ def run_tcav(
                     accok[pr].append(acc >= sig.min_accuracy and acc >= racc + sig.accuracy_margin)
                 cs = trained[(probe, con.name, lay)]
                 ts = runs_scores[(probe, con.name, lay, c)]
-                bs = runs_scores[(probe, "random", lay, c)]
+                bs = baseline_means(runs_scores[(probe, "random", lay, c)].sign_count, plan.runs_per_set)
                 rows.append({
                     "concept": con.name, "concept_id": con.id, "group": con.group, "class": c,
                     "layer": lay, "probe": probe, "runs": runs,
                     "score_mean": float(ts.sign_count.mean()), "score_std": float(ts.sign_count.std(ddof=1)),
-                    "random_mean": float(bs.sign_count.mean()), "random_std": float(bs.sign_count.std(ddof=1)),
-                    "effect": float(ts.sign_count.mean() - bs.sign_count.mean()),
+                    "random_mean": float(bs.mean()), "random_std": float(bs.std(ddof=1)),
+                    "effect": float(ts.sign_count.mean() - bs.mean()),
                     "magnitude_mean": float(ts.magnitude.mean()),
                     "cav_accuracy": float(cs.accuracies.mean()),
                     "random_accuracy": float(trained[(probe, "random", lay)].accuracies.mean()),

@@ -64,9 +64,49 @@ def test_column_concepts_are_balanced_across_classes(synth):
         neg = bank.labels(con.negative)
         # same class mix on both sides: the CAV cannot learn the label
         np.testing.assert_array_equal(np.bincount(pos, minlength=2), np.bincount(neg, minlength=2))
-        assert bank.confounding(con) is not None
+        assert bank.confounding(con) == 0.0 and bank.check_balance(con) is None
+        # the CAVs train against those matched negatives, not against the class-balanced pool
+        assert con.counterpart == "negative" and con.negative_name == f"not_{con.name}"
+        assert not set(con.positive.case_ids) & set(con.negative.case_ids)
     pool = bank.labels(bank.random_pool)
     assert abs(np.mean(pool) - 0.5) < 0.05
+
+
+def test_random_pool_is_kept_apart_from_the_concept_sets(tmp_path):
+    ds = make_dataset(tmp_path, n=400)
+    bank = ConceptBank.from_columns(ds, split="train", max_per_class=30)
+    pool = set(bank.random_pool.case_ids)
+    assert len(pool) >= 60
+    for con in bank:
+        assert pool.isdisjoint(con.positive.case_ids) and pool.isdisjoint(con.negative.case_ids)
+    # explicit exclusion, and a clear error when nothing is left
+    ids = ds.cases["case_id"].astype(str).tolist()
+    bank.set_random_pool_from_dataset(ds, split=None, exclude_case_ids=ids[:390])
+    assert set(bank.random_pool.case_ids) <= set(ids[390:])
+    with pytest.raises(ConceptError, match="no cases left"):
+        bank.set_random_pool_from_dataset(ds, split=None, exclude_case_ids=ids)
+
+
+def test_concepts_from_a_folder_and_from_picked_cases(synth, tmp_path):
+    from PIL import Image
+
+    ds, _ = synth
+    bank = ConceptBank(root=tmp_path / "concepts")
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):  # different sizes: centre-cropped and resized to the data set's size
+        Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 50, 3), dtype=np.uint8)).save(folder / f"c{i}.png")
+    con = bank.add_from_folder("crops", folder, image_size=64, group="artifact")
+    assert con.origin == "folder" and con.counterpart == "random" and len(con.positive) == 6
+    assert bank.image_set(con.positive).images.shape == (6, 64, 64, 3)
+    with pytest.raises(ConceptError, match="no images"):
+        bank.add_from_folder("empty", tmp_path / "concepts", image_size=64)  # only bank files there
+    mel = ds.cases.loc[ds.cases["label"] == "melanoma", "case_id"].tolist()[:10]
+    picked = bank.add_from_cases("picked", "custom", "", ds, mel, match_classes=True)
+    assert picked.counterpart == "negative" and not set(picked.negative.case_ids) & set(mel)
+    assert bank.labels(picked.negative).tolist() == [0] * 10  # the positives' class mix
+    assert bank.check_balance(picked) is None
 
 
 def test_confounded_example_sets_are_flagged(synth):

@@ -23,9 +23,33 @@ def test_small_workspace_is_complete(small_workspace: Path) -> None:
     for key in ("val_accuracy", "test_debiased_accuracy", "flip_rates"):
         assert key in summary
     assert set(summary["flip_rates"]) == {"ink", "patch"}
-    assert 0.0 <= summary["flip_rates"]["ink"]["add"] <= 1.0
+    _check_flip_rates(ws, summary["flip_rates"])
     # the trained model beats chance on the biased val split
     assert summary["val_accuracy"] > 0.6
+
+
+def _check_flip_rates(ws: Workspace, flips: dict) -> None:
+    """The recorded flip rates are reproduced from the model and the twins, and adding a planted
+    artifact flips more predictions towards its class than adding an unplanted one (hair)."""
+    import numpy as np
+
+    from concepts import counterfactual_flip_rate
+
+    model, ds = ws.model(), ws.dataset()
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return model.predict_proba(images).argmax(axis=1)
+
+    test = ds.indices("test_debiased")
+    labels = ds.cases["label"].to_numpy()
+    for art in ("ink", "patch"):
+        cls = flips[art]["class"]
+        rows = test[(ds.cases[art].to_numpy()[test] == 0) & (labels[test] != cls)]
+        fr = counterfactual_flip_rate(predict, ds, rows, art, direction="add", to_class=cls)
+        assert fr.n == flips[art]["add_n"] and fr.rate == flips[art]["add"]
+        rows_h = rows[ds.cases["hair"].to_numpy()[rows] == 0]
+        hair = counterfactual_flip_rate(predict, ds, rows_h, "hair", direction="add", to_class=cls)
+        assert fr.n_to_class / fr.n > hair.n_to_class / max(hair.n, 1), (art, fr, hair)
 
 
 def test_demo_build_is_cached(small_workspace: Path) -> None:

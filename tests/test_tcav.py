@@ -105,9 +105,27 @@ def test_gradient_matches_finite_differences():
     gc = class_gradients(model, "conv2", h, 1, target="centered_logit")
     g0 = class_gradients(model, "conv2", h, 0)
     np.testing.assert_allclose(gc, (g - g0) / 2, atol=1e-6)
-    assert 0.0 <= shared_logit_share(model, "conv2", h) <= 1.5
+    # shared part of the class gradients: ||mean_k g_k|| / mean_k ||g_k||, recomputed by hand
+    g_all = [class_gradients(model, "conv2", h, k) for k in range(2)]
+    expect = np.linalg.norm(np.mean(g_all, axis=0)) / np.mean([np.linalg.norm(x) for x in g_all])
+    assert shared_logit_share(model, "conv2", h) == pytest.approx(expect, rel=1e-6)
+    # a head whose two logits have the same weights shares everything; opposite weights nothing
+    assert shared_logit_share(_tied_head(model, +1), "conv2", h) == pytest.approx(1.0, abs=1e-5)
+    assert shared_logit_share(_tied_head(model, -1), "conv2", h) == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(ModelError, match="unknown target"):
         class_gradients(model, "conv2", h, 1, target="loss")
+
+
+def _tied_head(model: ClassifierModel, sign: int) -> ClassifierModel:
+    """A copy whose second logit's weights are ``sign`` times the first's."""
+    import copy
+
+    m = copy.deepcopy(model)
+    head = [mod for mod in m.module.modules() if isinstance(mod, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight[1] = sign * head.weight[0]
+        head.bias[1] = sign * head.bias[0]
+    return m
 
 
 @pytest.mark.parametrize("layer", ["conv3", "pool"])

@@ -16,6 +16,7 @@ from concepts import ClassifierModel, ConceptError, ModelError, Workspace
 from concepts._bank import ConceptBank
 from concepts._scores import concept_scores
 from concepts._tcav import TABLE_COLUMNS, TCAVSetup, random_sets, run_tcav
+from concepts._tcav_design import BASELINE_RUNS_PER_SET
 
 RUNS = 4
 
@@ -53,13 +54,15 @@ def test_report_table_files_and_reuse(ws):
     assert set(tab["stability_probe"]) == {"ridge"}
     assert ((tab["score_mean"] >= 0) & (tab["score_mean"] <= 1)).all()
     assert tab["verdict"].str.len().gt(0).all()
-    assert len(rep.scores) == 2 * 2 * 2 * (3 + 1) * RUNS  # layers x classes x probes x (concepts+random) x R
+    # layers x classes x probes x (3 concepts x R runs + R random pseudo-concepts x 4 runs)
+    per = BASELINE_RUNS_PER_SET
+    assert len(rep.scores) == 2 * 2 * 2 * (3 + per) * RUNS
     saved = pd.read_parquet(ws.results_dir / "tcav.parquet")
     pd.testing.assert_frame_equal(saved, tab)
     assert json.loads((ws.results_dir / "tcav.json").read_text())["settings"]["runs"] == RUNS
     npz = list((ws.results_dir / "cavs" / rep.model_id).rglob("*.npz"))
     assert len(npz) == 2 * 2 * 4  # layers x probes x (3 concepts + random baseline)
-    assert rep.settings["cavs_trained"] == 2 * 2 * 4 * RUNS
+    assert rep.settings["cavs_trained"] == 2 * 2 * (3 + per) * RUNS
     cav = rep.cav("patch")
     assert cav.layer == "conv2" and np.linalg.norm(cav.vector) == pytest.approx(1.0, abs=1e-5)
     assert len(rep.cavs[("patch", "conv1")]) == RUNS and len(rep.findings()) == int(tab["significant"].sum())

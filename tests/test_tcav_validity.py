@@ -1,8 +1,9 @@
 """Scientific validity of TCAV on DermSynth (slow: these train or load real models).
 
 * TinyCNN trained end to end on a small DermSynth set with a strongly planted confounder
-  (patch: 90 % of nevi, 2 % of melanomas): the patch is significant in its planted direction after
-  Holm correction, and random-image "concepts" are almost never called significant.
+  (patch: 90 % of nevi, 2 % of melanomas): the patch points its planted way, unplanted artifacts
+  are not called significant, and 40 random-image "concepts" are called significant after Holm
+  correction at most 5 % of the time in both counterpart modes.
 * The demo model (EfficientNet-Lite0, 128 px; ``WORKBENCH_DEMO_WORKSPACE`` may point at a built
   demo workspace to skip the ~7 minute build): planted confounders come out in their planted
   direction, and rendered criteria the model uses come out significant.
@@ -18,6 +19,7 @@ import pytest
 
 from concepts import Workspace
 from concepts._bank import ConceptBank
+from concepts._significance import SignificanceConfig
 from concepts._tcav import TCAVSetup, run_tcav
 
 pytestmark = pytest.mark.slow
@@ -45,16 +47,30 @@ def planted_ws(tmp_path_factory) -> Workspace:
     return ws
 
 
-def test_strongly_planted_confounder_is_significant_in_its_direction(planted_ws):
+def test_planted_confounder_points_its_way_and_unplanted_artifacts_are_not_called(planted_ws):
+    """On this TinyCNN every concept's TCAV score at conv2 is 0 or 1 (the class gradient has the
+    same sign along any direction for every input), and so is about half of the random
+    directions. The planted patch points the planted way (towards nevus); the unplanted
+    artifacts must not be called significant — the run-level Welch test (the previous default)
+    calls them significant because runs that share one example set look like independent evidence.
+    """
     rep = run_tcav(planted_ws, ["conv2"], runs=20, counterpart="negative", save=False)
     mel = _row(rep.table, "patch", "melanoma", "conv2")
     nev = _row(rep.table, "patch", "nevus", "conv2")
-    for row, sign in ((mel, -1), (nev, 1)):  # patch pushes towards nevus
-        assert row["significant"], row["verdict"]
-        assert np.sign(row["effect"]) == sign and row["p_adjusted"] < 1e-3
+    assert mel["effect"] < -0.2 and nev["effect"] > 0.2  # patch pushes towards nevus
+    tab = rep.table
+    unplanted = tab[(tab["group"] == "artifact") & (tab["concept"] != "patch")]
+    assert len(unplanted) > 0 and not unplanted["significant"].any(), unplanted[["concept", "class", "verdict"]]
+    welch = run_tcav(planted_ws, ["conv2"], runs=20, counterpart="negative", save=False,
+                     significance=SignificanceConfig(test="welch"))
+    wt = welch.table
+    assert wt[(wt["group"] == "artifact") & (wt["concept"] != "patch")]["significant"].any()
 
 
-def test_random_image_concepts_are_rarely_significant(planted_ws):
+@pytest.mark.parametrize("counterpart", ["random", "negative"])
+def test_random_image_concepts_are_rarely_significant(planted_ws, counterpart):
+    """40 random-image "concepts" (random negatives too, in the negative mode): <= 5 % significant
+    after Holm correction."""
     setup = TCAVSetup.from_workspace(planted_ws)
     ds = planted_ws.dataset()
     rng = np.random.default_rng(0)
@@ -62,13 +78,15 @@ def test_random_image_concepts_are_rarely_significant(planted_ws):
     ids = ds.cases["case_id"].to_numpy()
     bank = ConceptBank(random_pool=setup.bank.random_pool, datasets_dir=planted_ws.datasets_dir)
     bank.register_dataset(ds)
-    for i in range(24):
-        rows = rng.choice(train, 40, replace=False)
-        bank.add_from_cases(f"noise_{i}", "custom", "random images", ds, ids[rows].tolist())
+    for i in range(40):
+        rows = rng.choice(train, 80, replace=False)
+        neg = ids[rows[40:]].tolist() if counterpart == "negative" else None
+        bank.add_from_cases(f"noise_{i}", "custom", "random images", ds, ids[rows[:40]].tolist(), neg)
     setup.bank = bank
     rep = run_tcav(setup, ["conv1", "conv2"], runs=20, save=False)
-    assert len(rep.table) == 24 * 2 * 2
+    assert len(rep.table) == 40 * 2 * 2
     assert rep.table["significant"].mean() <= 0.05
+    assert (rep.table["p_adjusted"] < 0.05).mean() <= 0.05
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +115,7 @@ def test_demo_planted_confounders_point_the_planted_way(demo_report):
     assert _row(tab, "patch", "nevus", "block15")["effect"] > 0.2
     ink = [_row(tab, "ink", "melanoma", lay) for lay in ("block10", "block15")]  # ink planted with melanoma
     assert all(r["effect"] > 0.1 for r in ink)
-    assert min(r["p_value"] for r in ink) < 0.01
+    assert min(r["p_adjusted"] for r in ink) < 0.05  # after Holm correction, not the raw p
 
 
 def test_demo_rendered_criteria_come_out_significant(demo_report):

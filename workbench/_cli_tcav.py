@@ -1,4 +1,4 @@
-"""``workbench tcav``: TCAV of the concept bank against random counterparts, with significance."""
+"""``workbench tcav``: directional sensitivity of the class logits to the bank's concepts (TCAV), with significance."""
 
 from __future__ import annotations
 
@@ -57,7 +57,11 @@ def tcav_command(
         typer.Option(help="Train CAVs against 'random' counterparts or the explicit 'negative' sets (twins)."),
     ] = None,
     split: Annotated[list[str] | None, typer.Option(help="Split(s) the class inputs come from.")] = None,
-    test: Annotated[str, typer.Option(help=f"Significance test: {', '.join(TESTS)}.")] = "welch",
+    test: Annotated[
+        str,
+        typer.Option(help=f"Significance test: {', '.join(TESTS)} (prediction: the concept's mean against "
+                     "the distribution of random runs; welch/mannwhitney: run-level, over-claim when runs share examples)."),
+    ] = "prediction",
     correction: Annotated[str, typer.Option(help=f"Multiple-testing correction: {', '.join(CORRECTIONS)}.")] = "holm",
     alpha: Annotated[float, typer.Option(help="Level of the corrected test.")] = 0.05,
     target: Annotated[str, typer.Option(help="Differentiate the class 'logit' or the 'centered_logit'.")] = "logit",
@@ -65,9 +69,11 @@ def tcav_command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
     all_columns: Annotated[bool, typer.Option("--all-columns", help="Print every column of the result table.")] = False,
 ) -> None:
-    """TCAV per (concept, class, layer) against R random counterparts, Welch test, Holm correction.
+    """TCAV: how sensitive each class logit is to each concept direction, against random directions.
 
-    Results are saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and
+    Directional sensitivity per (concept, class, layer) over R runs that each draw fresh examples,
+    tested against random-vs-random runs (prediction test, Holm correction). Sensitivity is not
+    causal reliance: counterfactual flip rates (`workbench intervene`) measure that. Results are saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and
     reused when nothing changed.
     """
     if fmt not in ("table", "json", "csv"):
