@@ -59,9 +59,12 @@ def test_within_class_recovers_the_planted_cluster() -> None:
     assert "silhouette" in res.k_selection and "2..12" in res.k_selection
     assert set(res.silhouette["group"]) == {"a", "b"}
     assert res.k["a"] == int(res.silhouette[res.silhouette.group == "a"].sort_values("silhouette").k.iloc[-1])
-    # clusters partition the cases; cluster ids are unique across classes
-    assert (res.assignments >= 0).all()
-    assert res.clusters["size"].sum() == len(x)
+    # clusters partition the discovery cases; held-out cases are only tested, never clustered
+    hold = res.holdout
+    assert hold is not None and 0 < hold.sum() < len(x)
+    assert (res.assignments[~hold] >= 0).all() and (res.assignments[hold] == -1).all()
+    assert res.clusters["size"].sum() == (~hold).sum()
+    assert (res.clusters["n_test"] == hold.sum()).all()
     assert res.clusters["rank"].tolist() == list(range(1, len(res.clusters) + 1))
 
 
