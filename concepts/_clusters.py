@@ -662,6 +662,22 @@ def _with_dataset(res: ClusteringResult, dataset: Dataset) -> ClusteringResult:
     return replace(res, dataset=dataset.info.name, dataset_hash=dataset.info.content_hash)
 
 
+def _bank_for(ws: Workspace, ds: Dataset) -> Any:
+    """The workspace's bank; an empty one (random pool from the data set) when the data set has
+    no annotated concept to build a default bank from — a named cluster is then its first."""
+    from concepts._bank import ConceptBank
+    from concepts._errors import ConceptError
+
+    try:
+        return ConceptBank.for_workspace(ws)
+    except ConceptError:
+        if (ws.concepts_dir / ConceptBank.FILE).is_file():
+            raise
+    bank = ConceptBank([], root=ws.concepts_dir, datasets_dir=ws.datasets_dir)
+    bank.set_random_pool_from_dataset(ds)
+    return bank
+
+
 def name_cluster(
     workspace: Workspace | str | Path,
     clustering_result: ClusteringResult,
@@ -714,7 +730,6 @@ def name_cluster(
     ConceptError
         An invalid or existing concept name.
     """
-    from concepts._bank import ConceptBank
     from concepts._workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -739,7 +754,7 @@ def name_cluster(
     if neg is not None and not neg:
         neg = None
     info = res.cluster(cluster_id)
-    bank = ConceptBank.for_workspace(ws)
+    bank = _bank_for(ws, ds)
     concept = bank.add_from_cases(name, group, description, ds, pos, neg, replace=replace)
     bank.save()
     _record_association(ws, res, int(cluster_id), name, group)
