@@ -64,7 +64,7 @@ def draw_marker(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             p = np.array([[cx, cy]]) + rng.normal(0, span, (4, 2))
             pts = _bezier(p)
             d.line([tuple(q) for q in pts], fill=255, width=width, joint="curve")
-    mask = mask.filter(ImageFilter.GaussianBlur(radius=ss * 0.6)).resize((w, h), Image.LANCZOS)
+    mask = mask.filter(ImageFilter.GaussianBlur(radius=ss * 0.6)).resize((w, h), Image.Resampling.LANCZOS)
     alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0 * rng.uniform(0.65, 0.95)
     colour = np.array(VIOLET, np.float32) + rng.normal(0, 12, 3)
     out = img.astype(np.float32) * (1 - alpha) + colour * alpha
@@ -75,11 +75,11 @@ def draw_marker(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _square(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        s = min(im.size)
-        left, top = (im.size[0] - s) // 2, (im.size[1] - s) // 2
-        return np.asarray(im.crop((left, top, left + s, top + s)).resize((size, size), Image.BICUBIC))
+    with Image.open(path) as raw:
+        im = raw.convert("RGB")
+    s = min(im.size)
+    left, top = (im.size[0] - s) // 2, (im.size[1] - s) // 2
+    return np.asarray(im.crop((left, top, left + s, top + s)).resize((size, size), Image.Resampling.BICUBIC))
 
 
 def write_marked_folder(root: Path, out: Path, size: int, seed: int) -> dict[str, int]:
@@ -132,7 +132,7 @@ def build_workspace(folder: Path, ws_root: Path, size: int):  # type: ignore[no-
     ws = Workspace(ws_root).ensure()
     try:
         ds = ws.dataset("derm7pt_marked")
-    except Exception:  # noqa: BLE001 - not imported yet (or half-imported): import again
+    except Exception:
         ds = import_folder(folder / "cases.csv", ws.datasets_dir / "derm7pt_marked", image_size=size,
                            overwrite=True, classes=("melanoma", "other"))
     ws.update_manifest(dataset=ds.info.name)

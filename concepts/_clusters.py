@@ -72,10 +72,10 @@ __all__ = [
     "CLUSTER_COLUMNS",
     "CLUSTER_METHODS",
     "CLUSTER_SCOPES",
+    "MEMBERSHIPS",
     "POOLINGS",
     "ClusteringResult",
     "cluster_activations",
-    "MEMBERSHIPS",
     "cluster_associations",
     "cluster_dataset",
     "name_cluster",
@@ -229,7 +229,7 @@ def stratified_holdout(labels: Sequence[str] | np.ndarray, fraction: float = 0.5
     out = np.zeros(len(lab), dtype=bool)
     for c in sorted(set(lab.tolist())):
         ix = np.flatnonzero(lab == c)
-        out[rng.permutation(ix)[: int(round(fraction * len(ix)))]] = True
+        out[rng.permutation(ix)[: round(fraction * len(ix))]] = True
     return out
 
 

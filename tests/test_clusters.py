@@ -259,7 +259,7 @@ def test_membership_rules_and_holdout_errors() -> None:
         res = cluster_activations(x, lab, membership=rule)  # type: ignore[arg-type]
         top = res.clusters.iloc[0]
         assert art[res.member_mask(int(top["cluster"]))].mean() >= 0.8 and bool(top["suspicious"])
-        assert res.membership == rule and rule in res.k_selection or "centroid" in res.k_selection
+        assert res.membership == rule and rule in res.k_selection
     with pytest.raises(DataError, match="membership"):
         cluster_activations(x, lab, membership="nearest")  # type: ignore[arg-type]
     with pytest.raises(DataError, match="both sides"):

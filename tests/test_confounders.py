@@ -23,7 +23,7 @@ from concepts import (
     Workspace,
 )
 from concepts._cooccurrence import attribute_class_table
-from concepts._dermsynth import DermSynthConfig, sample_dermsynth
+from concepts._dermsynth import DermSynthConfig, parse_confounder, sample_dermsynth
 from graph._confounders import (
     CONFOUNDER_COLUMNS,
     RELEVANCE_WEIGHTS,
@@ -42,7 +42,7 @@ PAIRINGS = [
 
 def _cases(pairing: tuple[tuple[str, str], ...], n: int = 1000, seed: int = 0) -> pd.DataFrame:
     cfg = DermSynthConfig(n_images=n, seed=seed, concept_examples=2, random_pool=2,
-                          confounders=tuple(f"{a}:{c}:0.6" for a, c in pairing))
+                          confounders=tuple(parse_confounder(f"{a}:{c}:0.6") for a, c in pairing))
     return sample_dermsynth(cfg)[0]
 
 
@@ -59,7 +59,7 @@ def _tcav(classes: tuple[str, ...] = ("melanoma", "nevus"), *, relied: dict[tupl
                 if eff is None and concept in CRITERIA and cls == "melanoma":
                     eff = 0.3
                 sig = eff is not None
-                e = eff if sig else float(rng.normal(0, 0.03))
+                e = eff if eff is not None else float(rng.normal(0, 0.03))
                 rows.append({
                     "concept": concept, "group": "criterion" if concept in CRITERIA else "artifact",
                     "class": cls, "layer": layer, "score_mean": 0.5 + e, "score_std": 0.05,
