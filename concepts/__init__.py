@@ -7,7 +7,13 @@ significance tests, concept scores and maps, co-occurrence analysis and activati
 from concepts._activations import ActivationCache, extract_activations
 from concepts._bank import Concept, ConceptBank, ExampleSet, label_confounding
 from concepts._cav import CAV, PROBES, CAVTrainer, cav_cosine, fit_cav_batch, fit_cavs
-from concepts._clusters import ClusteringResult, cluster_activations, cluster_dataset, name_cluster
+from concepts._clusters import (
+    ClusteringResult,
+    cluster_activations,
+    cluster_associations,
+    cluster_dataset,
+    name_cluster,
+)
 from concepts._cooccurrence import (
     attribute_class_table,
     attribute_pair_table,
@@ -117,6 +123,7 @@ __all__ = [
     "check_name",
     "classification_metrics",
     "cluster_activations",
+    "cluster_associations",
     "cluster_dataset",
     "compare_to_random",
     "concept_maps",

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -71,12 +72,15 @@ __all__ = [
     "CLUSTER_COLUMNS",
     "CLUSTER_METHODS",
     "CLUSTER_SCOPES",
+    "MEMBERSHIPS",
     "POOLINGS",
     "ClusteringResult",
     "cluster_activations",
+    "cluster_associations",
     "cluster_dataset",
     "name_cluster",
     "pool_activations",
+    "stratified_holdout",
 ]
 
 #: Clustering algorithms.
@@ -87,6 +91,9 @@ CLUSTER_SCOPES: tuple[str, ...] = ("within_class", "global")
 POOLINGS: tuple[str, ...] = ("mean", "max", "meanmax", "block", "flatten")
 
 Method = Literal["kmeans", "spectral"]
+Membership = Literal["probe", "centroid"]
+#: How a held-out case counts as a member of a cluster (see :func:`cluster_activations`).
+MEMBERSHIPS: tuple[str, ...] = ("probe", "centroid")
 Scope = Literal["within_class", "global"]
 Pooling = Literal["mean", "max", "meanmax", "block", "flatten"]
 
@@ -139,11 +146,13 @@ def pool_activations(acts: np.ndarray, pooling: str = "meanmax") -> np.ndarray:
 
 
 # ====================================================================== clustering
-def _reduce(x: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, int]:
-    z = StandardScaler().fit_transform(x)
-    nc = int(min(n_components, z.shape[1], max(len(z) - 1, 1)))
+def _reduce(x: np.ndarray, disc: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, int]:
+    """Standardise and PCA-reduce, fitted on the discovery cases only, applied to every case."""
+    scaler = StandardScaler().fit(x[disc])
+    z = scaler.transform(x)
+    nc = int(min(n_components, z.shape[1], max(int(disc.sum()) - 1, 1)))
     if nc < z.shape[1]:
-        z = PCA(n_components=nc, random_state=seed).fit_transform(z)
+        z = PCA(n_components=nc, random_state=seed).fit(z[disc]).transform(z)
     return z, nc
 
 
@@ -190,6 +199,256 @@ def _choose_k(
     return best[1], best[2], rows, ""
 
 
+# ====================================================================== discovery / test split
+def stratified_holdout(labels: Sequence[str] | np.ndarray, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """A boolean mask holding out ``fraction`` of each class (seeded): the test cases.
+
+    Parameters
+    ----------
+    labels
+        Class name of each case.
+    fraction
+        Share of each class held out, in (0, 1).
+    seed
+        Random seed.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``True`` for the held-out (test) cases.
+
+    Raises
+    ------
+    DataError
+        ``fraction`` outside (0, 1).
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise DataError(f"the held-out fraction must lie in (0, 1), got {fraction!r}")
+    lab = np.asarray([str(v) for v in labels], dtype=object)
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(lab), dtype=bool)
+    for c in sorted(set(lab.tolist())):
+        ix = np.flatnonzero(lab == c)
+        out[rng.permutation(ix)[: round(fraction * len(ix))]] = True
+    return out
+
+
+def _check_holdout(holdout: Sequence[bool] | np.ndarray | None, lab: np.ndarray, fraction: float,
+                   seed: int) -> np.ndarray:
+    if holdout is None:
+        return stratified_holdout(lab, fraction, seed)
+    h = np.asarray(holdout)
+    if h.dtype != bool or h.shape != lab.shape:
+        raise DataError(f"holdout must be a boolean mask of {len(lab)} cases, got {h.dtype} {h.shape}")
+    if h.all() or not h.any():
+        raise DataError(
+            "holdout must leave cases on both sides: clusters are found on the other cases and "
+            "tested on the held-out ones"
+        )
+    return h
+
+
+# ====================================================================== membership rules
+def _probe_rule(z_disc: np.ndarray, in_c: np.ndarray, member: np.ndarray, seed: int) -> Any:
+    """Balanced logistic probe: the cluster vs the rest of its class (discovery cases only).
+
+    The class is held fixed, so the probe learns what sets the cluster apart, not the class.
+    """
+    y = member[in_c]
+    if y.all() or not y.any():
+        return None
+    probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed)
+    probe.fit(z_disc[in_c], y)
+    return probe
+
+
+def _radius(z_disc: np.ndarray, member: np.ndarray, centroid: np.ndarray, quantile: float) -> float:
+    d = np.sqrt(((z_disc[member] - centroid) ** 2).sum(axis=1))
+    return float(np.quantile(d, quantile)) if len(d) else 0.0
+
+
+def _centroid_hits(z: np.ndarray, cid: int, rivals: list[int], centroids: dict[int, np.ndarray],
+                   radius: float) -> np.ndarray:
+    """Nearest centroid among ``rivals`` is ``cid`` and within ``radius`` of it."""
+    cent = np.stack([centroids[r] for r in rivals])
+    d = np.sqrt(((z[:, None, :] - cent[None, :, :]) ** 2).sum(axis=2))
+    nearest = np.asarray(rivals)[d.argmin(axis=1)]
+    return (nearest == cid) & (d[:, rivals.index(cid)] <= radius)
+
+
+# ====================================================================== clustering core
+@dataclass(frozen=True)
+class _Settings:
+    method: str
+    scope: str
+    pooling: str
+    membership: str
+    k: int | None
+    k_range: tuple[int, int]
+    n_components: int
+    n_exemplars: int
+    min_size: int | None
+    correction: str
+    alpha: float
+    seed: int
+    n_init: int
+    radius_quantile: float
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Clusters found on the discovery cases (ids unique across groups)."""
+
+    assign: np.ndarray
+    centroids: dict[int, np.ndarray]
+    group_of: dict[int, str]
+    notes: dict[int, str]
+    k: dict[str, int]
+    silhouette: list[dict[str, Any]]
+
+
+def _find(z: np.ndarray, lab: np.ndarray, disc: np.ndarray, groups: list[str], st: _Settings) -> _Found:
+    n = len(z)
+    assign = np.full(n, -1, dtype=np.int64)
+    ks: dict[str, int] = {}
+    sil_rows: list[dict[str, Any]] = []
+    notes: dict[int, str] = {}
+    centroids: dict[int, np.ndarray] = {}
+    group_of: dict[int, str] = {}
+    next_id = 0
+    for g in groups:
+        sel = disc.copy() if g == "all" else (disc & (lab == g))
+        kk, la, srows, note = _choose_k(z[sel], st.k_range, st.k, st.method, st.seed, st.n_init, g)
+        ks[g] = kk
+        sil_rows.extend(srows)
+        ids_here = np.unique(la)
+        remap = {int(c): next_id + i for i, c in enumerate(ids_here)}
+        assign[sel] = np.array([remap[int(c)] for c in la], dtype=np.int64)
+        for c in remap.values():
+            centroids[c] = z[assign == c].mean(axis=0)
+            group_of[c] = g
+            if note:
+                notes[c] = note
+        next_id += len(ids_here)
+    return _Found(assign, centroids, group_of, notes, ks, sil_rows)
+
+
+def _cluster(
+    x: np.ndarray, lab: np.ndarray, cls: tuple[str, ...], row_ix: np.ndarray, ids: tuple[str, ...],
+    holdout: np.ndarray, st: _Settings, layer: str, split: str, test_split: str,
+) -> ClusteringResult:
+    disc = ~holdout
+    lo, hi = st.k_range
+    z, nc = _reduce(x, disc, st.n_components, st.seed)
+    present = [c for c in cls if (disc & (lab == c)).any()]
+    groups = present if st.scope == "within_class" else ["all"]
+    found = _find(z, lab, disc, groups, st)
+    how = "given" if st.k is not None else (
+        f"best mean silhouette (euclidean) over k = {lo}..{hi}, per "
+        + ("class" if st.scope == "within_class" else "data set")
+    )
+    rule = ("a balanced logistic probe (cluster vs the rest of its class)" if st.membership == "probe"
+            else f"nearest centroid within the {st.radius_quantile:.0%} radius of its members")
+    k_sel = (
+        f"{st.method} with k {how}, on the standardised features reduced to {nc} PCA components "
+        f"(pooling {st.pooling!r}), found on {int(disc.sum())} discovery cases ({split or 'given'}); "
+        f"associations tested on {int(holdout.sum())} held-out cases ({test_split or 'given'}), "
+        f"membership by {rule}, the same rule for every class; chosen: "
+        + ", ".join(f"{g}: {v}" for g, v in found.k.items())
+    )
+    min_sz = int(st.min_size) if st.min_size is not None else max(5, math.ceil(0.02 * int(disc.sum())))
+    table = _rank(z, lab, cls, holdout, found, row_ix, ids, min_sz, st)
+    return ClusteringResult(
+        layer=layer, split=split, method=st.method, scope=st.scope, pooling=st.pooling, k=found.k,
+        k_selection=k_sel,
+        silhouette=pd.DataFrame(found.silhouette, columns=["group", "k", "silhouette"]),
+        rows=row_ix, case_ids=ids, labels=lab, assignments=found.assign, clusters=table,
+        classes=cls, test_split=test_split, holdout=holdout, membership=st.membership,
+    )
+
+
+def _hits(z: np.ndarray, lab: np.ndarray, holdout: np.ndarray, found: _Found, cid: int, c: str,
+          st: _Settings) -> np.ndarray:
+    """Held-out cases that the cluster's membership rule (learned on discovery) accepts."""
+    disc = ~holdout
+    member = found.assign == cid
+    g = found.group_of[cid]
+    if st.membership == "probe" and st.scope == "within_class":
+        in_c = disc & (lab == c)
+        probe = _probe_rule(z, in_c, member, st.seed)
+        if probe is None:  # the cluster is its whole class: look-alike = nearest the centroid
+            return holdout & _centroid_hits(z, cid, [cid], found.centroids,
+                                            _radius(z, member, found.centroids[cid], st.radius_quantile))
+        out = np.zeros(len(z), dtype=bool)
+        out[holdout] = probe.predict(z[holdout]).astype(bool)
+        return out
+    rivals = [r for r in found.centroids if found.group_of[r] == g]
+    radius = _radius(z, member, found.centroids[cid], st.radius_quantile)
+    return holdout & _centroid_hits(z, cid, rivals, found.centroids, radius)
+
+
+def _cluster_class(lab: np.ndarray, member: np.ndarray, g: str, classes: Sequence[str]) -> str:
+    if g != "all":
+        return g
+    lifts = {c_: (member & (lab == c_)).sum() / max((lab == c_).sum(), 1) for c_ in classes}
+    return max(lifts, key=lambda k_: (lifts[k_], -list(classes).index(k_)))
+
+
+def _row(z: np.ndarray, lab: np.ndarray, holdout: np.ndarray, found: _Found, cid: int,
+         classes: Sequence[str], rows: np.ndarray, ids: tuple[str, ...], st: _Settings) -> dict[str, Any]:
+    """Ranking row of one cluster: 2 x 2 table (rule accepts x class) on the held-out cases."""
+    disc = ~holdout
+    member = found.assign == cid
+    g = found.group_of[cid]
+    c = _cluster_class(lab[disc], member[disc], g, classes)
+    hit = _hits(z, lab, holdout, found, cid, c, st)[holdout]
+    in_c = lab[holdout] == c
+    a, b = int((hit & in_c).sum()), int((hit & ~in_c).sum())
+    cc, d = int((~hit & in_c).sum()), int((~hit & ~in_c).sum())
+    n_t = a + b + cc + d
+    mem_ix = np.flatnonzero(member)
+    dist = ((z[mem_ix] - found.centroids[cid]) ** 2).sum(axis=1)
+    ex = mem_ix[np.argsort(dist, kind="stable")[: st.n_exemplars]]
+    row: dict[str, Any] = {
+        "cluster": cid, "group": g, "size": int(member.sum()), "class": c,
+        "n_test": n_t, "n_test_class": a + cc, "n_test_hits": a + b, "n_assigned_other": b,
+        "purity": a / (a + b) if a + b else math.nan,
+        "lift": a * n_t / ((a + b) * (a + cc)) if (a + b) and (a + cc) else math.nan,
+        "odds_ratio": math.nan, "or_ci_low": math.nan, "or_ci_high": math.nan,
+        "haldane": False, "test": None, "p_value": math.nan, "p_adjusted": math.nan,
+        "suspicious": False,
+        "exemplar_rows": tuple(int(r) for r in rows[ex]),
+        "exemplar_case_ids": tuple(ids[i] for i in ex),
+        "note": found.notes.get(cid, ""),
+    }
+    if min(a + b, cc + d, a + cc, b + d) == 0:
+        row["note"] = row["note"] or (
+            "not testable: on the held-out cases the rule accepts every case or none, or a class "
+            "is absent")
+    else:
+        or_, lo_, hi_, hal = odds_ratio_ci(a, b, cc, d)
+        test, p = two_by_two_test(a, b, cc, d)
+        row.update(odds_ratio=or_, or_ci_low=lo_, or_ci_high=hi_, haldane=hal, test=test, p_value=p)
+    return row
+
+
+def _rank(z: np.ndarray, lab: np.ndarray, classes: Sequence[str], holdout: np.ndarray, found: _Found,
+          rows: np.ndarray, ids: tuple[str, ...], min_size: int, st: _Settings) -> pd.DataFrame:
+    out = [_row(z, lab, holdout, found, cid, classes, rows, ids, st) for cid in sorted(found.centroids)]
+    df = pd.DataFrame(out)
+    ok = df["p_value"].notna()
+    df.loc[ok, "p_adjusted"] = adjust_pvalues(df.loc[ok, "p_value"].to_numpy(), st.correction)
+    big = df["size"] >= min_size
+    df["suspicious"] = (big & ok & (df["lift"] > 1) & (df["p_adjusted"] < st.alpha)).astype(bool)
+    df.loc[~big, "note"] = df.loc[~big, "note"].where(
+        df.loc[~big, "note"] != "", f"smaller than min_size={min_size}: not ranked as suspicious")
+    key = np.where(big & ok, np.log(df["or_ci_low"].where(ok, 1.0).clip(lower=1e-300)), -np.inf)
+    order = np.lexsort((df["cluster"].to_numpy(), -df["purity"].fillna(0).to_numpy(), -key))
+    df = df.iloc[order].reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df[list(CLUSTER_COLUMNS)]
+
+
 def cluster_activations(
     features: np.ndarray,
     labels: Sequence[str] | np.ndarray,
@@ -211,8 +470,13 @@ def cluster_activations(
     n_init: int = 4,
     layer: str = "",
     split: str = "",
+    holdout: Sequence[bool] | np.ndarray | None = None,
+    holdout_fraction: float = 0.5,
+    membership: Membership = "probe",
+    radius_quantile: float = 0.9,
+    test_split: str = "",
 ) -> ClusteringResult:
-    """Cluster activations (or concept scores) and rank the clusters by class association.
+    """Cluster activations (or concept scores) on some cases; test class association on others.
 
     Parameters
     ----------
@@ -246,8 +510,18 @@ def cluster_activations(
         Correction of the clusters' p-values (``holm``, ``bh``, ``none``) and the level.
     seed, n_init
         k-means seeding (deterministic) and restarts.
-    layer, split
-        Recorded in the result.
+    layer, split, test_split
+        Recorded in the result (the discovery and the test split).
+    holdout
+        Boolean mask of the held-out (test) cases: clusters are found on the others, and their
+        association with a class is tested only on these. Default: ``holdout_fraction`` of each
+        class, drawn with ``seed`` (:func:`stratified_holdout`).
+    membership
+        How a held-out case counts as a member, the same rule for every class: ``"probe"``
+        (within-class scope: a balanced logistic probe of the cluster vs the rest of its class,
+        fitted on discovery) or ``"centroid"`` (its nearest centroid among the group's clusters,
+        within the ``radius_quantile`` quantile of the members' distances to it). The global
+        scope always uses ``"centroid"``.
 
     Returns
     -------
@@ -256,13 +530,18 @@ def cluster_activations(
     Raises
     ------
     DataError
-        Mismatched lengths, an unknown method/scope/pooling/class, fewer than two classes
-        present, an empty input, constant features, or a bad ``k``/``k_range``.
+        Mismatched lengths, an unknown method/scope/pooling/class/membership, fewer than two
+        classes present, an empty input, constant features, a bad ``k``/``k_range``, or a
+        holdout that leaves no case on one side.
     """
     if method not in CLUSTER_METHODS:
         raise DataError(f"unknown clustering method {method!r}: use one of {list(CLUSTER_METHODS)}")
     if scope not in CLUSTER_SCOPES:
         raise DataError(f"unknown scope {scope!r}: use one of {list(CLUSTER_SCOPES)}")
+    if membership not in MEMBERSHIPS:
+        raise DataError(f"unknown membership rule {membership!r}: use one of {list(MEMBERSHIPS)}")
+    if not 0.0 < float(radius_quantile) <= 1.0:
+        raise DataError(f"radius_quantile must lie in (0, 1], got {radius_quantile!r}")
     check_correction(correction)
     x = pool_activations(features, pooling)
     n = len(x)
@@ -297,137 +576,13 @@ def cluster_activations(
             "every case has identical activations: there is nothing to cluster — choose another "
             "layer or check that the images differ"
         )
+    hold = _check_holdout(holdout, lab, holdout_fraction, seed)
+    st = _Settings(method, scope, pooling, membership if scope == "within_class" else "centroid", k,
+                   (int(lo), int(hi)), n_components, n_exemplars, min_size, correction, alpha, seed,
+                   n_init, float(radius_quantile))
     # Small problems: one BLAS/OpenMP thread is faster than several fighting for busy cores.
     with threadpool_limits(limits=1 if x.size < 50_000_000 else None):
-        return _cluster(x, lab, cls, present, row_ix, ids, method, scope, pooling, k, (int(lo), int(hi)),
-                        n_components, n_exemplars, min_size, correction, alpha, seed, n_init, layer, split)
-
-
-def _cluster(
-    x: np.ndarray, lab: np.ndarray, cls: tuple[str, ...], present: list[str], row_ix: np.ndarray,
-    ids: tuple[str, ...], method: str, scope: str, pooling: str, k: int | None,
-    k_range: tuple[int, int], n_components: int, n_exemplars: int, min_size: int | None,
-    correction: str, alpha: float, seed: int, n_init: int, layer: str, split: str,
-) -> ClusteringResult:
-    n = len(x)
-    lo, hi = k_range
-    z, nc = _reduce(x, n_components, seed)
-    groups = list(present) if scope == "within_class" else ["all"]
-    assign = np.full(n, -1, dtype=np.int64)
-    ks: dict[str, int] = {}
-    sil_rows: list[dict[str, Any]] = []
-    notes: dict[int, str] = {}
-    centroids: dict[int, np.ndarray] = {}
-    group_of: dict[int, str] = {}
-    next_id = 0
-    for g in groups:
-        sel = np.ones(n, bool) if g == "all" else (lab == g)
-        kk, la, srows, note = _choose_k(z[sel], k_range, k, method, seed, n_init, g)
-        ks[g] = kk
-        sil_rows.extend(srows)
-        ids_here = np.unique(la)
-        remap = {int(c): next_id + i for i, c in enumerate(ids_here)}
-        assign[sel] = np.array([remap[int(c)] for c in la], dtype=np.int64)
-        for c in remap.values():
-            centroids[c] = z[assign == c].mean(axis=0)
-            group_of[c] = g
-            if note:
-                notes[c] = note
-        next_id += len(ids_here)
-    how = "given" if k is not None else (
-        f"best mean silhouette (euclidean) over k = {lo}..{hi}, per "
-        + ("class" if scope == "within_class" else "data set")
-    )
-    k_sel = (
-        f"{method} with k {how}, on the standardised features reduced to {nc} PCA components "
-        f"(pooling {pooling!r}); chosen: " + ", ".join(f"{g}: {v}" for g, v in ks.items())
-    )
-    min_sz = int(min_size) if min_size is not None else max(5, math.ceil(0.02 * n))
-    table = _rank(z, lab, present, assign, centroids, group_of, notes, row_ix, ids, scope,
-                  n_exemplars, min_sz, correction, alpha, seed)
-    return ClusteringResult(
-        layer=layer, split=split, method=method, scope=scope, pooling=pooling, k=ks,
-        k_selection=k_sel, silhouette=pd.DataFrame(sil_rows, columns=["group", "k", "silhouette"]),
-        rows=row_ix, case_ids=ids, labels=lab, assignments=assign, clusters=table, classes=cls,
-    )
-
-
-def _look_alike(z: np.ndarray, in_c: np.ndarray, member: np.ndarray, seed: int) -> np.ndarray:
-    """Which cases outside the class look like the cluster's members.
-
-    A balanced logistic-regression probe separates the cluster from the rest of its class (the
-    class is held fixed, so the probe learns what sets the cluster apart, not the class) and is
-    applied to the other classes' cases.
-    """
-    y = member[in_c]
-    if y.all() or not y.any():
-        return np.zeros(len(z), dtype=bool)
-    probe = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed)
-    probe.fit(z[in_c], y)
-    out = np.zeros(len(z), dtype=bool)
-    out[~in_c] = probe.predict(z[~in_c]).astype(bool)
-    return out
-
-
-def _rank(
-    z: np.ndarray, lab: np.ndarray, classes: Sequence[str], assign: np.ndarray,
-    centroids: dict[int, np.ndarray], group_of: dict[int, str], notes: dict[int, str],
-    rows: np.ndarray, ids: tuple[str, ...], scope: str, n_exemplars: int, min_size: int,
-    correction: str, alpha: float, seed: int,
-) -> pd.DataFrame:
-    n = len(z)
-    out: list[dict[str, Any]] = []
-    for cid in sorted(centroids):
-        member = assign == cid
-        size = int(member.sum())
-        g = group_of[cid]
-        if scope == "within_class":
-            c = g
-            in_c = lab == c
-            hit = member | (~in_c & _look_alike(z, in_c, member, seed))
-        else:
-            lifts = {c_: (member & (lab == c_)).sum() / max((lab == c_).sum(), 1) for c_ in classes}
-            c = max(lifts, key=lambda k_: (lifts[k_], -list(classes).index(k_)))
-            in_c = lab == c
-            hit = member
-        a = int((hit & in_c).sum())
-        b = int((hit & ~in_c).sum())
-        cc = int((~hit & in_c).sum())
-        d = int((~hit & ~in_c).sum())
-        mem_ix = np.flatnonzero(member)
-        dist = ((z[mem_ix] - centroids[cid]) ** 2).sum(axis=1)
-        ex = mem_ix[np.argsort(dist, kind="stable")[:n_exemplars]]
-        row: dict[str, Any] = {
-            "cluster": cid, "group": g, "size": size, "class": c,
-            "n_assigned_other": b if scope == "within_class" else 0,
-            "purity": a / (a + b) if a + b else math.nan,
-            "lift": a * n / ((a + b) * (a + cc)) if (a + b) and (a + cc) else math.nan,
-            "odds_ratio": math.nan, "or_ci_low": math.nan, "or_ci_high": math.nan,
-            "haldane": False, "test": None, "p_value": math.nan, "p_adjusted": math.nan,
-            "suspicious": False,
-            "exemplar_rows": tuple(int(r) for r in rows[ex]),
-            "exemplar_case_ids": tuple(ids[i] for i in ex),
-            "note": notes.get(cid, ""),
-        }
-        if min(a + b, cc + d, a + cc, b + d) == 0:
-            row["note"] = row["note"] or "not testable: the cluster covers every case or none of a class"
-        else:
-            or_, lo_, hi_, hal = odds_ratio_ci(a, b, cc, d)
-            test, p = two_by_two_test(a, b, cc, d)
-            row.update(odds_ratio=or_, or_ci_low=lo_, or_ci_high=hi_, haldane=hal, test=test, p_value=p)
-        out.append(row)
-    df = pd.DataFrame(out)
-    ok = df["p_value"].notna()
-    df.loc[ok, "p_adjusted"] = adjust_pvalues(df.loc[ok, "p_value"].to_numpy(), correction)
-    big = df["size"] >= min_size
-    df["suspicious"] = (big & ok & (df["lift"] > 1) & (df["p_adjusted"] < alpha)).astype(bool)
-    df.loc[~big, "note"] = df.loc[~big, "note"].where(
-        df.loc[~big, "note"] != "", f"smaller than min_size={min_size}: not ranked as suspicious")
-    key = np.where(big & ok, np.log(df["or_ci_low"].where(ok, 1.0).clip(lower=1e-300)), -np.inf)
-    order = np.lexsort((df["cluster"].to_numpy(), -df["purity"].fillna(0).to_numpy(), -key))
-    df = df.iloc[order].reset_index(drop=True)
-    df.insert(0, "rank", np.arange(1, len(df) + 1))
-    return df[list(CLUSTER_COLUMNS)]
+        return _cluster(x, lab, cls, row_ix, ids, hold, st, layer, split, test_split)
 
 
 # ====================================================================== workspace glue
@@ -437,11 +592,12 @@ def cluster_dataset(
     layer: str,
     *,
     split: str | None = "train",
+    test_split: str | None = "auto",
     cache: Any = None,
     progress: Any = None,
     **kwargs: Any,
 ) -> ClusteringResult:
-    """Cluster the activations of ``layer`` for one split of a data set.
+    """Cluster the activations of ``layer`` on one split and test the clusters on another.
 
     Parameters
     ----------
@@ -449,35 +605,77 @@ def cluster_dataset(
         What to cluster. Activations come from ``cache`` (an :class:`ActivationCache`) when
         given, else are extracted.
     split
-        The split (``None``: every case).
+        The discovery split (``None``: every case).
+    test_split
+        The split the clusters' associations are tested on: ``"auto"`` (default) takes
+        ``val`` when the data set has it (and it is not ``split``), else holds out half of
+        each class of ``split``; ``None`` always holds out half of ``split``.
     cache, progress
         Activation cache and progress callback.
     **kwargs
-        Passed to :func:`cluster_activations` (method, scope, pooling, k, k_range, ...).
-    """
-    from concepts._activations import extract_activations
+        Passed to :func:`cluster_activations` (method, scope, pooling, k, k_range, membership, ...).
 
+    Raises
+    ------
+    DataError
+        An unknown or empty split, or a test split equal to the discovery split.
+    """
     model.check_layer(layer)
-    idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
-    if len(idx) == 0:
+    disc = dataset.indices(split) if split is not None else np.arange(len(dataset))
+    if len(disc) == 0:
         raise DataError(f"split {split!r} of {dataset.info.name} has no cases to cluster")
-    if cache is not None:
-        iset = dataset.image_set(idx, name=f"{dataset.info.name}:{split or 'all'}")
-        acts = cache.get(model, layer, iset, progress=progress)[layer]
-    else:
-        acts = extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer]
+    ts = test_split
+    if ts == "auto":
+        ts = "val" if "val" in dataset.splits and split not in ("val", None) else None
+    if ts is not None and ts == split:
+        raise DataError(f"the test split must differ from the discovery split {split!r}")
+    test = dataset.indices(ts) if ts is not None else np.zeros(0, dtype=np.int64)
+    if ts is not None and len(test) == 0:
+        raise DataError(f"test split {ts!r} of {dataset.info.name} has no cases")
+    idx = np.concatenate([disc, test]).astype(np.int64)
+    acts = _activations(dataset, model, layer, idx, f"{split or 'all'}+{ts or 'half'}", cache, progress)
     cases = dataset.cases.iloc[idx]
+    labels = cases["label"].astype(str).to_numpy()
+    holdout = np.r_[np.zeros(len(disc), bool), np.ones(len(test), bool)] if ts is not None else None
     res = cluster_activations(
-        np.asarray(acts), cases["label"].astype(str).to_numpy(), classes=dataset.classes, rows=idx,
-        case_ids=cases["case_id"].astype(str).tolist(), layer=layer, split=split or "all", **kwargs,
+        acts, labels, classes=dataset.classes, rows=idx,
+        case_ids=cases["case_id"].astype(str).tolist(), layer=layer, split=split or "all",
+        holdout=holdout, test_split=ts or f"half of {split or 'all'} (held out)", **kwargs,
     )
     return _with_dataset(res, dataset)
+
+
+def _activations(dataset: Dataset, model: ClassifierModel, layer: str, idx: np.ndarray, tag: str,
+                 cache: Any, progress: Any) -> np.ndarray:
+    from concepts._activations import extract_activations
+
+    if cache is not None:
+        iset = dataset.image_set(idx, name=f"{dataset.info.name}:{tag}")
+        return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
+    return np.asarray(
+        extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer])
 
 
 def _with_dataset(res: ClusteringResult, dataset: Dataset) -> ClusteringResult:
     from dataclasses import replace
 
     return replace(res, dataset=dataset.info.name, dataset_hash=dataset.info.content_hash)
+
+
+def _bank_for(ws: Workspace, ds: Dataset) -> Any:
+    """The workspace's bank; an empty one (random pool from the data set) when the data set has
+    no annotated concept to build a default bank from — a named cluster is then its first."""
+    from concepts._bank import ConceptBank
+    from concepts._errors import ConceptError
+
+    try:
+        return ConceptBank.for_workspace(ws)
+    except ConceptError:
+        if (ws.concepts_dir / ConceptBank.FILE).is_file():
+            raise
+    bank = ConceptBank([], root=ws.concepts_dir, datasets_dir=ws.datasets_dir)
+    bank.set_random_pool_from_dataset(ds)
+    return bank
 
 
 def name_cluster(
@@ -532,7 +730,6 @@ def name_cluster(
     ConceptError
         An invalid or existing concept name.
     """
-    from concepts._bank import ConceptBank
     from concepts._workspace import Workspace
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -557,9 +754,10 @@ def name_cluster(
     if neg is not None and not neg:
         neg = None
     info = res.cluster(cluster_id)
-    bank = ConceptBank.for_workspace(ws)
+    bank = _bank_for(ws, ds)
     concept = bank.add_from_cases(name, group, description, ds, pos, neg, replace=replace)
     bank.save()
+    _record_association(ws, res, int(cluster_id), name, group)
     if actor is not None:
         from store import Store
 
@@ -585,3 +783,84 @@ def name_cluster(
     return concept
 
 
+
+
+# ====================================================================== named clusters' associations
+#: Where :func:`name_cluster` records each named cluster's held-out association (results folder).
+NAMED_CLUSTERS_FILE = "named_clusters.json"
+
+
+def _record_association(ws: Workspace, res: ClusteringResult, cluster_id: int, name: str, group: str) -> None:
+    import json
+
+    info = res.cluster(cluster_id)
+    path = ws.results_dir / NAMED_CLUSTERS_FILE
+    try:
+        book = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        book = {}
+    a = int(info["n_test_hits"]) - int(info["n_assigned_other"])
+    book[name] = {
+        "dataset": res.dataset, "dataset_hash": res.dataset_hash, "layer": res.layer,
+        "cluster": int(cluster_id), "group": group, "class": str(info["class"]),
+        "split": res.test_split or res.split, "n": int(info["n_test"]),
+        "n_class": int(info["n_test_class"]), "n_both": a, "n_hits": int(info["n_test_hits"]),
+        **{k: _num(info[k]) for k in ("lift", "odds_ratio", "or_ci_low", "or_ci_high", "p_adjusted")},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(book, indent=1))
+    tmp.replace(path)
+
+
+def cluster_associations(workspace: Workspace | str | Path, dataset: str | None = None) -> pd.DataFrame:
+    """The held-out class associations of the workspace's named clusters, as co-occurrence rows.
+
+    Each cluster named with :func:`name_cluster` contributes one row (its concept x its class)
+    in the columns of :func:`concepts.attribute_class_table`, measured on the split the cluster
+    was tested on (never the one it was found on), so an unannotated concept enters the
+    confounder ranking like an annotated attribute.
+
+    Parameters
+    ----------
+    workspace
+        The workspace.
+    dataset
+        Only clusters of this data set (default: the active one); clusters of an older version
+        of it (content hash differs) are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Possibly empty.
+    """
+    import json
+
+    from concepts._workspace import Workspace
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ds = ws.dataset(dataset)
+    path = ws.results_dir / NAMED_CLUSTERS_FILE
+    cols = ["split", "attribute", "kind", "column", "class", "n", "n_class", "n_both", "lift",
+            "odds_ratio", "or_ci_low", "or_ci_high", "p_adjusted", "prevalence_class",
+            "prevalence_other", "testable", "note"]
+    try:
+        book = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is corrupt ({exc}) — name the clusters again") from exc
+    rows = []
+    for name, e in book.items():
+        if e.get("dataset") != ds.info.name or (e.get("dataset_hash") and e["dataset_hash"] != ds.info.content_hash):
+            continue
+        n, n_c, a, hits = int(e["n"]), int(e["n_class"]), int(e["n_both"]), int(e["n_hits"])
+        rows.append({
+            "split": str(e["split"]), "attribute": str(name),
+            "kind": "artifact" if e.get("group") == "artifact" else "concept", "column": str(name),
+            "class": str(e["class"]), "n": n, "n_class": n_c, "n_both": a,
+            **{k: e.get(k) for k in ("lift", "odds_ratio", "or_ci_low", "or_ci_high", "p_adjusted")},
+            "prevalence_class": a / n_c if n_c else None,
+            "prevalence_other": (hits - a) / (n - n_c) if n - n_c else None,
+            "testable": e.get("or_ci_low") is not None,
+            "note": f"named cluster {e['cluster']} of {e['layer']} (held-out {e['split']} cases)",
+        })
+    return pd.DataFrame(rows, columns=cols)

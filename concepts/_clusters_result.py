@@ -18,7 +18,9 @@ __all__ = ["CLUSTER_COLUMNS", "ClusteringResult"]
 
 #: Columns of :attr:`ClusteringResult.clusters`.
 CLUSTER_COLUMNS: tuple[str, ...] = (
-    "rank", "cluster", "group", "size", "class", "n_assigned_other", "purity", "lift",
+    "rank", "cluster", "group", "size", "class", "n_test", "n_test_class", "n_test_hits",
+    "n_assigned_other",
+    "purity", "lift",
     "odds_ratio", "or_ci_low", "or_ci_high", "haldane", "test", "p_value", "p_adjusted",
     "suspicious", "exemplar_rows", "exemplar_case_ids", "note",
 )
@@ -28,10 +30,17 @@ CLUSTER_COLUMNS: tuple[str, ...] = (
 class ClusteringResult:
     """Clusters of one layer's activations, ranked by how strongly they ride with a class.
 
+    Clusters are found on the discovery cases (``~holdout``) and their association with a class
+    is tested on the held-out cases only: ``size`` counts discovery members; ``n_test``,
+    ``n_test_class`` (held-out cases of the cluster's class), ``n_test_hits`` (held-out cases the membership rule accepts, every class alike),
+    ``n_assigned_other`` (of them, cases of another class), ``purity``, ``lift``, the odds ratio
+    and the p-values come from the held-out 2 x 2 table.
+
     Attributes
     ----------
     layer, split, dataset, dataset_hash
-        What was clustered (``dataset``/``dataset_hash`` empty for bare arrays).
+        What was clustered (``dataset``/``dataset_hash`` empty for bare arrays); ``split`` is
+        the discovery split.
     method, scope, pooling
         Settings (see the module docstring).
     k
@@ -45,11 +54,17 @@ class ClusteringResult:
     labels
         Class name of each clustered case.
     assignments
-        Cluster id of each clustered case.
+        Cluster id of each discovery case (-1 for held-out cases).
     clusters
         One row per cluster, ranked best first (columns :data:`CLUSTER_COLUMNS`).
     classes
         Class names.
+    test_split
+        The split the associations were tested on.
+    holdout
+        ``True`` for the held-out (test) cases (``None``: none, a result saved before holdouts).
+    membership
+        The rule that counts a held-out case as a member (``probe`` or ``centroid``).
     """
 
     layer: str
@@ -68,6 +83,9 @@ class ClusteringResult:
     classes: tuple[str, ...] = ()
     dataset: str = ""
     dataset_hash: str = ""
+    test_split: str = ""
+    holdout: np.ndarray | None = field(default=None, repr=False)
+    membership: str = ""
 
     # ---------------------------------------------------------------- views
     def _check(self, cluster_id: int) -> int:
@@ -103,6 +121,8 @@ class ClusteringResult:
         m = self.member_mask(cluster_id)
         grp = str(self.cluster(cluster_id)["group"])
         same = np.ones(len(m), bool) if self.scope == "global" else (self.labels == grp)
+        if self.holdout is not None:
+            same &= ~np.asarray(self.holdout, dtype=bool)
         return [c for c, keep in zip(self.case_ids, same & ~m, strict=True) if keep]
 
     def exemplars(self, cluster_id: int) -> list[int]:
@@ -131,6 +151,8 @@ class ClusteringResult:
             "scope": self.scope, "pooling": self.pooling, "k": dict(self.k),
             "k_selection": self.k_selection, "classes": list(self.classes),
             "dataset": self.dataset, "dataset_hash": self.dataset_hash,
+            "test_split": self.test_split, "membership": self.membership,
+            "holdout": None if self.holdout is None else [bool(h) for h in self.holdout],
             "rows": [int(r) for r in self.rows], "case_ids": list(self.case_ids),
             "labels": [str(x) for x in self.labels],
             "assignments": [int(x) for x in self.assignments],
@@ -143,6 +165,8 @@ class ClusteringResult:
         """Inverse of :meth:`to_json`."""
         try:
             clusters = pd.DataFrame(list(d["clusters"]), columns=list(CLUSTER_COLUMNS))
+            for col in ("n_test", "n_test_class", "n_test_hits"):
+                clusters[col] = clusters[col].fillna(0).astype(int)
             for col in ("exemplar_rows", "exemplar_case_ids"):
                 clusters[col] = clusters[col].map(tuple)
             for col in ("purity", "lift", "odds_ratio", "or_ci_low", "or_ci_high", "p_value", "p_adjusted"):
@@ -159,6 +183,8 @@ class ClusteringResult:
                 assignments=np.asarray(d["assignments"], dtype=np.int64),
                 clusters=clusters, classes=tuple(d.get("classes", ())),
                 dataset=str(d.get("dataset", "")), dataset_hash=str(d.get("dataset_hash", "")),
+                test_split=str(d.get("test_split", "")), membership=str(d.get("membership", "")),
+                holdout=None if d.get("holdout") is None else np.asarray(d["holdout"], dtype=bool),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"not a saved clustering result ({exc}) — recompute it") from exc

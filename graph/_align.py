@@ -1,4 +1,7 @@
-"""Alignment report: the model's concept reliance (TCAV) held against clinical knowledge.
+"""Alignment report: the model's concept sensitivity (TCAV) held against clinical knowledge.
+
+TCAV measures the directional sensitivity of a class logit to a concept direction, not causal
+reliance (counterfactual flip rates measure that); the wording below says so.
 
 One finding per concept. For every (concept, class) the graph gives the expected relation
 (:meth:`ClinicalGraph.expected_relation`: sign +1 indicates, -1 counter-indicates, 0 irrelevant,
@@ -8,16 +11,18 @@ logit. The concept's category is, in this order:
 
 ``confounder``
     a finding row on a class to which the concept is clinically irrelevant (artifacts always;
-    any reliance on an irrelevant concept is a shortcut);
+    a class logit sensitive to an irrelevant concept is a shortcut candidate);
 ``contradictory``
     a finding row whose effect has the opposite sign of the expected relation (e.g. a
     melanoma criterion that lowers the melanoma logit), even if other rows agree;
 ``aligned``
     finding rows only in the expected direction — or, for a concept expected irrelevant to
     every class, no finding row at all;
-``neglected``
+``neglected`` (no evidence of use)
     a clinically discriminative concept (it indicates or counter-indicates some class) with
-    no finding row at all;
+    no finding row at all. This is absence of evidence, not evidence of absence: TCAV found
+    no significant, stable sensitivity (too few examples, a weak CAV or another layer can
+    hide one), so the model may still use the concept;
 ``unreviewed``
     the graph has no expectation (a custom concept, or findings only on classes the graph
     does not know): a human should review it and, if useful, add it to a taxonomy file.
@@ -304,21 +309,22 @@ def alignment_report(
             f" (adjusted p {p_adj:.2g})" if p_adj is not None else ""
         )
         if category == "confounder":
-            reason = f"{exp.reason}, yet the model relies on it: {at}"
+            reason = f"{exp.reason}, yet the class logit is sensitive to it: {at}"
         elif category == "contradictory":
             reason = f"expected to {'raise' if exp.sign == 1 else 'lower'} {cls} ({exp.reason}) but {at}"
         elif category == "aligned" and len(consistent):
-            reason = f"relied on in the expected direction ({exp.reason}): {at}"
+            reason = f"sensitivity in the expected direction ({exp.reason}): {at}"
         elif category == "aligned":
-            reason = f"{exp.reason}, and the model does not rely on it"
+            reason = f"{exp.reason}, and no significant, stable TCAV sensitivity to it"
         elif category == "neglected":
             best = next(e for e in exps.values() if e.sign in (1, -1))
             reason = (
-                f"clinically discriminative ({best.reason}) but no significant, stable TCAV "
-                f"effect on any class (strongest: {at})"
+                f"no evidence of use: clinically discriminative ({best.reason}) but no "
+                f"significant, stable TCAV effect on any class (strongest: {at}) — absence of "
+                "evidence, not proof that the model ignores it"
             )
         elif len(unknown_found):
-            reason = f"relied on ({at}) but the graph has no expectation: {exp.reason}"
+            reason = f"class logit sensitive to it ({at}) but the graph has no expectation: {exp.reason}"
         else:
             reason = f"no clinical expectation ({exp.reason}) — review it and add it to a taxonomy"
         if n_unstable and category in ("neglected", "aligned"):
@@ -334,7 +340,7 @@ def alignment_report(
                 r = pick.loc[pd.to_numeric(pick["p_adjusted"], errors="coerce").fillna(np.inf).idxmin()]
                 ev = {k: _num(r[k]) for k in ev}
         related, phi = _related(g, concept)
-        direction = f"{_verb(eff)} {cls}" if len(found) and eff != 0 else "no reliance"
+        direction = f"{_verb(eff)} {cls}" if len(found) and eff != 0 else "no evidence"
         f = AlignmentFinding(
             rank=0,
             concept=concept,

@@ -1,32 +1,18 @@
 """The ranked confounder report: co-occurrence x model reliance x clinical irrelevance.
 
 One row per (concept, class): every annotated attribute of the data (artifacts, criteria,
-metadata levels) crossed with every class, plus every concept of the TCAV table that has no
-annotation (e.g. a named cluster). Each row carries its evidence and a score:
+metadata levels) crossed with every class, every unannotated concept whose association was
+measured otherwise (a named cluster, tested on a split it was not found on — see
+:func:`concepts.cluster_associations`), plus every other concept of the TCAV table.
 
-    score = w * (A + B)
-    A = max(0, ln OR_low)          OR_low: lower end of the odds ratio's 95% interval
-    B = 2 * max(0, effect)         if a TCAV row is significant and stable, else 0
+The score is a product of three factors, each a necessary condition of a shortcut; the formula,
+its defence and its edge cases are written once, in ``docs/confounders.md`` ("The score"), and
+computed once, in :func:`_score`. Its parts are the columns ``association`` (co-occurrence),
+``reliance_strength`` (reliance) and ``relevance_weight`` (clinical irrelevance).
 
-- ``A`` (co-occurrence strength, column ``association``): the natural log of the lower end of
-  the 95% interval of the odds ratio of the attribute with the class in the analysed split
-  (``train`` by default: what the model learned from). It is 0 unless the data show, with 95%
-  confidence, that the attribute is over-represented in the class; 0 for a row that cannot be
-  tested. A concept without annotations (only in the TCAV table) gets ``A = 0``.
-- ``B`` (model reliance, column ``reliance_strength``): twice the TCAV effect
-  (``score_mean - random_mean``) of the strongest significant, stable, positive TCAV row of the
-  (concept, class) over the analysed layers; 0 without one. An effect of 0.5 weighs as much as
-  an odds ratio whose lower bound is e (2.7).
-- ``w`` (clinical irrelevance, column ``relevance_weight``) from the clinical graph's expected
-  relation of the concept to the class (:meth:`graph.ClinicalGraph.expected_relation`):
-  1 when irrelevant (every artifact), 0.5 when the graph has no expectation (metadata such as
-  skin tone or site, custom concepts), 0.25 when the concept is clinically relevant but
-  over-represented in a class it counter-indicates, and 0 when it is clinically relevant and
-  indicates the class (a criterion that rides with its own diagnosis is evidence, not a
-  confounder). Columns derived from the checklist (``seven_point_score``) count as relevant.
-
-Rows are ranked by score (descending), then adjusted co-occurrence p-value (ascending), then
-odds ratio (descending), then name. ``clinically_relevant`` is True only for an ``indicates``
+Rows are ranked by score (descending), then co-occurrence factor (descending: among rows of
+equal score, e.g. 0, the better-supported association first), adjusted co-occurrence p-value
+(ascending), odds ratio (descending), then name. ``clinically_relevant`` is True only for an ``indicates``
 or ``counter_indicates`` relation.
 """
 
@@ -40,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from concepts import DataError, Workspace, WorkspaceError
+from concepts import DataError, Workspace, WorkspaceError, cluster_associations
 from concepts._cooccurrence import (
     ALL_SPLITS,
     AttributeSource,
@@ -75,9 +61,6 @@ RELEVANCE_WEIGHTS: dict[str, float] = {
     "contradicts": 0.25,
     "indicates": 0.0,
 }
-
-#: Multiplier of the TCAV effect in the score.
-RELIANCE_WEIGHT = 2.0
 
 _TCAV_REQUIRED = ("concept", "class", "layer", "effect", "p_adjusted", "significant", "unstable")
 _CHECKLIST_DERIVED = ("seven_point_score",)
@@ -117,7 +100,11 @@ def _read_tcav(tcav: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
 
 # ====================================================================== pieces of the score
 def _reliance(rows: pd.DataFrame | None) -> dict[str, Any]:
-    """Lead TCAV evidence of one (concept, class): the strongest stable positive finding."""
+    """Lead TCAV evidence of one (concept, class): the strongest stable positive finding.
+
+    ``reliance_strength`` is the effect of a significant, stable, positive row, else 0 (also
+    for a concept the TCAV table lacks: no evidence of sensitivity).
+    """
     out: dict[str, Any] = {"reliance": None, "reliance_layer": None, "tcav_significant": None,
                            "tcav_p_adjusted": None, "reliance_strength": 0.0}
     if rows is None or rows.empty:
@@ -129,8 +116,21 @@ def _reliance(rows: pd.DataFrame | None) -> dict[str, Any]:
     out.update(reliance=eff, reliance_layer=str(lead["layer"]), tcav_significant=bool(len(found)),
                tcav_p_adjusted=_num(lead["p_adjusted"]))
     if len(found) and eff is not None:
-        out["reliance_strength"] = RELIANCE_WEIGHT * max(0.0, eff)
+        out["reliance_strength"] = max(0.0, eff)
     return out
+
+
+def _association(testable: bool, or_low: float | None) -> float:
+    """Co-occurrence factor ``C = max(0, ln OR_low)`` (0 when not testable)."""
+    return max(0.0, math.log(or_low)) if testable and or_low and or_low > 0 else 0.0
+
+
+def _score(weight: float, association: float, reliance: float, tcav_given: bool) -> float:
+    """``score = w * C * R``; ``R = 1`` for every row when no TCAV results are given at all.
+
+    The one implementation of the formula documented in docs/confounders.md ("The score").
+    """
+    return weight * association * (reliance if tcav_given else 1.0)
 
 
 def _relevance(graph: ClinicalGraph, concept: str, column: str, kind: str, group: str, cls: str,
@@ -164,7 +164,7 @@ def _pct(v: Any) -> str:
     return "?" if f is None else f"{100 * f:.0f}%"
 
 
-def _evidence(row: dict[str, Any], note: str, reason: str) -> str:
+def _evidence(row: dict[str, Any], note: str, reason: str, tcav_given: bool) -> str:
     parts: list[str] = []
     if row["testable"]:
         parts.append(
@@ -176,87 +176,41 @@ def _evidence(row: dict[str, Any], note: str, reason: str) -> str:
     elif note:
         parts.append(note)
     else:
-        parts.append("no annotation of this concept in the data")
-    if row["reliance"] is None:
-        parts.append("no TCAV result")
+        parts.append("no annotation of this concept in the data: co-occurrence unmeasured")
+    if not tcav_given:
+        parts.append("no TCAV results: sensitivity unknown, ranked on co-occurrence alone")
+    elif row["reliance"] is None:
+        parts.append("not in the TCAV results: no evidence of sensitivity")
     elif row["tcav_significant"]:
-        parts.append(f"model relies on it: TCAV effect {row['reliance']:+.2f} at {row['reliance_layer']}")
+        parts.append(f"class logit sensitive to it (TCAV effect {row['reliance']:+.2f} at "
+                     f"{row['reliance_layer']}; directional sensitivity, not a causal test)")
     else:
-        parts.append(f"no significant stable TCAV reliance (best effect {row['reliance']:+.2f})")
+        parts.append(f"no significant stable TCAV sensitivity (best effect {row['reliance']:+.2f})")
     parts.append(f"graph: {reason}")
     return "; ".join(parts)
 
 
-# ====================================================================== the report
-def rank_confounders(
-    cooccurrence: pd.DataFrame,
-    tcav: pd.DataFrame | str | Path | None = None,
-    graph: ClinicalGraph | None = None,
-    *,
-    split: str | None = None,
-) -> pd.DataFrame:
-    """Combine co-occurrence, TCAV reliance and the clinical graph into one ranked table.
+_COOC_NEED = ("split", "attribute", "kind", "column", "class", "lift", "odds_ratio", "or_ci_low",
+              "or_ci_high", "p_adjusted", "testable", "note")
 
-    Parameters
-    ----------
-    cooccurrence
-        A table of :func:`concepts.attribute_class_table` (other splits are ignored).
-    tcav
-        TCAV results (a DataFrame or ``tcav.parquet``) with at least ``concept``, ``class``,
-        ``layer``, ``effect``, ``p_adjusted``, ``significant``, ``unstable`` (``group``
-        optional); ``None``: reliance unknown.
-    graph
-        The clinical graph (default :meth:`ClinicalGraph.default`).
-    split
-        The split whose co-occurrence counts: default ``train`` when present, else the pooled
-        :data:`concepts.ALL_SPLITS`.
 
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`CONFOUNDER_COLUMNS`, ranked best first (score formula in the module
-        docstring); ``evidence`` is one sentence per row.
-
-    Raises
-    ------
-    DataError
-        A co-occurrence table without the expected columns, an unknown split, or a malformed
-        TCAV table.
-    """
-    need = ("split", "attribute", "kind", "column", "class", "lift", "odds_ratio", "or_ci_low",
-            "or_ci_high", "p_adjusted", "testable", "note")
-    missing = [c for c in need if c not in cooccurrence.columns]
-    if missing:
-        raise DataError(
-            f"the co-occurrence table lacks {missing} — build it with concepts.attribute_class_table"
-        )
-    g = graph or ClinicalGraph.default()
-    splits = list(dict.fromkeys(cooccurrence["split"].astype(str)))
-    sp = split or ("train" if "train" in splits else ALL_SPLITS)
-    if sp not in splits:
-        raise DataError(f"split {sp!r} is not in the co-occurrence table (it has {splits})")
-    cooc = cooccurrence[cooccurrence["split"].astype(str) == sp]
-    tc = _read_tcav(tcav)
-    by_key: dict[tuple[str, str], pd.DataFrame] = {}
-    if tc is not None:
-        by_key = {(str(c), str(k)): r for (c, k), r in tc.groupby(["concept", "class"], sort=False)}
+def _tested_rows(cooc: pd.DataFrame, by_key: dict[tuple[str, str], pd.DataFrame], g: ClinicalGraph,
+                 tcav_given: bool) -> list[dict[str, Any]]:
+    """One scored row per (attribute, class) of a co-occurrence-like table."""
     rows: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
     for r in cooc.to_dict("records"):
         concept, cls = str(r["attribute"]), str(r["class"])
-        key = (concept, cls)
-        seen.add(key)
-        rel_rows = by_key.get(key)
+        rel_rows = by_key.get((concept, cls))
         group = str(rel_rows["group"].iloc[0]) if rel_rows is not None and len(rel_rows) else ""
         rely = _reliance(rel_rows)
         testable = bool(r["testable"])
         or_lo = _num(r["or_ci_low"])
-        assoc = max(0.0, math.log(or_lo)) if testable and or_lo and or_lo > 0 else 0.0
+        assoc = _association(testable, or_lo)
         over = (testable and (_num(r["odds_ratio"]) or 0.0) > 1.0) or rely["reliance_strength"] > 0
         relation, relevant, w, reason = _relevance(g, concept, str(r["column"]), str(r["kind"]),
                                                    group, cls, over)
         row = {
-            "concept": concept, "class": cls, "kind": str(r["kind"]), "split": sp,
+            "concept": concept, "class": cls, "kind": str(r["kind"]), "split": str(r["split"]),
             "lift": _num(r["lift"]), "odds_ratio": _num(r["odds_ratio"]),
             "or_ci_low": or_lo, "or_ci_high": _num(r["or_ci_high"]),
             "p_adjusted": _num(r["p_adjusted"]),
@@ -266,9 +220,16 @@ def rank_confounders(
             **rely, "clinically_relevant": relevant, "relation": relation,
             "association": assoc, "relevance_weight": w, "testable": testable,
         }
-        row["score"] = w * (assoc + row["reliance_strength"])
-        row["evidence"] = _evidence(row, str(r["note"]), reason)
+        row["score"] = _score(w, assoc, row["reliance_strength"], tcav_given)
+        row["evidence"] = _evidence(row, str(r["note"]), reason, tcav_given)
         rows.append(row)
+    return rows
+
+
+def _tcav_only_rows(by_key: dict[tuple[str, str], pd.DataFrame], seen: set[tuple[str, str]],
+                    g: ClinicalGraph, sp: str) -> list[dict[str, Any]]:
+    """Rows of TCAV concepts with no measured association (co-occurrence factor 0)."""
+    rows: list[dict[str, Any]] = []
     for (concept, cls), rel_rows in by_key.items():
         if (concept, cls) in seen:
             continue
@@ -284,17 +245,96 @@ def rank_confounders(
             "n_class": 0, "n_both": 0, **rely, "clinically_relevant": relevant,
             "relation": relation, "association": 0.0, "relevance_weight": w, "testable": False,
         }
-        row["score"] = w * row["reliance_strength"]
-        row["evidence"] = _evidence(row, "", reason)
+        row["score"] = _score(w, 0.0, row["reliance_strength"], True)
+        row["evidence"] = _evidence(row, "", reason, True)
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[c for c in CONFOUNDER_COLUMNS if c != "rank"])
+    return rows
+
+
+def _check_table(df: pd.DataFrame, what: str) -> None:
+    missing = [c for c in _COOC_NEED if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"the {what} table lacks {missing} — build it with "
+            + ("concepts.attribute_class_table" if what == "co-occurrence"
+               else "concepts.cluster_associations")
+        )
+
+
+# ====================================================================== the report
+def rank_confounders(
+    cooccurrence: pd.DataFrame,
+    tcav: pd.DataFrame | str | Path | None = None,
+    graph: ClinicalGraph | None = None,
+    *,
+    split: str | None = None,
+    associations: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Combine co-occurrence, TCAV sensitivity and the clinical graph into one ranked table.
+
+    Parameters
+    ----------
+    cooccurrence
+        A table of :func:`concepts.attribute_class_table` (other splits are ignored).
+    tcav
+        TCAV results (a DataFrame or ``tcav.parquet``) with at least ``concept``, ``class``,
+        ``layer``, ``effect``, ``p_adjusted``, ``significant``, ``unstable`` (``group``
+        optional); ``None``: sensitivity unknown, every row ranked on co-occurrence and
+        clinical irrelevance alone.
+    graph
+        The clinical graph (default :meth:`ClinicalGraph.default`).
+    split
+        The split whose co-occurrence counts: default ``train`` when present, else the pooled
+        :data:`concepts.ALL_SPLITS`.
+    associations
+        Associations of unannotated concepts measured otherwise, in the co-occurrence table's
+        columns (e.g. :func:`concepts.cluster_associations`: a named cluster tested on a
+        held-out split). They enter the ranking exactly like annotated attributes, whatever
+        their split.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`CONFOUNDER_COLUMNS`, ranked best first (score in docs/confounders.md);
+        ``evidence`` is one sentence per row.
+
+    Raises
+    ------
+    DataError
+        A co-occurrence table without the expected columns, an unknown split, or a malformed
+        TCAV or associations table.
+    """
+    _check_table(cooccurrence, "co-occurrence")
+    g = graph or ClinicalGraph.default()
+    splits = list(dict.fromkeys(cooccurrence["split"].astype(str)))
+    sp = split or ("train" if "train" in splits else ALL_SPLITS)
+    if sp not in splits:
+        raise DataError(f"split {sp!r} is not in the co-occurrence table (it has {splits})")
+    cooc = cooccurrence[cooccurrence["split"].astype(str) == sp]
+    if associations is not None and len(associations):
+        _check_table(associations, "associations")
+        known = set(zip(cooc["attribute"].astype(str), cooc["class"].astype(str), strict=True))
+        extra = associations[[(str(a), str(c)) not in known for a, c in
+                              zip(associations["attribute"], associations["class"], strict=True)]]
+        cooc = pd.concat([cooc, extra], ignore_index=True)
+    tc = _read_tcav(tcav)
+    by_key: dict[tuple[str, str], pd.DataFrame] = {}
+    if tc is not None:
+        by_key = {(str(c), str(k)): r for (c, k), r in tc.groupby(["concept", "class"], sort=False)}
+    rows = _tested_rows(cooc, by_key, g, tc is not None)
+    seen = {(str(r["concept"]), str(r["class"])) for r in rows}
+    rows += _tcav_only_rows(by_key, seen, g, sp)
+    return _ranked(pd.DataFrame(rows, columns=[c for c in CONFOUNDER_COLUMNS if c != "rank"]))
+
+
+def _ranked(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         df.insert(0, "rank", pd.Series(dtype="int64"))
         return df
     key_p = pd.to_numeric(df["p_adjusted"], errors="coerce").fillna(np.inf).to_numpy()
     key_or = pd.to_numeric(df["odds_ratio"], errors="coerce").fillna(0.0).to_numpy()
     order = np.lexsort((df["class"].to_numpy(), df["concept"].to_numpy(), -key_or, key_p,
-                        -df["score"].to_numpy(dtype=float)))
+                        -df["association"].to_numpy(dtype=float), -df["score"].to_numpy(dtype=float)))
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df
@@ -311,6 +351,7 @@ def confounder_report(
     artifacts: Sequence[str] | None = None,
     criteria: Sequence[str] | None = None,
     metadata: Sequence[str] | None = None,
+    associations: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The ranked confounder report of a data set (and optionally a model's TCAV results).
 
@@ -327,6 +368,8 @@ def confounder_report(
         Multiple-testing correction of the co-occurrence p-values and the level.
     artifacts, criteria, metadata
         Attribute columns (default: as declared by the data set / detected).
+    associations
+        Associations of unannotated concepts (see :func:`rank_confounders`).
 
     Returns
     -------
@@ -335,7 +378,7 @@ def confounder_report(
     """
     cooc = attribute_class_table(source, artifacts=artifacts, criteria=criteria, metadata=metadata,
                                  correction=correction, alpha=alpha)
-    return rank_confounders(cooc, tcav, graph, split=split)
+    return rank_confounders(cooc, tcav, graph, split=split, associations=associations)
 
 
 def workspace_confounders(
@@ -350,8 +393,9 @@ def workspace_confounders(
 ) -> pd.DataFrame:
     """The ranked confounder report of a workspace.
 
-    Uses the workspace's active data set (or ``dataset``) and its TCAV results
-    (``<workspace>/results/tcav.parquet``, when present; ``tcav`` overrides).
+    Uses the workspace's active data set (or ``dataset``), its TCAV results
+    (``<workspace>/results/tcav.parquet``, when present; ``tcav`` overrides) and the held-out
+    associations of its named clusters (:func:`concepts.cluster_associations`).
 
     Raises
     ------
@@ -367,4 +411,6 @@ def workspace_confounders(
     ds = ws.dataset(dataset)
     path = ws.results_dir / "tcav.parquet"
     tc = tcav if tcav is not None else (path if path.is_file() else None)
-    return confounder_report(ds, tc, graph, split=split, correction=correction, alpha=alpha)
+    assoc = cluster_associations(ws, ds.info.name)
+    return confounder_report(ds, tc, graph, split=split, correction=correction, alpha=alpha,
+                             associations=assoc)

@@ -59,9 +59,12 @@ def test_within_class_recovers_the_planted_cluster() -> None:
     assert "silhouette" in res.k_selection and "2..12" in res.k_selection
     assert set(res.silhouette["group"]) == {"a", "b"}
     assert res.k["a"] == int(res.silhouette[res.silhouette.group == "a"].sort_values("silhouette").k.iloc[-1])
-    # clusters partition the cases; cluster ids are unique across classes
-    assert (res.assignments >= 0).all()
-    assert res.clusters["size"].sum() == len(x)
+    # clusters partition the discovery cases; held-out cases are only tested, never clustered
+    hold = res.holdout
+    assert hold is not None and 0 < hold.sum() < len(x)
+    assert (res.assignments[~hold] >= 0).all() and (res.assignments[hold] == -1).all()
+    assert res.clusters["size"].sum() == (~hold).sum()
+    assert (res.clusters["n_test"] == hold.sum()).all()
     assert res.clusters["rank"].tolist() == list(range(1, len(res.clusters) + 1))
 
 
@@ -203,3 +206,65 @@ def test_name_cluster_refuses_stale_or_bare_results(tmp_path: Path) -> None:
     ok = dataclasses.replace(res, dataset="toy", dataset_hash=ds.info.content_hash)
     with pytest.raises(DataError, match="no cluster"):
         name_cluster(ws, ok, 999, "x", "y")
+
+
+# ---------------------------------------------------------------------- no double dipping
+def test_pure_noise_flags_at_most_five_percent_of_clusters() -> None:
+    """Activations independent of the label: clusters found on half the cases and tested on the
+    other half are 'suspicious' at most at the nominal rate (over seeds, 2 and 3 classes)."""
+    n_clusters = n_flagged = 0
+    for seed in range(24):
+        rng = np.random.default_rng(100 + seed)
+        n_cls = 2 + seed % 2
+        lab = np.array([f"c{i}" for i in rng.integers(0, n_cls, 240)], dtype=object)
+        x = rng.normal(size=(240, 12))
+        x[:, :2] *= 3.0  # anisotropic noise, so k-means has something to split on
+        res = cluster_activations(x, lab, k_range=(2, 6), seed=seed, n_init=2)
+        n_clusters += len(res.clusters)
+        n_flagged += int(res.clusters["suspicious"].sum())
+    assert n_clusters >= 150
+    assert n_flagged / n_clusters <= 0.05, (n_flagged, n_clusters)
+
+
+def test_association_is_tested_on_held_out_cases_only() -> None:
+    """The artifact rides with class a on the discovery half only; on the held-out half it is
+    equally common in both classes, so its cluster must not be flagged (and is, when the held-out
+    half shares the discovery association)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    lab = np.array(["a"] * 160 + ["b"] * 240, dtype=object)
+    hold = np.zeros(n, bool)
+    hold[rng.permutation(n)[: n // 2]] = True
+    x = rng.normal(size=(n, 16))
+    x[lab == "a", :3] += 1.0
+    p_disc = np.where(lab == "a", 0.5, 0.03)
+    for held_rate, flagged in ((0.25, False), (None, True)):
+        p = np.where(hold, held_rate if held_rate is not None else p_disc, p_disc)
+        art = rng.random(n) < p
+        xa = x.copy()
+        xa[art, 6:11] += 4.0
+        res = cluster_activations(xa, lab, holdout=hold, k=2, test_split="val")
+        shares = {int(c): art[res.member_mask(int(c))].mean() for c in res.clusters["cluster"]}
+        best = max(shares, key=lambda c: shares[c])
+        row = res.cluster(best)
+        assert shares[best] >= 0.8 and row["group"] == "a"
+        assert bool(row["suspicious"]) is flagged, (held_rate, row)
+        assert row["n_test"] == hold.sum() and row["n_test_hits"] > 0
+        assert not res.member_mask(best)[hold].any()  # members come from discovery only
+
+
+def test_membership_rules_and_holdout_errors() -> None:
+    x, lab, art = _planted()
+    for rule in ("probe", "centroid"):
+        res = cluster_activations(x, lab, membership=rule)  # type: ignore[arg-type]
+        top = res.clusters.iloc[0]
+        assert art[res.member_mask(int(top["cluster"]))].mean() >= 0.8 and bool(top["suspicious"])
+        assert res.membership == rule and rule in res.k_selection
+    with pytest.raises(DataError, match="membership"):
+        cluster_activations(x, lab, membership="nearest")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="both sides"):
+        cluster_activations(x, lab, holdout=np.zeros(len(x), bool))
+    with pytest.raises(DataError, match="boolean mask"):
+        cluster_activations(x, lab, holdout=np.zeros(len(x)))
+    with pytest.raises(DataError, match="fraction"):
+        cluster_activations(x, lab, holdout_fraction=1.0)

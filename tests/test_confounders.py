@@ -23,7 +23,7 @@ from concepts import (
     Workspace,
 )
 from concepts._cooccurrence import attribute_class_table
-from concepts._dermsynth import DermSynthConfig, sample_dermsynth
+from concepts._dermsynth import DermSynthConfig, parse_confounder, sample_dermsynth
 from graph._confounders import (
     CONFOUNDER_COLUMNS,
     RELEVANCE_WEIGHTS,
@@ -42,7 +42,7 @@ PAIRINGS = [
 
 def _cases(pairing: tuple[tuple[str, str], ...], n: int = 1000, seed: int = 0) -> pd.DataFrame:
     cfg = DermSynthConfig(n_images=n, seed=seed, concept_examples=2, random_pool=2,
-                          confounders=tuple(f"{a}:{c}:0.6" for a, c in pairing))
+                          confounders=tuple(parse_confounder(f"{a}:{c}:0.6") for a, c in pairing))
     return sample_dermsynth(cfg)[0]
 
 
@@ -59,7 +59,7 @@ def _tcav(classes: tuple[str, ...] = ("melanoma", "nevus"), *, relied: dict[tupl
                 if eff is None and concept in CRITERIA and cls == "melanoma":
                     eff = 0.3
                 sig = eff is not None
-                e = eff if sig else float(rng.normal(0, 0.03))
+                e = eff if eff is not None else float(rng.normal(0, 0.03))
                 rows.append({
                     "concept": concept, "group": "criterion" if concept in CRITERIA else "artifact",
                     "class": cls, "layer": layer, "score_mean": 0.5 + e, "score_std": 0.05,
@@ -87,8 +87,9 @@ def test_planted_confounders_rank_first_and_second(pairing: tuple[tuple[str, str
     assert set(zip(rep2["concept"][:2], rep2["class"][:2], strict=True)) == planted
     assert rep2["tcav_significant"][:2].all()
     assert (rep2.loc[:1, "reliance"] == 0.25).all()
-    third = rep2.iloc[2]
-    assert (third["concept"], third["class"]) == (other, "melanoma")
+    # a non-planted artifact the class logit is sensitive to, but that does not co-occur: score 0
+    other_row = rep2[(rep2.concept == other) & (rep2["class"] == "melanoma")].iloc[0]
+    assert other_row["tcav_significant"] and other_row["score"] == 0
     # criteria ride with melanoma strongly but are clinically relevant: score 0
     crit = rep2[rep2["concept"].isin(CRITERIA)]
     assert (crit["score"] == 0).all() and crit["clinically_relevant"].all()
@@ -100,12 +101,13 @@ def test_score_formula_and_columns() -> None:
     assert list(rep.columns) == list(CONFOUNDER_COLUMNS)
     r = rep.iloc[0]
     assert (r["concept"], r["class"]) == ("ink", "melanoma")
-    expected = RELEVANCE_WEIGHTS["irrelevant"] * (math.log(r["or_ci_low"]) + 2 * 0.4)
+    expected = RELEVANCE_WEIGHTS["irrelevant"] * math.log(r["or_ci_low"]) * 0.4
     assert r["score"] == pytest.approx(expected)
     assert r["association"] == pytest.approx(math.log(r["or_ci_low"]))
-    assert r["reliance_strength"] == pytest.approx(0.8)
+    assert r["reliance_strength"] == pytest.approx(0.4)
     assert r["relation"] == "irrelevant" and not r["clinically_relevant"]
-    assert "model relies on it" in r["evidence"] and "artifact" in r["evidence"]
+    assert "sensitive to it" in r["evidence"] and "not a causal test" in r["evidence"]
+    assert "artifact" in r["evidence"]
     assert rep["rank"].tolist() == list(range(1, len(rep) + 1))
     assert (np.diff(rep["score"].to_numpy()) <= 1e-12).all()
 
@@ -122,9 +124,67 @@ def test_unstable_tcav_and_tcav_only_concepts() -> None:
     assert ink["reliance_strength"] == 0 and not ink["tcav_significant"]
     custom = rep[rep.concept == "blue_marks"].iloc[0]
     assert custom["relation"] == "unknown" and custom["relevance_weight"] == 0.5
-    assert custom["score"] == pytest.approx(0.5 * 2 * 0.3)
+    # no measured association: the co-occurrence factor is 0, whatever the sensitivity
+    assert custom["score"] == 0 and custom["association"] == 0
     assert custom["lift"] is None or math.isnan(custom["lift"])
-    assert "no annotation" in custom["evidence"]
+    assert "co-occurrence unmeasured" in custom["evidence"]
+    # unstable ink: tested, no evidence of sensitivity -> 0 although it co-occurs strongly
+    assert ink["score"] == 0 and ink["association"] > 1
+
+
+def _swap(pair_a: tuple[str, str], pair_b: tuple[str, str], cooc: pd.DataFrame) -> list[tuple[str, str]]:
+    rep = rank_confounders(cooc, _tcav(relied={pair_a: 0.3}))
+    return list(zip(rep["concept"], rep["class"], strict=True))
+
+
+def test_reliance_changes_the_order() -> None:
+    """Two artifacts co-occur with their classes; only the one the logit is sensitive to leads.
+
+    Whichever of the two the TCAV table supports ranks first, the other (co-occurring but
+    ignored) falls below it and below every row with positive score: co-occurrence alone does
+    not make a confounder once reliance has been measured.
+    """
+    cooc = attribute_class_table(_cases(PAIRINGS[0]))
+    ink, patch = ("ink", "melanoma"), ("patch", "nevus")
+    order_ink = _swap(ink, patch, cooc)
+    order_patch = _swap(patch, ink, cooc)
+    assert order_ink[0] == ink and order_patch[0] == patch
+    assert order_ink.index(patch) > order_ink.index(ink)
+    assert order_patch.index(ink) > order_patch.index(patch)
+    # without TCAV (sensitivity unknown) both lead on co-occurrence: ink's odds ratio is larger or not,
+    # but the pair is the top two
+    bare = rank_confounders(cooc)
+    assert set(zip(bare["concept"][:2], bare["class"][:2], strict=True)) == {ink, patch}
+    assert "no TCAV results" in bare["evidence"].iloc[0]
+    # a shuffled reliance table (effects moved to other concepts) changes the top row
+    tc = _tcav(relied={ink: 0.3, patch: 0.05})
+    shuffled = tc.assign(concept=tc["concept"].map({"ink": "hair", "hair": "ink"}).fillna(tc["concept"]))
+    top = rank_confounders(cooc, tc).iloc[0]
+    top_s = rank_confounders(cooc, shuffled).iloc[0]
+    assert (top["concept"], top["class"]) == ink and (top_s["concept"], top_s["class"]) == patch
+
+
+def test_named_cluster_association_enters_on_equal_footing() -> None:
+    """An unannotated concept with a held-out association outranks an annotated artifact when its
+    evidence is stronger."""
+    cooc = attribute_class_table(_cases(PAIRINGS[0]))
+    ink = cooc[(cooc.attribute == "ink") & (cooc["class"] == "melanoma") & (cooc.split == "train")].iloc[0]
+    assoc = pd.DataFrame([{
+        **{c: ink[c] for c in cooc.columns}, "attribute": "violet_marks", "column": "violet_marks",
+        "split": "val", "kind": "artifact", "or_ci_low": ink["or_ci_low"] * 2,
+        "odds_ratio": ink["odds_ratio"] * 2, "note": "named cluster 3 of block10",
+    }])
+    relied = {("ink", "melanoma"): 0.3, ("violet_marks", "melanoma"): 0.3}
+    tc = _tcav(relied=relied)
+    extra = tc[tc.concept == "ink"].assign(concept="violet_marks", group="custom")
+    rep = rank_confounders(cooc, pd.concat([tc, extra], ignore_index=True), associations=assoc)
+    assert (rep["concept"].iloc[0], rep["class"].iloc[0]) == ("violet_marks", "melanoma")
+    v = rep.iloc[0]
+    assert v["split"] == "val" and v["relevance_weight"] == 1.0
+    assert v["score"] == pytest.approx(math.log(ink["or_ci_low"] * 2) * 0.3)
+    assert rep[rep.concept == "ink"].index[0] == 1
+    with pytest.raises(DataError, match="associations"):
+        rank_confounders(cooc, associations=assoc.drop(columns=["or_ci_low"]))
 
 
 def test_relevance_weights_for_metadata_and_contradicting_criteria() -> None:
@@ -226,7 +286,11 @@ def test_workspace_report_reads_tcav(tmp_path: Path) -> None:
     rep = workspace_confounders(ws)
     top = rep.iloc[0]
     assert (top["concept"], top["class"]) == ("ruler", "nevus") and top["tcav_significant"]
-    assert set(zip(rep["concept"][:2], rep["class"][:2], strict=True)) == set(PAIRINGS[1])
+    # hair co-occurs with melanoma as strongly, but no TCAV sensitivity: below ruler, score 0;
+    # among the zero-score rows the best-supported association comes first
+    second = rep.iloc[1]
+    assert (second["concept"], second["class"]) == ("hair", "melanoma")
+    assert second["score"] == 0 and second["association"] > 0 and top["score"] > 0
     with pytest.raises(Exception, match="not a workspace"):
         workspace_confounders(tmp_path / "nothing")
 

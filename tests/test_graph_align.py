@@ -96,6 +96,9 @@ def test_ranking_and_evidence() -> None:
     assert cats == sorted(cats, key=ALIGNMENT_CATEGORIES.index)
     # neglected: the major criterion first
     assert order[3] == "vascular_structures"
+    vasc = report.findings[3]
+    assert vasc.reason.startswith("no evidence of use") and "absence of evidence" in vasc.reason
+    assert "relies" not in " ".join(f.reason for f in report.findings)  # TCAV is sensitivity
     assert order[-6:-4] == ["pigment_network", "dots_and_globules"]  # aligned by |effect|
     ink = report.findings[0]
     assert ink.effect == pytest.approx(0.38) and ink.cls == "melanoma" and ink.layer == "block10"
@@ -112,9 +115,9 @@ def test_ranking_and_evidence() -> None:
     assert veil.reason.startswith("expected to ")
     pig = next(f for f in report.findings if f.concept == "pigmentation")
     assert pig.n_findings == 0 and pig.n_unstable == 4 and "unstable" in pig.reason
-    assert pig.direction == "no reliance"
+    assert pig.direction == "no evidence"
     ruler = next(f for f in report.findings if f.concept == "ruler")
-    assert ruler.reason.endswith("the model does not rely on it")
+    assert ruler.reason.endswith("no significant, stable TCAV sensitivity to it")
 
 
 def test_frame_and_json() -> None:

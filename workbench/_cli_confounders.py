@@ -71,6 +71,11 @@ class Pooling(StrEnum):
     flatten = "flatten"
 
 
+class Membership(StrEnum):
+    probe = "probe"
+    centroid = "centroid"
+
+
 class Negatives(StrEnum):
     rest = "rest"
     random = "random"
@@ -121,11 +126,10 @@ def confounders_command(
         int | None, typer.Option("--top", help="Show only the first N rows (table default: 20).")
     ] = None,
 ) -> None:
-    """Rank the confounders of a workspace: co-occurrence x model reliance x clinical irrelevance.
+    """Rank the confounders of a workspace: co-occurrence x TCAV sensitivity x clinical irrelevance.
 
-    Score = w * (max(0, ln OR_low) + 2 * max(0, TCAV effect)); w = 1 for clinically irrelevant
-    concepts (artifacts), 0.5 without clinical expectation, 0 for a criterion that indicates
-    the class. See docs/confounders.md.
+    The score is the product of the three (defined in docs/confounders.md, "The score"); named
+    clusters enter with their held-out association.
     """
     from concepts._cooccurrence import attribute_class_table, attribute_pair_table
     from graph._confounders import workspace_confounders
@@ -169,9 +173,16 @@ def clusters_command(
     workspace: WorkspaceOpt = Path("workspace"),
     fmt: FmtOpt = Fmt.table,
     layer: Annotated[
-        str | None, typer.Option("--layer", help="Layer to cluster (default: the workspace's first analysis layer).")
+        str | None, typer.Option("--layer", help="Layer to cluster (default: the features the model's head reads).")
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="Split to cluster.")] = "train",
+    split: Annotated[str, typer.Option("--split", help="Split the clusters are found on.")] = "train",
+    test_split: Annotated[
+        str, typer.Option("--test-split", help="Split their association is tested on: 'auto' (val when "
+                          "present, else half of --split held out) or a split name.")
+    ] = "auto",
+    membership: Annotated[
+        Membership, typer.Option("--membership", help="How a held-out case counts as a member: probe or centroid.")
+    ] = Membership.probe,
     method: Annotated[Method, typer.Option("--method", help="kmeans or spectral.")] = Method.kmeans,
     scope: Annotated[
         Scope, typer.Option("--scope", help="within_class (each class on its own) or global.")
@@ -183,20 +194,22 @@ def clusters_command(
     exemplars: Annotated[int, typer.Option("--exemplars", help="Exemplars per cluster.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
-    """Cluster a layer's activations and rank the clusters by how strongly they ride with a class.
+    """Cluster a layer's activations on one split; rank the clusters by class association on another.
 
-    Needs no annotations. The result is saved to results/clusters.json for `name-cluster`.
+    Needs no annotations. The default layer is the one the classifier's head reads (a shortcut
+    the model learned must show there). The result is saved to results/clusters.json for
+    `name-cluster`.
     """
     from concepts._clusters import cluster_dataset
 
     ws = _workspace(workspace)
     ds = ws.dataset()
     model = ws.model()
-    lay = layer or next(iter(ws.layers()), None) or model.layers[-2]
+    lay = layer or model.layers[-2]
     with progress_bars(fmt is Fmt.table) as progress:
         res = cluster_dataset(
-            ds, model, lay, split=split, cache=ws.activation_cache, progress=progress,
-            method=method.value, scope=scope.value, pooling=pooling.value, k=k,
+            ds, model, lay, split=split, test_split=test_split, cache=ws.activation_cache,
+            progress=progress, membership=membership.value, method=method.value, scope=scope.value, pooling=pooling.value, k=k,
             k_range=(k_min, k_max), n_exemplars=exemplars, seed=seed,
         )
     path = res.save(ws.results_dir / CLUSTERS_FILE)
