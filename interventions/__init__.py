@@ -20,6 +20,7 @@ from interventions._directions import (
     DIRECTION_METHODS,
     ConceptLibrary,
     direction_from_examples,
+    direction_from_twins,
     insert_artifact,
     random_direction,
     twin_direction_from_images,
@@ -30,6 +31,7 @@ from interventions._effects import (
     measure_effect,
     record_effect,
     tcav_reliance,
+    twin_activations,
 )
 from interventions._fix import FixProposal, propose_fix, select_few_shot
 from interventions._ops import CompiledSpec, apply_spec, edit_activations
@@ -76,6 +78,7 @@ __all__ = [
     "apply_spec",
     "concept_scores",
     "direction_from_examples",
+    "direction_from_twins",
     "edit_activations",
     "insert_artifact",
     "intervention_curve",
@@ -89,5 +92,6 @@ __all__ = [
     "record_effect",
     "select_few_shot",
     "tcav_reliance",
+    "twin_activations",
     "twin_direction_from_images",
 ]

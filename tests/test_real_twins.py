@@ -296,3 +296,23 @@ def test_no_twin_source_says_so(ds: Dataset) -> None:
 def test_twinset_validates() -> None:
     with pytest.raises(DataError, match="direction"):
         TwinSet("ink", "sideways", np.zeros(0, int), np.zeros((0, 2, 2, 3), np.uint8), "x")
+
+
+def test_transplant_direction_points_at_the_artifact(ds: Dataset) -> None:
+    from interventions import direction_from_twins
+
+    model = _violet_model(threshold=0.02)
+    idx = ds.indices("test")
+    sets = real_twins(ds, idx, "ink", mask_column="mask")
+    d = direction_from_twins(model, ds.images, sets, "pool")
+    assert d.method == "transplant" and d.concept == "ink"
+    assert d.n_present == d.n_absent == sum(len(t) for t in sets)
+    assert abs(float(d.vector[0])) > 0.9 and d.mu1 is not None and d.mu1 > d.mu0  # the violet feature
+    assert d.accuracy == 1.0  # every pair is ordered along it
+    pairs = direction_from_twins(model, ds.images, real_twins(ds, idx, "ink", twin_column="ink_twin"), "pool")
+    assert pairs.method == "twin" and float(pairs.vector @ d.vector) > 0.9
+    # masking it removes the add and the remove flips of the user-supplied real twins
+    spec = InterventionSpec(model.model_id, "pool", (ConceptEdit(d, "mask"),))
+    fr = measure_effect(model, spec, ds, "test", twin_column="ink_twin").reliance["flip_rates"]
+    assert fr["ink"]["after"] <= 0.5 * fr["ink"]["before"]
+    assert fr["ink:remove"]["after"] <= 0.5 * fr["ink:remove"]["before"]

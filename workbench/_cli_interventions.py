@@ -125,9 +125,15 @@ def _effect_tables(report: EffectReport) -> list[Table]:
                   _delta(report.after.get(k), report.before.get(k)))
     for art, fr in report.reliance.get("flip_rates", {}).items():
         red = fr.get("reduction")
-        t.add_row(f"flip rate: add {art} (n={fr['n']})", _pct(fr["before"]), _pct(fr["after"]),
+        how = fr.get("method") or "render"
+        t.add_row(f"flip rate: {fr.get('direction', 'add')} {fr.get('artifact', art)} (n={fr['n']}, {how})",
+                  _pct(fr["before"]), _pct(fr["after"]),
                   _delta(fr["after"], fr["before"]) + ("" if red is None else f" ({100 * red:.0f}% less)"))
+    t.add_row("worst group", str(report.before.get("worst_group")), str(report.after.get("worst_group")), "")
+    t.add_row("positive class", str(report.before.get("positive_class")), "", "")
     t.add_row("flipped cases", "", str(len(report.flipped_cases)), "")
+    if report.reliance.get("twins_note"):
+        console.print(f"note: {report.reliance['twins_note']}", highlight=False)
     tables = [t]
     tc = report.reliance.get("tcav") or {}
     if tc.get("rows"):
@@ -174,13 +180,20 @@ def intervene(
     ] = None,
     layer: Annotated[str | None, typer.Option(help="Layer to intervene at (default pool).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default test_debiased).")] = None,
-    method: Annotated[str, typer.Option(help="Concept direction: pattern (default), twin, ridge, "
-                                        "logistic, sgd.")] = "pattern",
+    method: Annotated[str, typer.Option(help="Concept direction: pattern (default), twin, transplant "
+                                        "(twin-difference from the artifact pasted into clean train "
+                                        "cases with the mask column), ridge, logistic, sgd.")] = "pattern",
     scope_class: Annotated[str | None, typer.Option("--scope-class", help="Only inputs the model "
                                                     "predicts as this class.")] = None,
     tcav: Annotated[bool, typer.Option("--tcav/--no-tcav", help="Re-run TCAV of the concepts on the "
                                        "patched model.")] = True,
     tcav_runs: Annotated[int, typer.Option(help="TCAV random runs.")] = 10,
+    positive_class: Annotated[str | None, typer.Option("--positive-class", help="Class of sensitivity/"
+                                                       "specificity/AUC (default melanoma where present).")] = None,
+    twins: Annotated[str | None, typer.Option("--twins", help="Column naming each case's twin (case id or "
+                                              "image path) for flip rates on real data.")] = None,
+    masks: Annotated[str | None, typer.Option("--masks", help="Column of artifact mask paths: flip rates "
+                                              "on twins with the artifact transplanted / inpainted.")] = None,
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Also write the spec JSON here.")] = None,
     save: Annotated[bool, typer.Option("--save", help="Record it in the store (needs --rationale).")] = False,
     rationale: Annotated[str | None, typer.Option(help="Why (recorded with --save).")] = None,
@@ -203,6 +216,7 @@ def intervene(
         report = measure_effect(
             model, spec, ds, sp, cache=ws.activation_cache, bank=library.bank if tcav else None,
             tcav_layers=ws.layers(), tcav_runs=tcav_runs, progress=progress,
+            positive_class=positive_class, twin_column=twins, mask_column=masks,
         )
     if spec_out is not None:
         spec.save(spec_out)
