@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 from scipy import ndimage
 
@@ -79,6 +80,19 @@ def draw_marker(img: np.ndarray, rng: np.random.Generator, ss: int = 4) -> tuple
 
 
 # ---------------------------------------------------------------------------------- data
+def plant(labels: np.ndarray, splits: np.ndarray, seed: int) -> np.ndarray:
+    """Which cases carry the marker: exactly round(p * n) of every (split, class) cell, with
+    p = 0.6 for melanomas and 0.05 for the rest in train/val, 0.5 for every class in test."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(labels), bool)
+    for sp in sorted(set(splits)):
+        for lab in sorted(set(labels)):
+            cell = np.flatnonzero((splits == sp) & (labels == lab))
+            p = 0.5 if sp == "test" else (0.6 if lab == "melanoma" else 0.05)
+            out[rng.choice(cell, round(p * len(cell)), replace=False)] = True
+    return out
+
+
 def build_folder(root: Path, out: Path, size: int, seed: int) -> pd.DataFrame:
     """Write the marked images, masks, twins and ``cases.csv`` under ``out``."""
     from concepts import CRITERIA, load_image_rgb, read_derm7pt_meta
@@ -88,15 +102,13 @@ def build_folder(root: Path, out: Path, size: int, seed: int) -> pd.DataFrame:
     split = read_derm7pt_splits(root / "meta", len(meta))
     for sub in ("img", "mask", "twin"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    marked = plant(meta["label"].to_numpy(), split.to_numpy(), seed)
     rows = []
     for i in range(len(meta)):
         cid = str(meta["case_num"].iloc[i])
         label, sp = str(meta["label"].iloc[i]), str(split.iloc[i])
         img = load_image_rgb(root / "images" / meta["derm_path"].iloc[i], size)
-        mel = label == "melanoma"
-        p = 0.5 if sp == "test" else (0.6 if mel else 0.05)
-        ink = bool(rng.random() < p)
+        ink = bool(marked[i])
         r = np.random.default_rng([seed, i])
         row: dict[str, Any] = {"case_id": cid, "path": f"img/{cid}.png", "label": label, "split": sp,
                                "ink": int(ink), "mask": "", "ink_twin": ""}
@@ -252,7 +264,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     res["train_seconds"] = round(time.perf_counter() - t0, 1)
     for s in ("val", "test"):
         idx = ds.indices(s)
-        proba = model.predict_proba(np.asarray(ds.images[idx]))
+        feats = ws.activation_cache.get(model, "pool", ds.image_set(idx, name=f"{ds.info.name}:{s}"))["pool"]
+        with torch.inference_mode():  # the head alone on the cached pooled features
+            proba = torch.softmax(model.forward_from("pool", torch.as_tensor(np.asarray(feats))), 1).numpy()
         res[f"{s}_metrics"] = classification_metrics(ds, idx, proba).to_json()
         m = res[f"{s}_metrics"]
         print(f"{s}: acc {m['accuracy']:.3f} bacc {m['balanced_accuracy']:.3f} sens({m['positive_class']}) "

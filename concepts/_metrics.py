@@ -1,8 +1,8 @@
 """Classification metrics on a data-set split, including group-robustness figures.
 
 The groups come from the data set's own annotations: diagnosis x presence of each annotated
-artifact column (``info.artifacts``, else the columns named like :data:`concepts.ARTIFACTS`, plus
-any planted DermSynth confounder). Clean accuracy is the accuracy on the cases that carry none of
+artifact column (``info.artifacts``, else the columns named like :data:`concepts.ARTIFACTS`; a
+DermSynth data set with planted confounders uses those). Clean accuracy is the accuracy on the cases that carry none of
 them. The positive class (sensitivity, specificity, AUC) is explicit: by default ``melanoma`` where
 the data set has it, else the first class.
 """
@@ -98,17 +98,22 @@ def resolve_positive_class(classes: Sequence[str], positive_class: str | None) -
 
 
 def annotated_artifacts(dataset: Dataset) -> tuple[str, ...]:
-    """Artifact columns of the data set that define groups: its declared artifacts, else the
-    columns named like :data:`concepts.ARTIFACTS`, plus the planted DermSynth confounders
-    (only those the table has)."""
+    """Artifact columns of the data set that define groups.
+
+    A DermSynth data set with planted confounders uses those (its generator's configuration,
+    the groups its figures were always reported on); any other data set its declared artifact
+    columns (``info.artifacts``), else the columns named like :data:`concepts.ARTIFACTS`.
+    """
     cols = dataset.cases.columns
-    declared = tuple(a for a in (dataset.info.artifacts or ()) if a in cols)
-    out = list(declared or tuple(a for a in ARTIFACTS if a in cols))
+    planted = []
     for c in (dataset.info.extra or {}).get("planted_confounders", []) or []:
         art = c.get("artifact") if isinstance(c, Mapping) else None
-        if isinstance(art, str) and art in cols and art not in out:
-            out.append(art)
-    return tuple(out)
+        if isinstance(art, str) and art in cols and art not in planted:
+            planted.append(art)
+    if planted:
+        return tuple(planted)
+    declared = tuple(a for a in (dataset.info.artifacts or ()) if a in cols)
+    return declared or tuple(a for a in ARTIFACTS if a in cols)
 
 
 def group_name(cls: str, artifact: str, present: bool) -> str:

@@ -472,5 +472,25 @@ class ConceptLibrary:
         return direction_from_twins(self.model, ds.images, sets, layer, concept=c.name, concept_id=c.id,
                                     cache=self.cache, progress=self.progress)
 
+    def best_layer(
+        self, concepts: Sequence[str], layers: Sequence[str], method: str | None = None
+    ) -> tuple[str, dict[str, float]]:
+        """The layer of ``layers`` where the concepts' directions separate best: the highest mean
+        held-out probe accuracy (pair ordering for twin directions); ties go to the deeper layer.
+
+        Returns
+        -------
+        (layer, {layer: mean accuracy})
+        """
+        if not layers or not concepts:
+            raise InterventionError("best_layer needs at least one concept and one candidate layer")
+        scores: dict[str, float] = {}
+        for lay in layers:
+            accs = [self.direction(c, lay, method).accuracy for c in concepts]
+            scores[lay] = float(np.mean([a for a in accs if a is not None] or [float("nan")]))
+        order = sorted(layers, key=self.model.layers.index)
+        best = max(reversed(order), key=lambda lay: -1.0 if np.isnan(scores[lay]) else scores[lay])
+        return best, scores
+
     def directions(self, concepts: Sequence[str], layer: str, method: str | None = None) -> list[ConceptDirection]:
         return [self.direction(c, layer, method) for c in concepts]

@@ -178,7 +178,9 @@ def intervene(
         typer.Option("--amplify", help="CONCEPT[:GAMMA] to amplify (default gamma 2; 'present' moves it "
                      "to the present level). Repeatable."),
     ] = None,
-    layer: Annotated[str | None, typer.Option(help="Layer to intervene at (default pool).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer to intervene at (default pool); 'best': the "
+                                              "workspace layer where the concepts' directions separate "
+                                              "best.")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default test_debiased).")] = None,
     method: Annotated[str, typer.Option(help="Concept direction: pattern (default), twin, transplant "
                                         "(twin-difference from the artifact pasted into clean train "
@@ -211,6 +213,13 @@ def intervene(
     sp = split or _default_split(ds)
     with progress_bars(fmt == "table") as progress:
         library = ConceptLibrary.for_workspace(ws, model, method=method, progress=progress)
+        if lay == "best":
+            names = [*(mask or []), *(parse_amplify(a)[0] for a in amplify or [])]
+            cands = [c for c in ws.layers() if c in model.layers] or model.layers[-3:]
+            lay, scores = library.best_layer(names, cands)
+            if fmt == "table":
+                console.print("layer " + lay + " (direction accuracy: "
+                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + ")", highlight=False)
         scope = Scope.predicted(scope_class) if scope_class else Scope()
         spec = build_spec(library, lay, list(mask or []), list(amplify or []), scope=scope)
         report = measure_effect(
