@@ -102,13 +102,13 @@ def build_folder(root: Path, out: Path, size: int, seed: int) -> pd.DataFrame:
     split = read_derm7pt_splits(root / "meta", len(meta))
     for sub in ("img", "mask", "twin"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    marked = plant(meta["label"].to_numpy(), split.to_numpy(), seed)
+    carries = plant(meta["label"].to_numpy(), split.to_numpy(), seed)
     rows = []
     for i in range(len(meta)):
         cid = str(meta["case_num"].iloc[i])
         label, sp = str(meta["label"].iloc[i]), str(split.iloc[i])
         img = load_image_rgb(root / "images" / meta["derm_path"].iloc[i], size)
-        ink = bool(marked[i])
+        ink = bool(carries[i])
         r = np.random.default_rng([seed, i])
         row: dict[str, Any] = {"case_id": cid, "path": f"img/{cid}.png", "label": label, "split": sp,
                                "ink": int(ink), "mask": "", "ink_twin": ""}
@@ -177,10 +177,10 @@ def masking(ws: Any, model: Any, ds: Any, layer: str, progress: Any) -> dict[str
     """Mask the marker with each direction method; figures on ``test`` with real-marker twins."""
     from concepts import real_twins
     from interventions import (
-        ConceptEdit,
         ConceptLibrary,
         InterventionSpec,
         direction_from_twins,
+        mask_edit,
         measure_effect,
     )
 
@@ -196,10 +196,13 @@ def masking(ws: Any, model: Any, ds: Any, layer: str, progress: Any) -> dict[str
     out: dict[str, Any] = {"layer": layer, "twins_seconds": round(time.perf_counter() - t0, 1),
                            "train_twins": {t.key: len(t) for t in train_twins}}
     for name, d in dirs.items():
-        spec = InterventionSpec(model.model_id, layer, (ConceptEdit(d, "mask"),))
-        rep = measure_effect(model, spec, ds, "test", cache=ws.activation_cache, twin_column="ink_twin",
-                             progress=progress)
-        out[name] = {"direction_accuracy": _r(d.accuracy), **effect_figures(rep)}
+        for level in ("absent", "balanced"):
+            edit = mask_edit(model, d, level, dataset=ds, cache=ws.activation_cache)
+            spec = InterventionSpec(model.model_id, layer, (edit,))
+            rep = measure_effect(model, spec, ds, "test", cache=ws.activation_cache, twin_column="ink_twin",
+                                 progress=progress)
+            out[f"{name}/{level}"] = {"direction_accuracy": _r(d.accuracy), "level": edit.target_level(),
+                                      **effect_figures(rep)}
     return out
 
 
@@ -222,6 +225,26 @@ def tcav_and_confounders(ws: Any, runs: int, progress: Any) -> dict[str, Any]:
     }
 
 
+def done_when(res: dict[str, Any]) -> None:
+    """Print the issue's done-when figures (the transplant direction, class-balanced level)."""
+    m = res["masking"].get("transplant/balanced", {})
+    conf = res.get("confounders") or []
+    first = conf[0].get("attribute") if conf else None
+    ink_rows = [r for r in res.get("tcav", []) if r.get("concept") == "ink" and r.get("class") == "melanoma"]
+    print("--- done when ---")
+    print(f"marker ranks first among confounders: {first == 'ink'} (first: {first})")
+    for r in ink_rows:
+        print(f"ink TCAV for melanoma at {r.get('layer')}: score {r.get('score_mean')}, significant "
+              f"{r.get('significant')}, p_adj {r.get('p_adjusted')}, CAV accuracy {r.get('cav_accuracy')}")
+    for k in ("add", "remove"):
+        b, a = m.get(f"{k}_flip_before"), m.get(f"{k}_flip_after")
+        print(f"{k}-marker flip rate {b} -> {a} (halved: {a is not None and b is not None and a <= b / 2})")
+    wb, wa = m.get("worst_group_accuracy_before"), m.get("worst_group_accuracy_after")
+    print(f"worst-group accuracy {wb} -> {wa} ({m.get('worst_group_before')} -> {m.get('worst_group_after')})")
+    sb, sa = m.get("clean_mel_sensitivity_before"), m.get("clean_mel_sensitivity_after")
+    print(f"sensitivity on clean melanomas {sb} -> {sa}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--derm7pt", type=Path, default=None, help="derm7pt release folder (meta/, images/)")
@@ -232,6 +255,9 @@ def main() -> None:
     ap.add_argument("--no-tcav", action="store_true", help="skip TCAV and the confounder ranking")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--source", type=Path, default=None,
+                    help="where to write the marked image folder (default: a temporary one; masks and "
+                         "twins are read from it, so keep it with --workspace to reuse the workspace)")
     args = ap.parse_args()
     if args.derm7pt is None:
         print("bench/real.py: skipped — give --derm7pt ROOT (the derm7pt release folder) to run it")
@@ -248,7 +274,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     t_all = time.perf_counter()
     ws = Workspace(args.workspace or tmp / "ws").ensure()
-    folder = tmp / "folder"
+    folder = args.source or tmp / "folder"
     t0 = time.perf_counter()
     df = build_folder(args.derm7pt, folder, args.size, args.seed)
     ds = import_folder(folder / "cases.csv", ws.datasets_dir / "derm7pt_ink", image_size=args.size, overwrite=True)
@@ -279,8 +305,10 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             if row.get("class") == "melanoma":
                 print("tcav:", row, flush=True)
     res["masking"] = masking(ws, model, ds, args.layer, progress)
-    for name in ("pattern", "transplant"):
-        print(f"mask ink at {args.layer} ({name}):", res["masking"][name], flush=True)
+    for name, fig in res["masking"].items():
+        if isinstance(fig, dict) and "add_flip_before" in fig:
+            print(f"mask ink at {args.layer} ({name}):", fig, flush=True)
+    done_when(res)
     res["total_seconds"] = round(time.perf_counter() - t_all, 1)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))

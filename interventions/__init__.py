@@ -18,10 +18,13 @@ from interventions._concept import (
 )
 from interventions._directions import (
     DIRECTION_METHODS,
+    MASK_LEVELS,
     ConceptLibrary,
     direction_from_examples,
     direction_from_twins,
     insert_artifact,
+    mask_edit,
+    population_level,
     random_direction,
     twin_direction_from_images,
 )
@@ -54,6 +57,7 @@ from interventions._whatif import (
 __all__ = [
     "DIRECTION_METHODS",
     "HEAD_OPERATIONS",
+    "MASK_LEVELS",
     "METRIC_KEYS",
     "NEUTRAL_STRENGTH",
     "OPERATIONS",
@@ -85,8 +89,10 @@ __all__ = [
     "is_patched_artifact",
     "load_patched",
     "make_twins",
+    "mask_edit",
     "measure_effect",
     "patch",
+    "population_level",
     "propose_fix",
     "random_direction",
     "record_effect",

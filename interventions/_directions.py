@@ -27,6 +27,7 @@ from concepts import (
     ActivationCache,
     ClassifierModel,
     ConceptError,
+    Dataset,
     ImageSet,
     TwinSet,
     WorkbenchError,
@@ -37,17 +38,25 @@ from concepts import (
 )
 from concepts._bank import Concept, ConceptBank, ExampleSet
 from concepts._cav import PROBES, CAVTrainer
-from interventions._spec import ConceptDirection, InterventionError
+from interventions._spec import ConceptDirection, ConceptEdit, InterventionError
 
 __all__ = [
     "DIRECTION_METHODS",
+    "MASK_LEVELS",
     "ConceptLibrary",
     "direction_from_examples",
     "direction_from_twins",
     "insert_artifact",
+    "mask_edit",
+    "population_level",
     "random_direction",
     "twin_direction_from_images",
 ]
+
+#: Levels a mask can move a component to: the absent level mu0 (ClArC), or the component's
+#: mean over the training split — per class, then averaged (``balanced``), or over all cases
+#: (``mean``).
+MASK_LEVELS: tuple[str, ...] = ("absent", "balanced", "mean")
 
 #: How a direction can be computed: paired twins, twins made by transplanting the artifact
 #: (real images), or one of the CAV probes.
@@ -289,6 +298,64 @@ def direction_from_twins(
         concept_id=concept_id or f"{name}@{method}-{digest}",
     )
     return replace(d, method=method)
+
+
+def population_level(
+    model: ClassifierModel,
+    direction: ConceptDirection,
+    dataset: Dataset,
+    *,
+    split: str = "train",
+    balanced: bool = True,
+    cache: ActivationCache | None = None,
+    progress: ProgressFn | None = None,
+) -> float:
+    """Mean component ``h·v / (v·v)`` of a split's cases at the direction's layer (the
+    per-class means averaged when ``balanced``): the level the model saw on average in
+    training, so that masking to it leaves the head's mean logit where it was fitted."""
+    rows = dataset.indices(split)
+    if len(rows) == 0:
+        raise InterventionError(f"split {split!r} of {dataset.info.name!r} is empty")
+    layer = direction.layer
+    if cache is not None:
+        iset = dataset.image_set(rows, name=f"{dataset.info.name}:{split}")
+        h = np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
+    else:
+        h = extract_activations(model, np.asarray(dataset.images[rows]), [layer], progress=progress)[layer]
+    comp = direction.project(h)
+    if not balanced:
+        return float(comp.mean())
+    y = dataset.labels(rows)
+    return float(np.mean([comp[y == k].mean() for k in np.unique(y)]))
+
+
+def mask_edit(
+    model: ClassifierModel,
+    direction: ConceptDirection,
+    level: str = "absent",
+    *,
+    dataset: Dataset | None = None,
+    split: str = "train",
+    cache: ActivationCache | None = None,
+    strength: float = 1.0,
+    progress: ProgressFn | None = None,
+) -> ConceptEdit:
+    """A mask of ``direction``: to its absent level (``mask``), or to the component's training
+    level (``balanced``/``mean``: a ``set`` edit to that number, see :func:`population_level`).
+
+    Mean-ablation keeps a head calibrated: its intercept was fitted with the artifact present
+    at the training rate, so moving every case to the clean level shifts all of them toward
+    the classes the artifact did not mark.
+    """
+    if level not in MASK_LEVELS:
+        raise InterventionError(f"unknown mask level {level!r}; use one of {', '.join(MASK_LEVELS)}")
+    if level == "absent":
+        return ConceptEdit(direction, "mask", strength)
+    if dataset is None:
+        raise InterventionError(f"mask level {level!r} needs the data set whose {split!r} split sets it")
+    lv = population_level(model, direction, dataset, split=split, balanced=level == "balanced", cache=cache,
+                          progress=progress)
+    return ConceptEdit(direction, "set", strength, round(lv, 6))
 
 
 # ---------------------------------------------------------------------------------- library

@@ -29,6 +29,7 @@ from interventions import (
     WhatIf,
     is_patched_artifact,
     load_patched,
+    mask_edit,
     measure_effect,
     patch,
     propose_fix,
@@ -196,6 +197,9 @@ def intervene(
                                               "image path) for flip rates on real data.")] = None,
     masks: Annotated[str | None, typer.Option("--masks", help="Column of artifact mask paths: flip rates "
                                               "on twins with the artifact transplanted / inpainted.")] = None,
+    mask_level: Annotated[str, typer.Option("--mask-level", help="Where --mask moves a concept: absent "
+                                            "(its absent level, default), balanced (its class-balanced "
+                                            "train mean) or mean (its train mean).")] = "absent",
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Also write the spec JSON here.")] = None,
     save: Annotated[bool, typer.Option("--save", help="Record it in the store (needs --rationale).")] = False,
     rationale: Annotated[str | None, typer.Option(help="Why (recorded with --save).")] = None,
@@ -222,6 +226,10 @@ def intervene(
                               + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + ")", highlight=False)
         scope = Scope.predicted(scope_class) if scope_class else Scope()
         spec = build_spec(library, lay, list(mask or []), list(amplify or []), scope=scope)
+        if mask_level != "absent":
+            edits = tuple(mask_edit(model, e.direction, mask_level, dataset=ds, cache=ws.activation_cache,
+                                    progress=progress) if e.operation == "mask" else e for e in spec.edits)
+            spec = InterventionSpec(spec.model_id, spec.layer, edits, spec.scope, note=spec.note)
         report = measure_effect(
             model, spec, ds, sp, cache=ws.activation_cache, bank=library.bank if tcav else None,
             tcav_layers=ws.layers(), tcav_runs=tcav_runs, progress=progress,
