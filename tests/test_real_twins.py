@@ -38,7 +38,13 @@ from concepts import (
     transplant_twins,
 )
 from concepts._isic import import_isic
-from interventions import ConceptEdit, InterventionSpec, direction_from_examples, measure_effect
+from interventions import (
+    ConceptDirection,
+    ConceptEdit,
+    InterventionSpec,
+    direction_from_examples,
+    measure_effect,
+)
 
 SIZE = 32
 CLASSES = ("melanoma", "nevus")
@@ -316,3 +322,47 @@ def test_transplant_direction_points_at_the_artifact(ds: Dataset) -> None:
     fr = measure_effect(model, spec, ds, "test", twin_column="ink_twin").reliance["flip_rates"]
     assert fr["ink"]["after"] <= 0.5 * fr["ink"]["before"]
     assert fr["ink:remove"]["after"] <= 0.5 * fr["ink:remove"]["before"]
+
+
+def test_mask_levels(ds: Dataset, tmp_path: Path) -> None:
+    from interventions import mask_edit, population_level
+
+    model = _violet_model(threshold=0.02)
+    cases = ds.cases.copy()
+    cases["split"] = ["train" if i % 3 else "test" for i in range(len(cases))]
+    d2 = Dataset.write(tmp_path / "split", ds.info, cases, np.asarray(ds.images))
+    sets = real_twins(d2, d2.indices("train"), "ink", mask_column="mask")
+    d = direction_from_twins_(model, d2, sets)
+    comp = d.project(model.activations(model.preprocess(np.asarray(d2.images[d2.indices("train")])),
+                                       ["pool"])["pool"].numpy())
+    y = d2.labels(d2.indices("train"))
+    want = np.mean([comp[y == k].mean() for k in (0, 1)])
+    assert population_level(model, d, d2) == pytest.approx(want, rel=1e-5)
+    assert population_level(model, d, d2, balanced=False) == pytest.approx(comp.mean(), rel=1e-5)
+    e = mask_edit(model, d, "balanced", dataset=d2)
+    assert e.operation == "set" and e.target_level() == pytest.approx(want, rel=1e-4)
+    assert mask_edit(model, d, "absent").operation == "mask"
+    spec = InterventionSpec(model.model_id, "pool", (e,))
+    assert InterventionSpec.from_json(spec.to_json()).edits[0].target_level() == e.target_level()
+    from interventions import InterventionError
+
+    with pytest.raises(InterventionError, match="unknown mask level"):
+        mask_edit(model, d, "middle", dataset=d2)
+    with pytest.raises(InterventionError, match="needs the data set"):
+        mask_edit(model, d, "mean")
+
+
+def direction_from_twins_(model: ClassifierModel, d: Dataset, sets: list[TwinSet]) -> ConceptDirection:
+    from interventions import direction_from_twins
+
+    return direction_from_twins(model, d.images, sets, "pool")
+
+
+def test_bench_real_is_skipped_without_a_path() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "bench" / "real.py")], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0 and "skipped" in out.stdout
