@@ -44,7 +44,12 @@ from concepts._errors import (
 from concepts._images import load_image_rgb
 from concepts._importers import import_class_folders, import_folder
 from concepts._isic import import_isic
-from concepts._metrics import ClassificationMetrics, classification_metrics
+from concepts._metrics import (
+    ClassificationMetrics,
+    annotated_artifacts,
+    classification_metrics,
+    default_positive_class,
+)
 from concepts._models import (
     ARCHITECTURE_GROUP,
     BUILTIN_ARCHITECTURES,
@@ -58,7 +63,13 @@ from concepts._models import (
     check_factory_kwargs,
     load_state_dict_safely,
 )
-from concepts._reliance import FlipRate, counterfactual_flip_rate, planted_confounders
+from concepts._reliance import (
+    FlipRate,
+    counterfactual_flip_rate,
+    flip_rates_from_twins,
+    is_dermsynth,
+    planted_confounders,
+)
 from concepts._scores import attribution_map, concept_maps, concept_scores
 from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random
 from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
@@ -71,6 +82,18 @@ from concepts._training import (
     train_end_to_end,
 )
 from concepts._workspace import Workspace, check_name
+from concepts._training import fit_linear_head, set_linear_head, train_end_to_end
+from concepts._twins import (
+    TwinSet,
+    inpaint,
+    load_masks,
+    paired_twins,
+    real_twins,
+    threshold_maps,
+    transplant,
+    transplant_twins,
+)
+from concepts._workspace import Workspace
 
 __all__ = [
     "ARCHITECTURE_GROUP",
@@ -108,12 +131,14 @@ __all__ = [
     "TinyCNN",
     "TrainConfig",
     "TrainResult",
+    "TwinSet",
     "UnsafeCheckpointError",
     "WorkbenchError",
     "Workspace",
     "WorkspaceError",
     "adjust_pvalues",
     "architecture_names",
+    "annotated_artifacts",
     "attribute_class_table",
     "attribute_pair_table",
     "attribution_map",
@@ -130,30 +155,40 @@ __all__ = [
     "concept_scores",
     "counterfactual_flip_rate",
     "default_layers",
+    "default_positive_class",
     "draw_artifact",
     "extract_activations",
     "fit_cav_batch",
     "fit_cavs",
     "fit_linear_head",
+    "flip_rates_from_twins",
     "generate_dermsynth",
     "hash_array",
     "import_class_folders",
     "import_derm7pt",
     "import_folder",
     "import_isic",
+    "inpaint",
+    "is_dermsynth",
     "label_confounding",
     "load_image_rgb",
+    "load_masks",
     "load_state_dict_safely",
     "name_cluster",
     "odds_ratio_ci",
+    "paired_twins",
     "parse_confounder",
     "planted_confounders",
     "read_derm7pt_meta",
+    "real_twins",
     "render_case",
     "render_twins",
     "run_tcav",
     "set_linear_head",
     "train_classifier",
+    "threshold_maps",
     "train_end_to_end",
+    "transplant",
+    "transplant_twins",
     "two_by_two_test",
 ]

@@ -18,9 +18,13 @@ from interventions._concept import (
 )
 from interventions._directions import (
     DIRECTION_METHODS,
+    MASK_LEVELS,
     ConceptLibrary,
     direction_from_examples,
+    direction_from_twins,
     insert_artifact,
+    mask_edit,
+    population_level,
     random_direction,
     twin_direction_from_images,
 )
@@ -30,6 +34,7 @@ from interventions._effects import (
     measure_effect,
     record_effect,
     tcav_reliance,
+    twin_activations,
 )
 from interventions._fix import FixProposal, propose_fix, select_few_shot
 from interventions._ops import CompiledSpec, apply_spec, edit_activations
@@ -58,6 +63,7 @@ from interventions._whatif import (
 __all__ = [
     "DIRECTION_METHODS",
     "HEAD_OPERATIONS",
+    "MASK_LEVELS",
     "METRIC_KEYS",
     "NEUTRAL_STRENGTH",
     "OPERATIONS",
@@ -82,6 +88,7 @@ __all__ = [
     "apply_spec",
     "concept_scores",
     "direction_from_examples",
+    "direction_from_twins",
     "edit_activations",
     "export_program",
     "insert_artifact",
@@ -89,12 +96,15 @@ __all__ = [
     "is_patched_artifact",
     "load_patched",
     "make_twins",
+    "mask_edit",
     "measure_effect",
     "patch",
+    "population_level",
     "propose_fix",
     "random_direction",
     "record_effect",
     "select_few_shot",
     "tcav_reliance",
+    "twin_activations",
     "twin_direction_from_images",
 ]

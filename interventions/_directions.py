@@ -7,12 +7,18 @@ is the mean projection of the concept-absent examples, the present level ``mu1``
 present ones. On DermSynth the twin direction removes more of the ink shortcut but also more
 melanoma evidence (inked melanomas end below plain ones); the pattern CAV balances the two
 better (figures in ``docs/interventions.md``).
+
+On real images the twins come from the data (:func:`direction_from_twins`: the artifact
+transplanted from marked cases into clean ones with masks, or user-supplied pairs), and
+``transplant`` is a direction method of :class:`ConceptLibrary`: the mean activation difference
+between a case and its twin with the artifact pasted in (the twin-difference direction).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,24 +27,40 @@ from concepts import (
     ActivationCache,
     ClassifierModel,
     ConceptError,
+    Dataset,
+    ImageSet,
+    TwinSet,
+    WorkbenchError,
     Workspace,
     extract_activations,
+    hash_array,
+    real_twins,
 )
 from concepts._bank import Concept, ConceptBank, ExampleSet
 from concepts._cav import PROBES, CAVTrainer
-from interventions._spec import ConceptDirection, InterventionError
+from interventions._spec import ConceptDirection, ConceptEdit, InterventionError
 
 __all__ = [
     "DIRECTION_METHODS",
+    "MASK_LEVELS",
     "ConceptLibrary",
     "direction_from_examples",
+    "direction_from_twins",
     "insert_artifact",
+    "mask_edit",
+    "population_level",
     "random_direction",
     "twin_direction_from_images",
 ]
 
-#: How a direction can be computed: paired twins, or one of the CAV probes.
-DIRECTION_METHODS: tuple[str, ...] = ("twin", *PROBES)
+#: Levels a mask can move a component to: the absent level mu0 (ClArC), or the component's
+#: mean over the training split — per class, then averaged (``balanced``), or over all cases
+#: (``mean``).
+MASK_LEVELS: tuple[str, ...] = ("absent", "balanced", "mean")
+
+#: How a direction can be computed: paired twins, twins made by transplanting the artifact
+#: (real images), or one of the CAV probes.
+DIRECTION_METHODS: tuple[str, ...] = ("twin", "transplant", *PROBES)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -80,9 +102,10 @@ def direction_from_examples(
     ConceptDirection
         Unit vector, ``mu0`` = mean projection of ``absent``, ``mu1`` = of ``present``.
     """
-    if method not in DIRECTION_METHODS:
+    if method not in DIRECTION_METHODS or method == "transplant":
         raise InterventionError(
-            f"unknown direction method {method!r}; use one of {', '.join(DIRECTION_METHODS)}"
+            f"unknown direction method {method!r}; use one of {', '.join(DIRECTION_METHODS)} "
+            "('transplant' goes through direction_from_twins)"
         )
     P, A = _flat(present), _flat(absent)
     if P.shape[1] != A.shape[1]:
@@ -204,6 +227,135 @@ def twin_direction_from_images(
         artifact, layer, model.model_id, h1, h0, method="twin",
         concept_id=concept_id or f"{artifact}@insert-{digest}-s{seed}",
     )
+
+
+def _twin_acts(
+    model: ClassifierModel, images: np.ndarray, layer: str, name: str, cache: ActivationCache | None,
+    progress: ProgressFn | None,
+) -> np.ndarray:
+    arr = np.asarray(images)
+    if cache is not None:
+        iset = ImageSet(name=name, images=arr, key=hash_array(arr, name))
+        return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
+    return extract_activations(model, arr, [layer], progress=progress)[layer]
+
+
+def direction_from_twins(
+    model: ClassifierModel,
+    images: np.ndarray,
+    twin_sets: Sequence[TwinSet],
+    layer: str,
+    *,
+    concept: str | None = None,
+    concept_id: str | None = None,
+    cache: ActivationCache | None = None,
+    progress: ProgressFn | None = None,
+) -> ConceptDirection:
+    """Twin-difference direction of an artifact from real twins: the mean of
+    ``h(with artifact) - h(without)`` over every pair (add twins: twin minus original; remove
+    twins: original minus twin).
+
+    Parameters
+    ----------
+    model, layer
+        Where the activations come from.
+    images
+        The data set's images (the originals are ``images[twin_set.rows]``).
+    twin_sets
+        Twins of one artifact (:func:`concepts.real_twins`).
+    concept, concept_id
+        Name (default: the twins' artifact) and versioned id of the direction.
+    cache, progress
+        Activation cache and progress callback.
+
+    Returns
+    -------
+    ConceptDirection
+        ``method="transplant"`` (or ``"twin"`` when every pair was user-supplied); ``mu0`` /
+        ``mu1`` the mean projections of the artifact-free / artifact-carrying sides;
+        ``accuracy`` the share of pairs ordered along the direction.
+    """
+    model.check_layer(layer)
+    sets = [t for t in twin_sets if len(t)]
+    if not sets:
+        raise InterventionError("no twins to compute a direction from (every twin set is empty)")
+    arts = {t.artifact for t in sets}
+    if len(arts) != 1:
+        raise InterventionError(f"twins of one artifact only, got {sorted(arts)}")
+    present, absent = [], []
+    for t in sets:
+        h_orig = _twin_acts(model, np.asarray(images)[t.rows], layer, f"twin-originals:{t.key}", cache, progress)
+        h_twin = _twin_acts(model, t.images, layer, f"twins:{t.key}:{t.method}", cache, progress)
+        on, off = (h_twin, h_orig) if t.direction == "add" else (h_orig, h_twin)
+        present.append(_flat(on))
+        absent.append(_flat(off))
+    name = concept or next(iter(arts))
+    method = "twin" if all(t.method.startswith("pairs") for t in sets) else "transplant"
+    tag = ",".join(sorted({t.method for t in sets})).encode()
+    digest = hashlib.sha256(tag + b"".join(np.asarray(t.rows).tobytes() for t in sets)).hexdigest()[:8]
+    d = direction_from_examples(
+        name, layer, model.model_id, np.concatenate(present), np.concatenate(absent), method="twin",
+        concept_id=concept_id or f"{name}@{method}-{digest}",
+    )
+    return replace(d, method=method)
+
+
+def population_level(
+    model: ClassifierModel,
+    direction: ConceptDirection,
+    dataset: Dataset,
+    *,
+    split: str = "train",
+    balanced: bool = True,
+    cache: ActivationCache | None = None,
+    progress: ProgressFn | None = None,
+) -> float:
+    """Mean component ``h·v / (v·v)`` of a split's cases at the direction's layer (the
+    per-class means averaged when ``balanced``): the level the model saw on average in
+    training, so that masking to it leaves the head's mean logit where it was fitted."""
+    rows = dataset.indices(split)
+    if len(rows) == 0:
+        raise InterventionError(f"split {split!r} of {dataset.info.name!r} is empty")
+    layer = direction.layer
+    if cache is not None:
+        iset = dataset.image_set(rows, name=f"{dataset.info.name}:{split}")
+        h = np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
+    else:
+        h = extract_activations(model, np.asarray(dataset.images[rows]), [layer], progress=progress)[layer]
+    comp = direction.project(h)
+    if not balanced:
+        return float(comp.mean())
+    y = dataset.labels(rows)
+    return float(np.mean([comp[y == k].mean() for k in np.unique(y)]))
+
+
+def mask_edit(
+    model: ClassifierModel,
+    direction: ConceptDirection,
+    level: str = "absent",
+    *,
+    dataset: Dataset | None = None,
+    split: str = "train",
+    cache: ActivationCache | None = None,
+    strength: float = 1.0,
+    progress: ProgressFn | None = None,
+) -> ConceptEdit:
+    """A mask of ``direction``: to its absent level (``mask``), or to the component's training
+    level (``balanced``/``mean``: a ``set`` edit to that number, see :func:`population_level`).
+
+    Mean-ablation keeps a head calibrated: its intercept was fitted with the artifact present
+    at the training rate, so moving every case to the clean level shifts all of them toward
+    the classes the artifact did not mark.
+    """
+    if level not in MASK_LEVELS:
+        raise InterventionError(f"unknown mask level {level!r}; use one of {', '.join(MASK_LEVELS)}")
+    if level == "absent":
+        return ConceptEdit(direction, "mask", strength)
+    if dataset is None:
+        raise InterventionError(f"mask level {level!r} needs the data set whose {split!r} split sets it")
+    lv = population_level(model, direction, dataset, split=split, balanced=level == "balanced", cache=cache,
+                          progress=progress)
+    return ConceptEdit(direction, "set", strength, round(lv, 6))
 
 
 # ---------------------------------------------------------------------------------- library
@@ -342,6 +494,8 @@ class ConceptLibrary:
                 f"concept {c.name!r}: its examples are not counterfactual twins; use method='pattern'"
             )
         key = (c.id, layer, m)
+        if m == "transplant" and key not in self._memo:
+            self._memo[key] = self._transplant_direction(c, layer)
         if key not in self._memo:
             absent_set = c.negative if c.negative is not None else self.bank.random_pool
             if absent_set is None:
@@ -354,6 +508,56 @@ class ConceptLibrary:
                 c.name, layer, self.model.model_id, present, absent, method=m, concept_id=c.id,
             )
         return self._memo[key]
+
+    def _transplant_direction(self, c: Concept, layer: str) -> ConceptDirection:
+        """Twin-difference direction of an artifact concept from twins made of the data set its
+        positives come from (train split): pairs from a twin column, else the artifact
+        transplanted with a mask column (:func:`concepts.real_twins`)."""
+        if c.positive.source != "dataset" or not c.positive.dataset:
+            raise InterventionError(
+                f"concept {c.name!r}: 'transplant' needs a concept built from a data set's column"
+            )
+        try:
+            ds = self.bank.dataset(c.positive.dataset)
+        except ConceptError as exc:
+            raise InterventionError(str(exc)) from exc
+        if c.name not in ds.cases.columns:
+            raise InterventionError(
+                f"concept {c.name!r} is not a column of data set {ds.info.name!r}: 'transplant' needs "
+                "an annotated artifact column"
+            )
+        rows = ds.indices("train") if "train" in set(ds.cases["split"]) else np.arange(len(ds))
+        try:
+            sets = real_twins(ds, rows, c.name)
+        except WorkbenchError as exc:
+            raise InterventionError(f"concept {c.name!r}: {exc}") from exc
+        if not any(len(t) for t in sets):
+            raise InterventionError(
+                f"concept {c.name!r}: data set {ds.info.name!r} has no twin column ({c.name}_twin) nor "
+                f"mask column ({c.name}_mask or mask) to make twins from; use method='pattern'"
+            )
+        return direction_from_twins(self.model, ds.images, sets, layer, concept=c.name, concept_id=c.id,
+                                    cache=self.cache, progress=self.progress)
+
+    def best_layer(
+        self, concepts: Sequence[str], layers: Sequence[str], method: str | None = None
+    ) -> tuple[str, dict[str, float]]:
+        """The layer of ``layers`` where the concepts' directions separate best: the highest mean
+        held-out probe accuracy (pair ordering for twin directions); ties go to the deeper layer.
+
+        Returns
+        -------
+        (layer, {layer: mean accuracy})
+        """
+        if not layers or not concepts:
+            raise InterventionError("best_layer needs at least one concept and one candidate layer")
+        scores: dict[str, float] = {}
+        for lay in layers:
+            accs = [self.direction(c, lay, method).accuracy for c in concepts]
+            scores[lay] = float(np.mean([a for a in accs if a is not None] or [float("nan")]))
+        order = sorted(layers, key=self.model.layers.index)
+        best = max(reversed(order), key=lambda lay: -1.0 if np.isnan(scores[lay]) else scores[lay])
+        return best, scores
 
     def directions(self, concepts: Sequence[str], layer: str, method: str | None = None) -> list[ConceptDirection]:
         return [self.direction(c, layer, method) for c in concepts]

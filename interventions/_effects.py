@@ -3,7 +3,9 @@
 :func:`measure_effect` evaluates one split of a data set with and without a spec (through a
 :class:`~interventions.WhatIf` on the cached activations), lists the cases whose prediction
 flips, breaks the metrics down by slice (with/without each artifact, per skin tone), measures
-the counterfactual flip rates of the planted (and targeted) artifacts on twins, and, when a
+the counterfactual flip rates of the planted (and targeted) artifacts on twins — re-rendered for
+DermSynth, made from the data itself otherwise (user-supplied pairs, or the artifact transplanted
+with masks and inpainted away: :mod:`concepts._twins`; the report names the method) — and, when a
 concept bank is given, re-runs TCAV of the targeted concepts on the patched model and reports
 their alignment category before and after. :func:`record_effect` writes the result to the
 store (``proposed`` if new, ``applied`` with evidence and metric deltas, ``effect_recorded``).
@@ -23,15 +25,31 @@ from concepts import (
     ActivationCache,
     ClassifierModel,
     Dataset,
+    ImageSet,
     ModelError,
+    StagedNet,
+    TwinSet,
     WorkbenchError,
+    annotated_artifacts,
+    extract_activations,
+    hash_array,
+    is_dermsynth,
+    planted_confounders,
+    real_twins,
 )
-from concepts._reliance import planted_confounders
+from concepts._metrics import resolve_positive_class
 from interventions._ops import apply_spec
 from interventions._spec import InterventionError, InterventionSpec
-from interventions._whatif import WhatIf
+from interventions._whatif import TwinActivations, WhatIf
 
-__all__ = ["METRIC_KEYS", "EffectReport", "measure_effect", "record_effect", "tcav_reliance"]
+__all__ = [
+    "METRIC_KEYS",
+    "EffectReport",
+    "measure_effect",
+    "record_effect",
+    "tcav_reliance",
+    "twin_activations",
+]
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -268,7 +286,106 @@ def tcav_reliance(
     return _clean({"layer": layer, "runs": runs, "rows": out_rows, "alignment": alignment})
 
 
+# ---------------------------------------------------------------------------------- twins
+def twin_activations(
+    model: ClassifierModel,
+    twin_set: TwinSet,
+    idx: np.ndarray,
+    layer: str,
+    *,
+    cache: ActivationCache | None = None,
+    keep_images: bool = False,
+    progress: ProgressFn | None = None,
+) -> TwinActivations:
+    """Activations at ``layer`` of a :class:`~concepts.TwinSet` whose originals lie in the
+    evaluation rows ``idx`` (twins of rows outside ``idx`` are dropped)."""
+    pos = {int(r): i for i, r in enumerate(np.asarray(idx))}
+    keep = np.array([int(r) in pos for r in twin_set.rows], dtype=bool)
+    rows = np.array([pos[int(r)] for r in twin_set.rows[keep]], dtype=np.int64)
+    images = np.asarray(twin_set.images)[keep]
+    if len(rows) == 0:
+        acts = np.zeros((0, 1), np.float32)
+    elif cache is not None:
+        iset = ImageSet(name=f"twins:{twin_set.key}", images=images,
+                        key=hash_array(images, twin_set.method, "real-twins"))
+        acts = np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
+    else:
+        acts = extract_activations(model, images, [layer], progress=progress)[layer]
+    return TwinActivations(twin_set.artifact, rows, acts, None, images if keep_images else None,
+                           direction=twin_set.direction, method=twin_set.method)
+
+
+def _targeted_artifacts(spec: InterventionSpec, dataset: Dataset) -> list[str]:
+    """The spec's concepts that are artifact columns of the data set (``ink#2`` counts as ``ink``)."""
+    cols = set(annotated_artifacts(dataset)) | {a for a in ARTIFACTS if a in dataset.cases.columns}
+    out: list[str] = []
+    for c in spec.concepts:
+        base = c.split("#", 1)[0]
+        if base in cols and base not in out:
+            out.append(base)
+    return out
+
+
+def _real_twin_sets(
+    spec: InterventionSpec, dataset: Dataset, idx: np.ndarray, twin_column: str | None,
+    mask_column: str | None, seed: int,
+) -> tuple[list[TwinSet], str | None]:
+    """Real twins of the targeted artifacts, and a note when none could be made."""
+    arts = _targeted_artifacts(spec, dataset)
+    sets: list[TwinSet] = []
+    for art in arts:
+        sets += real_twins(dataset, idx, art, twin_column=twin_column, mask_column=mask_column, seed=seed)
+    if sets or not arts:
+        return sets, None
+    return sets, (
+        f"no flip rates for {', '.join(arts)}: this is not DermSynth data and it has no twin column "
+        "(a case's twin: case id or image path) nor a mask column to transplant the artifact — "
+        "name them with --twins / --masks"
+    )
+
+
 # ---------------------------------------------------------------------------------- measurement
+def _flip_summary(fr_b: Mapping[str, Any], fr_a: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key in fr_b:
+        b, a = fr_b[key]["rate"], fr_a[key]["rate"]
+        out[key] = {
+            "before": b, "after": a, "n": fr_b[key]["n"], "to_class": fr_b[key]["to_class"],
+            "artifact": fr_b[key].get("artifact", key), "direction": fr_b[key].get("direction", "add"),
+            "method": fr_b[key].get("method") or "render",
+            "reduction": (b - a) / b if b and math.isfinite(b) and b > 0 else None,
+        }
+    return out
+
+
+def _whatif_for(
+    model: ClassifierModel, spec: InterventionSpec, dataset: Dataset, split: str,
+    cache: ActivationCache | None, twin_sets: Sequence[TwinSet] | None, twin_column: str | None,
+    mask_column: str | None, twin_seed: int, positive_class: str | None, progress: ProgressFn | None,
+) -> tuple[WhatIf, str | None]:
+    pairs: list[tuple[str, str | None]] = list(planted_confounders(dataset))
+    note = None
+    real: list[TwinSet] = list(twin_sets or [])
+    if is_dermsynth(dataset) and twin_sets is None:
+        for c in _targeted_artifacts(spec, dataset):  # not planted: twins from every class
+            if c not in {a for a, _ in pairs}:
+                pairs.append((c, None))
+    else:
+        pairs = []
+        if twin_sets is None:
+            real, note = _real_twin_sets(spec, dataset, dataset.indices(split), twin_column, mask_column,
+                                         twin_seed)
+    idx = dataset.indices(split)
+    keep = not isinstance(model.module, StagedNet)  # other models re-run from the images
+    acts = [twin_activations(model, t, idx, spec.layer, cache=cache, keep_images=keep, progress=progress)
+            for t in real]
+    wi = WhatIf.from_dataset(
+        model, dataset, split, spec.layer, cache=cache, spec=spec, twin_artifacts=pairs,
+        twin_seed=twin_seed, progress=progress, twins=acts, positive_class=positive_class,
+    )
+    return wi, note
+
+
 def measure_effect(
     model: ClassifierModel,
     spec: InterventionSpec,
@@ -281,6 +398,11 @@ def measure_effect(
     tcav_layers: Sequence[str] = (),
     tcav_runs: int = 10,
     min_slice: int = 5,
+    positive_class: str | None = None,
+    twins: Sequence[TwinSet] | None = None,
+    twin_column: str | None = None,
+    mask_column: str | None = None,
+    twin_seed: int = 0,
     progress: ProgressFn | None = None,
 ) -> EffectReport:
     """Before/after effect of ``spec`` on ``split`` of ``dataset``.
@@ -290,54 +412,51 @@ def measure_effect(
     model, spec
         The model and the intervention (ids must match).
     dataset, split
-        What to evaluate (flip rates need DermSynth twins, or draw artifacts on other data).
+        What to evaluate.
     cache
         Activation cache (activations of the split and of the twins are reused).
     whatif
-        A prepared :class:`WhatIf` of this split (skips building one).
+        A prepared :class:`WhatIf` of this split (skips building one and its twins).
     bank
         Concept bank: when given, TCAV of the spec's concepts is re-run on the patched model.
     tcav_layers, tcav_runs
         Candidate TCAV layers (the deepest one below the intervention layer is used) and runs.
     min_slice
         Smallest slice reported.
+    positive_class
+        Class of sensitivity/specificity/AUC (default melanoma where present, else the first).
+    twins
+        Counterfactual twins to measure flip rates on (overrides everything below).
+    twin_column, mask_column
+        For data other than DermSynth: the column naming each case's twin (case id or image
+        path), or the column of artifact mask paths (the artifact is transplanted from marked
+        cases of the split into clean ones, and inpainted away from marked ones). Default: the
+        columns ``<artifact>_twin``/``twin`` and ``<artifact>_mask``/``mask`` when present.
+        DermSynth data re-render exact twins of the planted and targeted artifacts.
+    twin_seed
+        Seed of the transplant donors.
     progress
         Progress callback.
     """
     spec.check_model(model.model_id, model.layers)
-    planted = planted_confounders(dataset)
-    pairs: list[tuple[str, str | None]] = list(planted)
-    for c in spec.concepts:  # targeted artifacts that are not planted: twins from every class
-        if c in ARTIFACTS and c in dataset.cases.columns and c not in {a for a, _ in pairs}:
-            pairs.append((c, None))
-    wi = whatif or WhatIf.from_dataset(
-        model, dataset, split, spec.layer, cache=cache, spec=spec, twin_artifacts=pairs, progress=progress
-    )
+    try:
+        pos = resolve_positive_class(model.classes, positive_class)
+    except WorkbenchError as exc:
+        raise InterventionError(str(exc)) from exc
+    note = None
+    if whatif is not None:
+        wi = whatif
+    else:
+        wi, note = _whatif_for(model, spec, dataset, split, cache, twins, twin_column, mask_column,
+                               twin_seed, pos, progress)
     before = wi.evaluate(None, flip_rates=False)
     after = wi.evaluate(spec, flip_rates=False)
     fr_b, fr_a = wi.flip_rates(None, before.proba), wi.flip_rates(spec, after.proba)
     before.metrics["flip_rates"] = {k: v["rate"] for k, v in fr_b.items()}
     after.metrics["flip_rates"] = {k: v["rate"] for k, v in fr_a.items()}
-    classes = model.classes
-    k_pos = 0  # the positive class (melanoma) is the first
-    flipped = []
-    for r in after.flipped:
-        flipped.append({
-            "case_id": wi.case_ids[r],
-            "label": classes[int(wi.labels[r])],
-            "before": classes[int(before.proba[r].argmax())],
-            "after": classes[int(after.proba[r].argmax())],
-            "p_before": float(before.proba[r, k_pos]),
-            "p_after": float(after.proba[r, k_pos]),
-        })
-    flip_summary = {}
-    for art in fr_b:
-        b, a = fr_b[art]["rate"], fr_a[art]["rate"]
-        flip_summary[art] = {
-            "before": b, "after": a, "n": fr_b[art]["n"], "to_class": fr_b[art]["to_class"],
-            "reduction": (b - a) / b if b and math.isfinite(b) and b > 0 else None,
-        }
-    reliance: dict[str, Any] = {"flip_rates": flip_summary}
+    reliance: dict[str, Any] = {"flip_rates": _flip_summary(fr_b, fr_a)}
+    if note:
+        reliance["twins_note"] = note
     if bank is not None and cache is not None:
         try:
             reliance["tcav"] = tcav_reliance(
@@ -351,13 +470,27 @@ def measure_effect(
         spec=spec,
         before=_clean(before.metrics),
         after=_clean(after.metrics),
-        flipped_cases=_clean(flipped),
+        flipped_cases=_clean(_flipped_rows(wi, before.proba, after.proba, after.flipped, model.classes.index(pos))),
         slices=_clean(_slices(wi, dataset, dataset.indices(split), before.proba, after.proba, min_slice)),
         reliance=_clean(reliance),
         model_id=model.model_id,
         dataset=dataset.info.name,
         dataset_hash=dataset.info.content_hash,
     )
+
+
+def _flipped_rows(
+    wi: WhatIf, p0: np.ndarray, p1: np.ndarray, rows: np.ndarray, k_pos: int
+) -> list[dict[str, Any]]:
+    classes = wi.model.classes
+    return [{
+        "case_id": wi.case_ids[r],
+        "label": classes[int(wi.labels[r])],
+        "before": classes[int(p0[r].argmax())],
+        "after": classes[int(p1[r].argmax())],
+        "p_before": float(p0[r, k_pos]),
+        "p_after": float(p1[r, k_pos]),
+    } for r in rows]
 
 
 # ---------------------------------------------------------------------------------- store

@@ -32,7 +32,13 @@ from concepts import (
     extract_activations,
     hash_array,
 )
-from concepts._metrics import classification_metrics
+from concepts._errors import DataError
+from concepts._metrics import (
+    annotated_artifacts,
+    classification_metrics,
+    group_name,
+    resolve_positive_class,
+)
 from concepts._reliance import planted_confounders
 from interventions._ops import CompiledSpec
 from interventions._spec import InterventionError, InterventionSpec
@@ -59,6 +65,10 @@ class TwinActivations:
         The class the artifact is planted with (the twins come from the other classes), or None.
     images
         The twin images (kept only for non-staged models, which need inputs).
+    direction
+        ``"add"`` (the twins carry the artifact) or ``"remove"`` (the originals do).
+    method
+        How the twins were made (``render``, ``pairs:<column>``, ``transplant:...``).
     """
 
     artifact: str
@@ -66,6 +76,13 @@ class TwinActivations:
     acts: np.ndarray = field(repr=False)
     to_class: str | None = None
     images: np.ndarray | None = field(default=None, repr=False)
+    direction: str = "add"
+    method: str = ""
+
+    @property
+    def key(self) -> str:
+        """Key in the flip rates: ``artifact`` (add) or ``artifact:remove``."""
+        return self.artifact if self.direction == "add" else f"{self.artifact}:remove"
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,8 @@ class WhatIf:
         Torch threads while evaluating: ``"auto"`` uses one for feature-vector layers (the
         head alone: a few small matrix products, which extra threads only slow down on a busy
         machine) and torch's setting otherwise; None keeps torch's setting.
+    positive_class
+        Class of sensitivity/specificity/AUC (default: melanoma where present, else the first).
     """
 
     def __init__(
@@ -143,8 +162,13 @@ class WhatIf:
         images: np.ndarray | None = None,
         batch_size: int = 2048,
         num_threads: int | str | None = "auto",
+        positive_class: str | None = None,
     ):
         model.check_layer(layer)
+        try:
+            self.positive_class = resolve_positive_class(model.classes, positive_class)
+        except DataError as exc:
+            raise InterventionError(str(exc)) from exc
         self.model = model
         self.layer = layer
         self.batch_size = batch_size
@@ -173,7 +197,7 @@ class WhatIf:
         self.twins = list(twins)
         self.spec = spec
         self._dataset = self._memory_dataset()
-        self._fast = _FastMetrics(y, model.classes, self.groups)
+        self._fast = _FastMetrics(y, model.classes, self.groups, positive_class=self.positive_class)
         self.dim = int(self.h[0].numel()) if n else 0
         if spec is not None:
             spec.check_model(model.model_id, model.layers, self.dim or None)
@@ -202,27 +226,34 @@ class WhatIf:
         twin_artifacts: Sequence[tuple[str, str | None]] | None = None,
         twin_seed: int = 0,
         progress: ProgressFn | None = None,
+        twins: Sequence[TwinActivations] = (),
+        positive_class: str | None = None,
     ) -> WhatIf:
         """A what-if on one split of a data set.
 
         Parameters
         ----------
         group_artifacts
-            Artifacts for the group metrics (default: the planted confounders, else none).
+            Artifacts for the group metrics (default: the data set's annotated artifact columns
+            and planted confounders, :func:`concepts.annotated_artifacts`).
         twin_artifacts
             ``(artifact, class)`` pairs for flip rates (default: the planted confounders).
-            Twins are rendered for DermSynth data and drawn with ``draw_artifact`` otherwise.
+            Twins are re-rendered for DermSynth data and drawn with ``draw_artifact`` otherwise.
+        twins
+            Further twins made elsewhere (e.g. real twins, :func:`twin_activations`).
+        positive_class
+            Class of sensitivity/specificity/AUC.
         """
         idx = dataset.indices(split)
         if len(idx) == 0:
             raise InterventionError(f"split {split!r} of {dataset.info.name!r} is empty")
         acts = _split_activations(model, dataset, idx, split, layer, cache, progress)
         planted = planted_confounders(dataset)
-        arts = list(group_artifacts) if group_artifacts is not None else [a for a, _ in planted]
+        arts = list(group_artifacts) if group_artifacts is not None else list(annotated_artifacts(dataset))
         groups = {a: dataset.cases[a].to_numpy()[idx] for a in arts if a in dataset.cases.columns}
         pairs = list(twin_artifacts) if twin_artifacts is not None else list(planted)
         staged = isinstance(model.module, StagedNet)
-        twins = [
+        made = [
             make_twins(model, dataset, idx, art, cls_, layer, cache=cache, seed=twin_seed,
                        keep_images=not staged, progress=progress)
             for art, cls_ in pairs
@@ -230,8 +261,9 @@ class WhatIf:
         return cls(
             model, layer, acts, dataset.labels(idx),
             case_ids=dataset.cases["case_id"].to_numpy()[idx].tolist(),
-            groups=groups, twins=[t for t in twins if len(t.rows)], spec=spec,
+            groups=groups, twins=[t for t in [*made, *twins] if len(t.rows)], spec=spec,
             images=None if staged else np.asarray(dataset.images[idx]),
+            positive_class=positive_class,
         )
 
     # ------------------------------------------------------------ core
@@ -334,8 +366,11 @@ class WhatIf:
             if t.to_class is not None and t.to_class in self.model.classes:
                 k = self.model.classes.index(t.to_class)
                 n_to = int(np.sum(flipped & (twin_pred == k)))
-            out[t.artifact] = {
+            out[t.key] = {
                 "rate": float(flipped.mean()) if len(flipped) else float("nan"),
+                "artifact": t.artifact,
+                "direction": t.direction,
+                "method": t.method,
                 "n": len(flipped),
                 "n_flipped": int(flipped.sum()),
                 "to_class": t.to_class,
@@ -347,7 +382,8 @@ class WhatIf:
     def metrics(self, proba: np.ndarray, rows: np.ndarray | None = None) -> dict[str, Any]:
         """Classification metrics of probabilities (optionally of some rows only)."""
         idx = np.arange(len(self.labels)) if rows is None else np.asarray(rows)
-        m = classification_metrics(self._dataset, idx, proba[idx], group_artifacts=tuple(self.groups))
+        m = classification_metrics(self._dataset, idx, proba[idx], group_artifacts=tuple(self.groups),
+                                   positive_class=self.positive_class)
         return m.to_json()
 
     def evaluate(self, spec_or_strengths: StrengthsOrSpec = None, *, flip_rates: bool = True) -> WhatIfResult:
@@ -428,10 +464,10 @@ class _FastMetrics:
     """
 
     def __init__(self, labels: np.ndarray, classes: Sequence[str], groups: Mapping[str, np.ndarray],
-                 min_group_size: int = 5):
+                 min_group_size: int = 5, positive_class: str | None = None):
         self.y = np.asarray(labels, dtype=np.int64)
         self.classes = tuple(classes)
-        self.k = 0  # positive class: the first (melanoma)
+        self.k = self.classes.index(resolve_positive_class(self.classes, positive_class))
         self.is_pos = self.y == self.k
         self.n_pos = int(self.is_pos.sum())
         self.present = [c for c in range(len(self.classes)) if (self.y == c).any()]
@@ -445,8 +481,9 @@ class _FastMetrics:
                 for val in (False, True):
                     g = (self.y == ci) & (f == val)
                     if g.sum() >= min_group_size:
-                        self.groups.append((f"{cls_} / {'with' if val else 'without'} {art}", g))
+                        self.groups.append((group_name(cls_, art, val), g))
         self.clean = clean if groups and clean.any() else None
+        self.n_clean = int(clean.sum()) if groups else 0
 
     def __call__(self, proba: np.ndarray) -> dict[str, Any]:
         y, n = self.y, len(self.y)
@@ -466,8 +503,10 @@ class _FastMetrics:
             n_neg = n - self.n_pos
             auc = float((ranks[self.is_pos].sum() - self.n_pos * (self.n_pos + 1) / 2) / (self.n_pos * n_neg))
         worst, worst_name, worst_n = None, None, None
+        g_acc: dict[str, float] = {}
         for name, g in self.groups:
             a = float(correct[g].mean())
+            g_acc[name] = a
             if worst is None or a < worst:
                 worst, worst_name, worst_n = a, name, int(g.sum())
         clean = float(correct[self.clean].mean()) if self.clean is not None else None
@@ -477,9 +516,10 @@ class _FastMetrics:
             "clean_accuracy": clean, "positive_class": self.classes[self.k],
             # group sizes, so that reports can give confidence intervals
             "n_pos": self.n_pos, "n_neg": n - self.n_pos, "worst_group_n": worst_n,
-            "clean_n": int(self.clean.sum()) if self.clean is not None else None,
+            "n_clean": self.n_clean,
             "class_recall": {self.classes[c]: [float(correct[m].mean()), int(m.sum())]
                              for c, m in zip(self.present, self.class_masks, strict=True)},
+            "group_accuracy": g_acc, "group_n": {name: int(g.sum()) for name, g in self.groups},
         }
 
 

@@ -40,7 +40,7 @@ METRIC_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("specificity", "Specificity", "n_neg"),
     ("auc", "AUC", None),
     ("worst_group_accuracy", "Worst-group accuracy", "worst_group_n"),
-    ("clean_accuracy", "Accuracy without artifacts", "clean_n"),
+    ("clean_accuracy", "Accuracy without artifacts", "n_clean"),
 )
 _VERBS = {"mask": "Masked", "amplify": "Amplified", "set": "Set", "suppress": "Suppressed"}
 _DECISIONS = ("proposed", "approved", "rejected", "applied", "reverted")

@@ -46,7 +46,7 @@ def _metrics(acc: float, shift: float) -> dict[str, Any]:
             "specificity": 0.9, "auc": 0.8802083333333333 + shift / 2,
             "worst_group_accuracy": 0.42 + 2 * shift, "worst_group": "nevus / with patch",
             "clean_accuracy": 0.9, "positive_class": "melanoma", "n_pos": 128, "n_neg": 256,
-            "worst_group_n": 31, "clean_n": 150,
+            "worst_group_n": 31, "n_clean": 150,
             "class_recall": {"melanoma": [0.71 + shift, 128], "nevus": [0.9, 256]}}
 
 

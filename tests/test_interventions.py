@@ -516,7 +516,7 @@ def test_whatif_affine_head_path_matches_the_patched_model(tiny: ClassifierModel
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_reliance_on_real_data_by_artifact_insertion(tiny: ClassifierModel, tmp_path: Path) -> None:
+def test_reliance_on_real_data_uses_real_twins(tiny: ClassifierModel, tmp_path: Path) -> None:
     import pandas as pd
 
     from concepts import Dataset, DatasetInfo
@@ -534,9 +534,15 @@ def test_reliance_on_real_data_by_artifact_insertion(tiny: ClassifierModel, tmp_
     d = twin_direction_from_images(tiny, imgs[:12], "ink", "pool", seed=1)
     assert d.method == "twin" and d.mu1 is not None and d.mu1 > d.mu0
     spec = _spec(tiny, "pool", ConceptEdit(d, "mask"))
+    # not DermSynth and no twin/mask column: no renderer's ink on real images, a note instead
+    assert measure_effect(tiny, spec, ds, "test").reliance["flip_rates"] == {}
+    # a twin column (another case of the data set): add pairs from the clean cases
+    cases["ink_twin"] = [f"r{(i // 5) * 5}" if i % 5 else "" for i in range(n)]
+    ds = Dataset.write(tmp_path / "real2", info, cases, imgs)
     rep = measure_effect(tiny, spec, ds, "test")
     fr = rep.reliance["flip_rates"]["ink"]
     assert fr["n"] == int((cases["ink"] == 0).sum()) and fr["to_class"] is None
+    assert fr["method"] == "pairs:ink_twin"
     assert set(rep.before["flip_rates"]) == {"ink"}
     assert rep.before["n"] == n and rep.to_json()["split"] == "test"
     assert {s["column"] for s in rep.slices} == {"ink"}

@@ -29,6 +29,7 @@ from interventions import (
     WhatIf,
     is_patched_artifact,
     load_patched,
+    mask_edit,
     measure_effect,
     patch,
     propose_fix,
@@ -125,9 +126,15 @@ def _effect_tables(report: EffectReport) -> list[Table]:
                   _delta(report.after.get(k), report.before.get(k)))
     for art, fr in report.reliance.get("flip_rates", {}).items():
         red = fr.get("reduction")
-        t.add_row(f"flip rate: add {art} (n={fr['n']})", _pct(fr["before"]), _pct(fr["after"]),
+        how = fr.get("method") or "render"
+        t.add_row(f"flip rate: {fr.get('direction', 'add')} {fr.get('artifact', art)} (n={fr['n']}, {how})",
+                  _pct(fr["before"]), _pct(fr["after"]),
                   _delta(fr["after"], fr["before"]) + ("" if red is None else f" ({100 * red:.0f}% less)"))
+    t.add_row("worst group", str(report.before.get("worst_group")), str(report.after.get("worst_group")), "")
+    t.add_row("positive class", str(report.before.get("positive_class")), "", "")
     t.add_row("flipped cases", "", str(len(report.flipped_cases)), "")
+    if report.reliance.get("twins_note"):
+        console.print(f"note: {report.reliance['twins_note']}", highlight=False)
     tables = [t]
     tc = report.reliance.get("tcav") or {}
     if tc.get("rows"):
@@ -172,15 +179,27 @@ def intervene(
         typer.Option("--amplify", help="CONCEPT[:GAMMA] to amplify (default gamma 2; 'present' moves it "
                      "to the present level). Repeatable."),
     ] = None,
-    layer: Annotated[str | None, typer.Option(help="Layer to intervene at (default pool).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer to intervene at (default pool); 'best': the "
+                                              "workspace layer where the concepts' directions separate "
+                                              "best.")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default test_debiased).")] = None,
-    method: Annotated[str, typer.Option(help="Concept direction: pattern (default), twin, ridge, "
-                                        "logistic, sgd.")] = "pattern",
+    method: Annotated[str, typer.Option(help="Concept direction: pattern (default), twin, transplant "
+                                        "(twin-difference from the artifact pasted into clean train "
+                                        "cases with the mask column), ridge, logistic, sgd.")] = "pattern",
     scope_class: Annotated[str | None, typer.Option("--scope-class", help="Only inputs the model "
                                                     "predicts as this class.")] = None,
     tcav: Annotated[bool, typer.Option("--tcav/--no-tcav", help="Re-run TCAV of the concepts on the "
                                        "patched model.")] = True,
     tcav_runs: Annotated[int, typer.Option(help="TCAV random runs.")] = 10,
+    positive_class: Annotated[str | None, typer.Option("--positive-class", help="Class of sensitivity/"
+                                                       "specificity/AUC (default melanoma where present).")] = None,
+    twins: Annotated[str | None, typer.Option("--twins", help="Column naming each case's twin (case id or "
+                                              "image path) for flip rates on real data.")] = None,
+    masks: Annotated[str | None, typer.Option("--masks", help="Column of artifact mask paths: flip rates "
+                                              "on twins with the artifact transplanted / inpainted.")] = None,
+    mask_level: Annotated[str, typer.Option("--mask-level", help="Where --mask moves a concept: absent "
+                                            "(its absent level, default), balanced (its class-balanced "
+                                            "train mean) or mean (its train mean).")] = "absent",
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Also write the spec JSON here.")] = None,
     save: Annotated[bool, typer.Option("--save", help="Record it in the store (needs --rationale).")] = False,
     rationale: Annotated[str | None, typer.Option(help="Why (recorded with --save).")] = None,
@@ -198,11 +217,23 @@ def intervene(
     sp = split or _default_split(ds)
     with progress_bars(fmt == "table") as progress:
         library = ConceptLibrary.for_workspace(ws, model, method=method, progress=progress)
+        if lay == "best":
+            names = [*(mask or []), *(parse_amplify(a)[0] for a in amplify or [])]
+            cands = [c for c in ws.layers() if c in model.layers] or model.layers[-3:]
+            lay, scores = library.best_layer(names, cands)
+            if fmt == "table":
+                console.print("layer " + lay + " (direction accuracy: "
+                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + ")", highlight=False)
         scope = Scope.predicted(scope_class) if scope_class else Scope()
         spec = build_spec(library, lay, list(mask or []), list(amplify or []), scope=scope)
+        if mask_level != "absent":
+            edits = tuple(mask_edit(model, e.direction, mask_level, dataset=ds, cache=ws.activation_cache,
+                                    progress=progress) if e.operation == "mask" else e for e in spec.edits)
+            spec = InterventionSpec(spec.model_id, spec.layer, edits, spec.scope, note=spec.note)
         report = measure_effect(
             model, spec, ds, sp, cache=ws.activation_cache, bank=library.bank if tcav else None,
             tcav_layers=ws.layers(), tcav_runs=tcav_runs, progress=progress,
+            positive_class=positive_class, twin_column=twins, mask_column=masks,
         )
     if spec_out is not None:
         spec.save(spec_out)
