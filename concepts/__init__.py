@@ -81,8 +81,6 @@ from concepts._training import (
     train_classifier,
     train_end_to_end,
 )
-from concepts._workspace import Workspace, check_name
-from concepts._training import fit_linear_head, set_linear_head, train_end_to_end
 from concepts._twins import (
     TwinSet,
     inpaint,
@@ -93,7 +91,7 @@ from concepts._twins import (
     transplant,
     transplant_twins,
 )
-from concepts._workspace import Workspace
+from concepts._workspace import Workspace, check_name
 
 __all__ = [
     "ARCHITECTURE_GROUP",
@@ -137,8 +135,8 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "adjust_pvalues",
-    "architecture_names",
     "annotated_artifacts",
+    "architecture_names",
     "attribute_class_table",
     "attribute_pair_table",
     "attribution_map",
@@ -185,8 +183,8 @@ __all__ = [
     "render_twins",
     "run_tcav",
     "set_linear_head",
-    "train_classifier",
     "threshold_maps",
+    "train_classifier",
     "train_end_to_end",
     "transplant",
     "transplant_twins",
