@@ -204,6 +204,9 @@ def _check_target(out: Path, overwrite: bool) -> None:
     """Refuse to write over anything but an empty folder or (with ``overwrite``) an artifact."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise InterventionError(f"{out} exists and is not a directory — choose another --out")
+    aside = out.with_name(f".{out.name}.old")  # the swap moves the old artifact here, then deletes it
+    if aside.is_symlink() or (aside.exists() and not is_patched_artifact(aside)):
+        raise InterventionError(f"{aside} exists and is not a patched-model artifact — move it away first")
     if not out.exists() or not any(out.iterdir()):
         return
     if not overwrite:

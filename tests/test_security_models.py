@@ -276,3 +276,14 @@ def test_apply_overwrite_refuses_an_artifact_with_foreign_files(tmp_path: Path) 
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1 and "does not list" in res.output
     assert (tmp_path / "art" / "notes.txt").read_text() == "mine"
+
+
+def test_apply_overwrite_never_deletes_the_aside_folder(tmp_path: Path) -> None:
+    args = _apply_args(tmp_path, tmp_path / "art")
+    assert CliRunner().invoke(app, args).exit_code == 0
+    keep = tmp_path / ".art.old"  # the swap's aside name, holding someone's files
+    keep.mkdir()
+    (keep / "data.txt").write_text("mine")
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1 and "move it away" in res.output
+    assert (keep / "data.txt").read_text() == "mine"
