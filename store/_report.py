@@ -292,6 +292,14 @@ def spec_rows(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), text if len(text) <= 200 else text[:197] + "…")]
 
 
+def _scalars(evidence: Mapping[str, Any] | None, limit: int = 140) -> str:
+    """The plain (non-nested) values of an event's evidence, as ``key: value`` text."""
+    parts = [f"{k}: {v}" for k, v in (evidence or {}).items()
+             if not isinstance(v, Mapping | list) and k != "description"]
+    text = "; ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _edits_table(edits: list[Mapping[str, Any]]) -> str:
     rows = []
     for i, ed in enumerate(edits):
@@ -326,7 +334,8 @@ def _appendix(history: InterventionHistory) -> str:
     evs = "".join(
         f"<tr><td class='num'>{ev.seq}</td><td>{e(ev.ts[:19].replace('T', ' '))}</td>"
         f"<td>{e(ev.actor_name)} <span class='muted'>({e(ev.actor_role)}, {e(ev.actor_id)})</span>"
-        f"</td><td>{e(ev.action)}</td><td>{e(ev.rationale)}</td>"
+        f"</td><td>{e(ev.action)}</td><td>{e(ev.rationale)}"
+        f"<div class='muted small'>{e(_scalars(ev.evidence))}</div></td>"
         f"<td><code>{e(ev.hash[:12])}…</code></td></tr>" for ev in history.events)
     return (
         "<section class='appendix'><h2>Appendix A — specification</h2>"
