@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,4 +60,19 @@ def ui_env_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPat
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(ENV_STORE_TIMEOUT, "0.5")
     monkeypatch.setenv(ENV_AUTH, "local")
-    yield monkeypatch
+    with loopback_server_address():
+        yield monkeypatch
+
+
+@contextmanager
+def loopback_server_address(address: str = "127.0.0.1") -> Iterator[None]:
+    """Set Streamlit's ``server.address`` (what ``workbench serve`` passes) for in-process
+    AppTests: the app refuses local mode unless it is served on loopback."""
+    from streamlit import config as st_config
+
+    old = st_config.get_option("server.address")
+    st_config.set_option("server.address", address)
+    try:
+        yield
+    finally:
+        st_config.set_option("server.address", old)

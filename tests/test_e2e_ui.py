@@ -286,7 +286,7 @@ def test_oidc_sign_in_records_subject(chrome: Browser, ui_workspace: Path, tmp_p
         secrets.write_text(
             "[auth]\n"
             f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-            'cookie_secret = "e2e-only-cookie-secret-0123456789abcdef"\n'
+            'cookie_secret = "Vq3xK9bT2mZ7wR4pL8nY1cF6hJ0dS5gA-eU_iOoQzWk"\n'
             'client_id = "concept-workbench"\n'
             'client_secret = "e2e-secret"\n'
             f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n'
@@ -315,5 +315,5 @@ def test_oidc_sign_in_records_subject(chrome: Browser, ui_workspace: Path, tmp_p
             expect(page.get_by_text("Alex Audit")).to_be_visible()
 
     exported = Store.for_workspace(root).events(EventFilter(action="exported"))
-    assert exported[0].actor_id == "derm-7f3a"
+    assert exported[0].actor_id.endswith("#derm-7f3a")  # <issuer>#<subject>
     assert exported[0].actor_source == "oidc" and exported[0].actor_name == "Dr Dana Derm"

@@ -242,7 +242,7 @@ def test_oidc_sign_in_and_roles(ui_env: pytest.MonkeyPatch, ui_workspace: Path, 
     ui_env.setenv(ENV_AUTH, "oidc")
     ui_env.setenv(ENV_ROLES_FILE, str(roles))
     at = _app(ui_env, ui_workspace)
-    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:1/oauth2callback", "cookie_secret": "x",
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:1/oauth2callback", "cookie_secret": "Vq3xK9bT2mZ7wR4pL8nY1cF6hJ0dS5gA-eU_iOoQzWk",
                           "client_id": "c", "client_secret": "s",
                           "server_metadata_url": "http://127.0.0.1:2/.well-known/openid-configuration"}
     at.user = {"is_logged_in": False}
@@ -251,13 +251,13 @@ def test_oidc_sign_in_and_roles(ui_env: pytest.MonkeyPatch, ui_workspace: Path, 
     assert at.title[0].value == "Concept Workbench"
     assert [b.label for b in at.button] == ["Sign in"]
 
-    at.user = {"is_logged_in": True, "sub": "sub-audit", "name": "Ada Auditor"}
+    at.user = {"is_logged_in": True, "iss": "https://idp.example", "sub": "sub-audit", "name": "Ada Auditor"}
     at.run()  # signed in now: the stale sign-in page forwards to the role's landing page
     assert at.title[0].value == "Audit"
 
     fresh = _app(ui_env, ui_workspace)
     fresh.secrets["auth"] = at.secrets["auth"]
-    fresh.user = {"is_logged_in": True, "sub": "sub-audit", "name": "Ada Auditor"}
+    fresh.user = {"is_logged_in": True, "iss": "https://idp.example", "sub": "sub-audit", "name": "Ada Auditor"}
     fresh.run()
     assert fresh.title[0].value == "Audit"
     assert "Ada Auditor" in "\n".join(m.value for m in fresh.sidebar.markdown)
@@ -265,7 +265,7 @@ def test_oidc_sign_in_and_roles(ui_env: pytest.MonkeyPatch, ui_workspace: Path, 
 
     at2 = _app(ui_env, ui_workspace)
     at2.secrets["auth"] = at.secrets["auth"]
-    at2.user = {"is_logged_in": True, "sub": "sub-stranger", "name": "Nobody"}
+    at2.user = {"is_logged_in": True, "iss": "https://idp.example", "sub": "sub-stranger", "name": "Nobody"}
     at2.run()
     assert "no workbench role" in _texts(at2)
     assert [b.label for b in at2.button] == ["Sign out"]

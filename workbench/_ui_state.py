@@ -44,8 +44,11 @@ from workbench._auth import (
     AuthMode,
     RoleMap,
     UISession,
+    check_cookie_secret,
     resolve_session,
+    serving_context,
 )
+from workbench._ui_text import md
 
 __all__ = [
     "ENV_STORE_TIMEOUT",
@@ -109,13 +112,26 @@ def _load_role_map() -> RoleMap:
     return _role_map(path, mtime)
 
 
+def _auth_section() -> dict[str, Any]:
+    try:
+        return dict(st.secrets.get("auth", {}))
+    except Exception:  # no secrets file at all
+        return {}
+
+
 def current_session() -> UISession:
     """Who is using this browser session (local OS user, or the OIDC sign-in)."""
     mode = _auth_mode()
-    if mode == "local":
-        return resolve_session("local", local_role=os.environ.get(ENV_ROLE, "dermatologist"))
+    if mode == "local":  # refused unless served on loopback only (however the app was started)
+        return resolve_session(
+            "local", local_role=os.environ.get(ENV_ROLE, "dermatologist"), serving=serving_context()
+        )
     try:
         roles = _load_role_map()
+        auth = _auth_section()
+        if auth:  # a weak cookie secret would let anyone forge the sign-in cookie
+            check_cookie_secret(auth.get("cookie_secret"), suggest=False)
+            roles.check_providers(auth)
     except AuthConfigError as exc:
         return UISession("oidc", None, False, f"Sign-in is misconfigured: {exc}")
     user: dict[str, Any] = {}
@@ -133,11 +149,11 @@ def sidebar_identity(session: UISession) -> None:
         if session.actor is not None:
             a = session.actor
             how = "local user" if a.source == "os" else "signed in"
-            st.markdown(f"**{a.display_name}** · {a.role.value}  \n:gray[{how} · `{a.id}`]")
+            st.markdown(f"**{md(a.display_name)}** · {a.role.value}  \n:gray[{how} · {md(a.id)}]")
             if a.role is Role.AUDITOR:
                 st.caption(":material/visibility: Read-only: auditors change nothing.")
         if session.actor is not None:  # nothing about the server for anonymous visitors
-            st.caption(f"Workspace `{workspace_root()}`")
+            st.caption(f"Workspace {md(workspace_root())}")
         if session.mode == "oidc" and session.actor is not None and st.button(
             "Sign out", icon=":material/logout:", key="wb_sign_out"
         ):
@@ -308,10 +324,10 @@ def _hint(exc: BaseException) -> str:
 def show_error(exc: BaseException, *, what: str = "") -> None:
     """A readable error box plus a way forward (never a traceback)."""
     if isinstance(exc, MissingResults):
-        st.info(f"{what + ': ' if what else ''}{exc}", icon=":material/hourglass_empty:")
+        st.info(md(f"{what + ': ' if what else ''}{exc}"), icon=":material/hourglass_empty:")
         return
     prefix = f"{what}: " if what else ""
-    st.error(f"{prefix}{exc}", icon=":material/error:")
+    st.error(md(f"{prefix}{exc}"), icon=":material/error:")
     st.caption(_hint(exc))
 
 
@@ -353,7 +369,7 @@ def run_page(title: str, body: Callable[[PageContext], None], caption: str = "")
         st.caption(caption)
     session = current_session()
     if session.actor is None:
-        st.warning(session.problem or "Sign in to continue.")
+        st.warning(md(session.problem or "Sign in to continue."))
         return
     with guard():
         body(PageContext(session=session, actor=session.actor))

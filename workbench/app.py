@@ -3,6 +3,10 @@
 A router only: it works out who is signed in (:mod:`workbench._auth`), builds the page list for
 that role and runs the chosen page. ``workbench serve`` passes the workspace and role through
 environment variables (see :mod:`workbench._serve`).
+
+Without ``WORKBENCH_AUTH=oidc`` the app runs in local single-user mode, which it refuses unless
+the server listens on loopback only (``server.address`` and the bound socket) and the browser
+connects from this machine: started any other way, it shows why and stops.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import streamlit as st
 
 from workbench._ui_nav import navigation_for
 from workbench._ui_state import apply_thread_limit, current_session, sidebar_identity
+from workbench._ui_text import md
 
 apply_thread_limit()
 
@@ -22,6 +27,10 @@ st.set_page_config(
 )
 
 session = current_session()
+if session.mode == "local" and session.actor is None:  # local mode off loopback: nobody gets in
+    st.title("Concept Workbench")
+    st.error(md(session.problem), icon=":material/gpp_bad:")
+    st.stop()
 page = st.navigation(navigation_for(session), position="sidebar")
 sidebar_identity(session)
 page.run()

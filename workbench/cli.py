@@ -25,7 +25,7 @@ app = typer.Typer(
 
 
 def _register_subapps() -> None:
-    from workbench import _cli_confounders, _cli_interventions
+    from workbench import _cli_confounders, _cli_interventions, _cli_workspace
     from workbench._cli_audit import audit_app
     from workbench._cli_graph import graph_app
     from workbench._cli_import import import_app
@@ -37,6 +37,7 @@ def _register_subapps() -> None:
     app.add_typer(audit_app, name="audit", help="Verify, export and report the intervention history.")
     app.add_typer(graph_app, name="graph", help="7-point-checklist knowledge graph and alignment.")
     app.add_typer(import_app, name="import", help="Import a data set (folder + CSV, ISIC, derm7pt, sub-folders).")
+    _cli_workspace.register(app)
 
 
 def _summary_table(summary: dict[str, object]) -> Table:

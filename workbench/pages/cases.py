@@ -20,6 +20,7 @@ from workbench._ui_interventions import (
 )
 from workbench._ui_science import tcav_table
 from workbench._ui_state import PageContext, dataset, guard, progress_bar, run_page, workspace
+from workbench._ui_text import md
 
 
 def _filters(cases: pd.DataFrame, arts: list[str]) -> pd.DataFrame:
@@ -60,13 +61,13 @@ def _what_if(ws: Any, split: str, layer: str, case: pd.Series, concepts: list[st
     before, after = wi.base_proba[pos], res.proba[pos]
     cols = st.columns(len(classes))
     for col, k in zip(cols, range(len(classes)), strict=True):
-        col.metric(f"p({classes[k]})", f"{after[k]:.2f}", f"{after[k] - before[k]:+.2f}",
+        col.metric(f"p({md(classes[k])})", f"{after[k]:.2f}", f"{after[k] - before[k]:+.2f}",
                    help=f"before: {before[k]:.2f}")
     new = classes[int(after.argmax())]
     if new != classes[int(before.argmax())]:
-        st.warning(f"The prediction flips to **{new}** ({spec.describe() if spec else ''}).")
+        st.warning(f"The prediction flips to **{md(new)}** ({md(spec.describe() if spec else '')}).")
     else:
-        st.caption(f"The prediction stays **{new}**.")
+        st.caption(f"The prediction stays **{md(new)}**.")
 
 
 def body(ctx: PageContext) -> None:
@@ -95,11 +96,11 @@ def body(ctx: PageContext) -> None:
     if not sel:
         st.caption("Select a row to inspect another case.")
 
-    st.subheader(f"Case {case['case_id']}")
+    st.subheader(f"Case {md(case['case_id'])}")
     left, mid, right = st.columns(3)
     row = int(case["row"])
     image = dataset(ws).images[row]
-    left.image(image, caption=f"truth {case['label']} · predicted {case['predicted']}", width="stretch")
+    left.image(image, caption=md(f"truth {case['label']} · predicted {case['predicted']}"), width="stretch")
     tcav = tcav_table(ws)
     tc_layers = sorted(tcav["layer"].unique().tolist())
     concepts = sorted(tcav["concept"].unique().tolist())
@@ -108,11 +109,11 @@ def body(ctx: PageContext) -> None:
     cm_layer = mid.selectbox("at layer", tc_layers, index=len(tc_layers) - 1, key="cx_map_layer")
     with mid, guard("Concept map"):
         st.image(heat_overlay(image, concept_map(ws, cm_concept, cm_layer, row)),
-                 caption=f"where the model sees {cm_concept}", width="stretch")
+                 caption=md(f"where the model sees {cm_concept}"), width="stretch")
     with right, guard("Attribution"):
         method = st.selectbox("Attribution", ["gradcam", "integrated_gradients"], key="cx_attr")
         heat = attribution(ws, row, str(case["predicted"]), method)
-        st.image(heat_overlay(image, heat, signed=False), caption=f"{method} for {case['predicted']}",
+        st.image(heat_overlay(image, heat, signed=False), caption=md(f"{method} for {case['predicted']}"),
                  width="stretch")
 
     c1, c2 = st.columns(2)
@@ -133,7 +134,7 @@ def body(ctx: PageContext) -> None:
             m2.metric("Model-implied score", f"{float(implied['score_expected']):.1f}",
                       help=f"expected score from the concept scores; thresholded "
                            f"{implied.get('score_thresholded')}, P(score ≥ 3) {float(implied.get('p_rule', 0)):.2f}")
-            st.caption("Criteria the model sees: " + (", ".join(implied.get("present", [])) or "none"))
+            st.caption("Criteria the model sees: " + md(", ".join(implied.get("present", [])) or "none"))
         else:
             m2.metric("Model-implied score", "—", help="needs concept scores of all seven criteria")
     with guard("What-if"):

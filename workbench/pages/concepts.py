@@ -8,6 +8,7 @@ from workbench._ui_concepts import concept_examples, concept_map
 from workbench._ui_figures import heat_overlay, tcav_figure
 from workbench._ui_science import tcav_table
 from workbench._ui_state import PageContext, guard, run_page, workspace
+from workbench._ui_text import md
 
 
 def body(ctx: PageContext) -> None:
@@ -48,11 +49,11 @@ def body(ctx: PageContext) -> None:
     with guard("Concept examples"):
         ex = concept_examples(ws, concept, layer)
         for title, key in (("Most like the concept", "top"), ("Least like the concept", "bottom")):
-            st.markdown(f"**{title}** (score along the CAV at {layer})")
+            st.markdown(f"**{title}** (score along the CAV at {md(layer)})")
             rows = ex[key]
             cols_ = st.columns(len(rows) or 1)
             for col, r in zip(cols_, rows, strict=False):
-                col.image(r["image"], caption=f"{r['case_id']} · {r['label']} · {r['score']:+.2f}", width="stretch")
+                col.image(r["image"], caption=md(f"{r['case_id']} · {r['label']} · {r['score']:+.2f}"), width="stretch")
     with guard("Concept maps"):
         show_maps = st.toggle("Overlay concept maps (where in the image the concept is seen)", key="concepts_maps")
         if show_maps:
@@ -60,7 +61,7 @@ def body(ctx: PageContext) -> None:
             cols_ = st.columns(len(rows) or 1)
             for col, r in zip(cols_, rows, strict=False):
                 heat = concept_map(ws, concept, layer, r["row"])
-                col.image(heat_overlay(r["image"], heat), caption=r["case_id"], width="stretch")
+                col.image(heat_overlay(r["image"], heat), caption=md(r["case_id"]), width="stretch")
 
 
 run_page(

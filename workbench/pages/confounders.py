@@ -14,6 +14,7 @@ from workbench._ui_figures import cooccurrence_heatmap
 from workbench._ui_interventions import PRESET_KEY
 from workbench._ui_science import confounder_display, confounder_frame, cooccurrence_tables
 from workbench._ui_state import PageContext, guard, run_page, workspace
+from workbench._ui_text import md
 
 
 def _report(ctx: PageContext, ws: Any) -> None:
@@ -46,9 +47,9 @@ def _report(ctx: PageContext, ws: Any) -> None:
             continue
         shown.add(c)
         a, b = st.columns([5, 1], vertical_alignment="center")
-        a.markdown(f"**{int(r['rank'])}. {c}** ({r['class']}) — {r['evidence']}")
+        a.markdown(f"**{int(r['rank'])}. {md(c)}** ({md(r['class'])}) — {md(r['evidence'])}")
         if not ctx.read_only and b.button(
-            f"Mask {c}", key=f"cf_mask_{c}", icon=":material/healing:",
+            f"Mask {md(c)}", key=f"cf_mask_{c}", icon=":material/healing:",
             help="Open Interventions with this concept masked",
         ):
             st.session_state[PRESET_KEY] = [c]
@@ -90,11 +91,11 @@ def _clusters(ctx: PageContext, ws: Any) -> None:
     can_name = ctx.can(Action.CONCEPT_NAMED)
     for cl in gallery:
         with st.container(border=True):
-            st.markdown(f"**Cluster {cl['cluster']}** · {cl['size']} cases · {cl.get('summary', '')}")
+            st.markdown(f"**Cluster {cl['cluster']}** · {cl['size']} cases · {md(cl.get('summary', ''))}")
             imgs = cl["images"]
             cols = st.columns(max(1, len(imgs)))
             for col, (img, cap) in zip(cols, imgs, strict=False):
-                col.image(img, caption=cap, width="stretch")
+                col.image(img, caption=md(cap), width="stretch")
             if not can_name:
                 continue
             with st.form(f"cf_name_{cl['cluster']}"):
@@ -106,7 +107,7 @@ def _clusters(ctx: PageContext, ws: Any) -> None:
                 if not name.strip():
                     st.error("Give the concept a name.")
                     continue
-                with guard("Naming the cluster"), st.status(f"Learning “{name}” and testing it (CAV, TCAV)…",
+                with guard("Naming the cluster"), st.status(f"Learning “{md(name)}” and testing it (CAV, TCAV)…",
                                                             expanded=True) as status:
                     bar = st.progress(0.0, text="starting")
 
@@ -115,7 +116,7 @@ def _clusters(ctx: PageContext, ws: Any) -> None:
 
                     result = name_cluster_as_concept(ws, ctx.actor, cl["cluster"], name.strip(), why.strip(),
                                                      progress=progress)
-                    status.update(label=f"“{name}” added: {result}", state="complete")
+                    status.update(label=f"“{md(name)}” added: {md(result)}", state="complete")
 
 
 def body(ctx: PageContext) -> None:

@@ -36,6 +36,7 @@ from workbench._ui_state import (
     store_events,
     workspace,
 )
+from workbench._ui_text import md
 
 _LABELS = {
     "accuracy": "Accuracy",
@@ -121,7 +122,7 @@ def _what_if(ctx: PageContext) -> None:
     if spec is None:
         st.info("Choose concepts above to see what the model would do without (or with more of) them.")
         return
-    st.caption(f"Intervention: {spec.describe()} · spec {spec.spec_id}")
+    st.caption(md(f"Intervention: {spec.describe()} · spec {spec.spec_id}"))
 
     main_split, main_label = EvalSplits[0]
     before, after = results[main_split]
@@ -199,15 +200,15 @@ def _applied_list(ctx: PageContext) -> None:
     st.subheader("Applied interventions")
     msg = st.session_state.pop("iv_saved", None)
     if msg:
-        st.success(msg, icon=":material/check_circle:")
+        st.success(md(msg), icon=":material/check_circle:")
     active = active_interventions(store_events(ws))
     if not active:
         st.info("No intervention is applied.")
         return
     for a in active:
         deltas = a.metric_deltas or {}
-        with st.expander(f"{a.intervention_id} · {a.concept or ''} · by {a.applied_by}", expanded=False):
-            st.markdown(f"“{a.rationale}” — {a.applied_at[:16].replace('T', ' ')} UTC")
+        with st.expander(md(f"{a.intervention_id} · {a.concept or ''} · by {a.applied_by}"), expanded=False):
+            st.text(f"“{a.rationale}” — {a.applied_at[:16].replace('T', ' ')} UTC")
             if deltas:
                 st.dataframe(
                     pd.DataFrame([{"metric": k, "change": v} for k, v in deltas.items()]),

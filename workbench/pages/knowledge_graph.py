@@ -10,6 +10,7 @@ import streamlit as st
 from workbench._ui_figures import graph_figure, selected_node
 from workbench._ui_science import graph_tables, node_evidence
 from workbench._ui_state import PageContext, run_page, workspace
+from workbench._ui_text import md
 
 
 def body(ctx: PageContext) -> None:
@@ -63,19 +64,19 @@ def _md_color(cat: str) -> str:
 
 def _evidence(ws: Any, node: str) -> None:
     ev = node_evidence(ws, node)
-    st.subheader(f"{ev.get('label', node)}  ·  {ev['kind']}")
+    st.subheader(md(f"{ev.get('label', node)}  ·  {ev['kind']}"))
     f = ev["finding"]
     if f is not None:
         cat = str(f["category"])
         box = st.error if cat in ("confounder", "contradictory") else (st.warning if cat == "neglected" else st.success)
-        box(f"**{cat}** — {f['reason']}")
+        box(f"**{md(cat)}** — {md(f['reason'])}")
         cols = st.columns(4)
         cols[0].metric("TCAV effect", _fmt(f.get("effect")), help="score minus random baseline (lead row)")
         cols[1].metric("adjusted p", _fmt(f.get("p_adjusted"), ".2g"))
         cols[2].metric("CAV accuracy", _fmt(f.get("cav_accuracy")))
         cols[3].metric("stability", _fmt(f.get("stability")))
     for line in ev["explain"]:
-        st.markdown(f"- {line}")
+        st.markdown(f"- {md(line)}")
     tc: pd.DataFrame = ev["tcav"]
     if len(tc):
         show = [c for c in ("class", "layer", "score_mean", "score_std", "random_mean", "effect",
@@ -84,7 +85,7 @@ def _evidence(ws: Any, node: str) -> None:
         st.dataframe(tc[show], hide_index=True, width="stretch")
     if ev["neighbors"]:
         with st.expander("Relations in the graph"):
-            st.markdown("\n".join(f"- {n}" for n in ev["neighbors"]))
+            st.markdown("\n".join(f"- {md(n)}" for n in ev["neighbors"]))
 
 
 def _fmt(v: Any, spec: str = ".2f") -> str:

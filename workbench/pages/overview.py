@@ -9,6 +9,7 @@ import streamlit as st
 from workbench._ui_history import active_interventions, history_frame
 from workbench._ui_science import alignment_frame, confounder_display, confounder_frame, summary
 from workbench._ui_state import PageContext, guard, run_page, store_events, workspace
+from workbench._ui_text import md
 
 
 def _pct(v: Any) -> str:
@@ -25,13 +26,13 @@ def body(ctx: PageContext) -> None:
     st.subheader("Model and data")
     c1, c2, c3 = st.columns(3)
     c1.metric("Model", str(info.get("architecture") or info.get("model") or "—"),
-              help=f"model id {info.get('model_id', '?')}")
+              help=f"model id {md(info.get('model_id', '?'))}")
     c2.metric("Data set", str(info.get("dataset") or "—"),
               help=f"{info.get('n_images', '?')} images of {info.get('image_size', '?')} px")
     c3.metric("Cases", str(info.get("n_images", "—")),
               help=f"plus {info.get('n_concept_images', '?')} concept-set images")
     if info.get("layers"):
-        st.caption("Layers analysed: " + ", ".join(info["layers"]) + f" · model id `{info.get('model_id', '?')}`")
+        st.caption("Layers analysed: " + md(", ".join(info["layers"])) + f" · model id {md(info.get('model_id', '?'))}")
 
     st.subheader("Headline metrics")
     m = st.columns(4)
@@ -50,7 +51,7 @@ def body(ctx: PageContext) -> None:
         st.caption(
             "Counterfactual flip rates (debiased test): "
             + "; ".join(
-                f"adding **{art}** flips {_pct(fr.get('add'))} of cases, removing it "
+                f"adding **{md(art)}** flips {_pct(fr.get('add'))} of cases, removing it "
                 f"{_pct(fr.get('remove'))}"
                 for art, fr in flips.items()
             )
@@ -62,12 +63,12 @@ def body(ctx: PageContext) -> None:
         with guard("Alignment report"):
             al = alignment_frame(ws)
             counts = al["category"].value_counts().to_dict()
-            st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
+            st.caption(md(" · ".join(f"{k}: {v}" for k, v in counts.items())))
             top = al[al["category"] != "aligned"].head(5)
             if top.empty:
                 st.success("Every tested concept is used as clinical knowledge expects.")
             for _, r in top.iterrows():
-                st.markdown(f"**{r['concept']}** — *{r['category']}*: {r['reason']}")
+                st.markdown(f"**{md(r['concept'])}** — *{md(r['category'])}*: {md(r['reason'])}")
     with right:
         st.subheader("Confounders: top of the ranked report")
         with guard("Confounder report"):
@@ -75,7 +76,7 @@ def body(ctx: PageContext) -> None:
             if cf.empty:
                 st.success("No confounder candidates: nothing irrelevant rides with a class.")
             for _, r in cf.iterrows():
-                st.markdown(f"{int(r['rank'])}. **{r['concept']}** ({r['class']}) — {r['evidence']}")
+                st.markdown(f"{int(r['rank'])}\\. **{md(r['concept'])}** ({md(r['class'])}) — {md(r['evidence'])}")
 
     st.subheader("What has changed")
     with guard("Intervention history"):
@@ -85,9 +86,10 @@ def body(ctx: PageContext) -> None:
             st.info("No intervention is applied: the model is as trained.")
         for a in active:
             st.markdown(
-                f"- **{a.concept or a.intervention_id}** ({a.intervention_id}) applied by "
-                f"{a.applied_by} on {a.applied_at[:16].replace('T', ' ')} — “{a.rationale}”"
+                f"- **{md(a.concept or a.intervention_id)}** ({md(a.intervention_id)}) applied by "
+                f"{md(a.applied_by)} on {a.applied_at[:16].replace('T', ' ')}"
             )
+            st.text(f"“{a.rationale}”")
         recent = events[-5:]
         if recent:
             st.caption("Latest events")

@@ -7,6 +7,7 @@ import streamlit as st
 from workbench._auth import AuthConfigError, oidc_provider_name
 from workbench._ui_nav import PAGES, page_keys_for
 from workbench._ui_state import current_session, show_error
+from workbench._ui_text import md
 
 st.title("Concept Workbench")
 st.caption("Find and correct what a dermatology classifier relies on.")
@@ -15,7 +16,7 @@ session = current_session()
 if session.actor is not None:  # a stale sign-in URL after signing in: go to the landing page
     st.switch_page(PAGES[page_keys_for(session.actor.role)[0]].script)
 elif session.signed_in:
-    st.warning(session.problem, icon=":material/no_accounts:")
+    st.warning(md(session.problem), icon=":material/no_accounts:")
     if st.button("Sign out", icon=":material/logout:", key="wb_sign_in_logout"):
         st.logout()
 else:
@@ -25,7 +26,7 @@ else:
         icon=":material/lock:",
     )
     if session.problem and session.problem != "Sign in to continue.":
-        st.warning(session.problem)
+        st.warning(md(session.problem))
     if st.button("Sign in", type="primary", icon=":material/login:", key="wb_sign_in"):
         try:
             auth = dict(st.secrets.get("auth", {}))
