@@ -302,8 +302,8 @@ def test_hostile_export_files_give_one_line_errors(ws: Path, tmp_path: Path, nam
 def test_the_ui_reads_a_roles_file_with_an_os_users_table() -> None:
     from workbench._auth import RoleMap
 
-    rm = RoleMap.from_dict({"os_users": {"alice": "auditor"}, "subjects": {"s1": "engineer"}})
-    assert rm.role_for({"sub": "s1"}) is Role.ENGINEER
+    rm = RoleMap.from_dict({"os_users": {"alice": "auditor"}})  # accepted, and it grants
+    assert rm.role_for({"sub": "alice", "iss": "https://idp.example"}) is None  # no UI role
 
 
 def test_serve_checks_the_local_role(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
