@@ -171,14 +171,21 @@ def _effect_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
             continue
         extra = ""
         if key == "worst_group_accuracy":
-            groups = {str(g) for g in (before.get("worst_group"), after.get("worst_group")) if g}
-            extra = f"<br><span class='muted small'>{e(' → '.join(sorted(groups)))}</span>" if groups else ""
+            groups = list(dict.fromkeys(str(g) for g in (before.get("worst_group"),
+                                                         after.get("worst_group")) if g))
+            extra = f"<br><span class='muted small'>{e(' → '.join(groups))}</span>" if groups else ""
         rows.append(f"<tr><td>{e(label)}{extra}</td>{_cell(key, before, size_key)}"
                     f"{_cell(key, after, size_key)}<td class='num'>{_delta(key, before, after)}</td>"
                     f"<td class='num'>{e(_size(key, before, size_key))}</td></tr>")
     return ("<table><thead><tr><th>Metric</th><th class='num'>Before [95% CI]</th>"
             "<th class='num'>After [95% CI]</th><th class='num'>Change</th>"
             "<th class='num'>Cases</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _reduction(red: float | None) -> str:
+    if red is None:
+        return "—"
+    return f"{100 * red:.0f}% less" if red >= 0 else f"{-100 * red:.0f}% more"
 
 
 def _flip_table(reliance: Mapping[str, Any]) -> str:
@@ -200,7 +207,7 @@ def _flip_table(reliance: Mapping[str, Any]) -> str:
         rows.append(f"<tr><td>adding <em>{e(art)}</em>"
                     f"{' → ' + e(fr.get('to_class')) if fr.get('to_class') else ''}</td>"
                     + "".join(cells)
-                    + f"<td class='num'>{'—' if red is None else f'{100 * red:.0f}% less'}</td>"
+                    + f"<td class='num'>{_reduction(red)}</td>"
                     f"<td class='num'>{'—' if n is None else n}</td></tr>")
     return ("<p><strong>Flip rates</strong> <span class='muted'>(share of predictions that "
             "change when the artifact is added to an image of the other class)</span></p>"
@@ -292,6 +299,14 @@ def spec_rows(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), text if len(text) <= 200 else text[:197] + "…")]
 
 
+def _scalars(evidence: Mapping[str, Any] | None, limit: int = 140) -> str:
+    """The plain (non-nested) values of an event's evidence, as ``key: value`` text."""
+    parts = [f"{k}: {v}" for k, v in (evidence or {}).items()
+             if not isinstance(v, Mapping | list) and k != "description"]
+    text = "; ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _edits_table(edits: list[Mapping[str, Any]]) -> str:
     rows = []
     for i, ed in enumerate(edits):
@@ -326,7 +341,8 @@ def _appendix(history: InterventionHistory) -> str:
     evs = "".join(
         f"<tr><td class='num'>{ev.seq}</td><td>{e(ev.ts[:19].replace('T', ' '))}</td>"
         f"<td>{e(ev.actor_name)} <span class='muted'>({e(ev.actor_role)}, {e(ev.actor_id)})</span>"
-        f"</td><td>{e(ev.action)}</td><td>{e(ev.rationale)}</td>"
+        f"</td><td>{e(ev.action)}</td><td>{e(ev.rationale)}"
+        f"<div class='muted small'>{e(_scalars(ev.evidence))}</div></td>"
         f"<td><code>{e(ev.hash[:12])}…</code></td></tr>" for ev in history.events)
     return (
         "<section class='appendix'><h2>Appendix A — specification</h2>"

@@ -297,3 +297,19 @@ def test_hostile_export_files_give_one_line_errors(ws: Path, tmp_path: Path, nam
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, (out, err)
     assert "Traceback" not in err
     _store_intact(ws, 10)
+
+
+def test_the_ui_reads_a_roles_file_with_an_os_users_table() -> None:
+    from workbench._auth import RoleMap
+
+    rm = RoleMap.from_dict({"os_users": {"alice": "auditor"}})  # accepted, and it grants
+    assert rm.role_for({"sub": "alice", "iss": "https://idp.example"}) is None  # no UI role
+
+
+def test_serve_checks_the_local_role(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench._cli_identity import check_local_role
+
+    _as_user(monkeypatch, "mallory", ws.stat().st_uid + 1)
+    with pytest.raises(PermissionDenied):
+        check_local_role(ws, "127.0.0.1", "dermatologist")
+    check_local_role(ws, "0.0.0.0", "dermatologist")  # sign-in mode: roles come from the provider

@@ -11,15 +11,20 @@ Letter with page numbers.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
+
+import pandas as pd
 
 from concepts import WorkbenchError
 from store import EventFilter, Store
 
 __all__ = ["ReportError", "chromium_path", "history_report", "html_to_pdf",
            "intervention_report", "motivation_rows"]
+
+#: A ranked confounder report, or a function returning one.
+ConfounderSource: TypeAlias = pd.DataFrame | Callable[[], pd.DataFrame]
 
 _MOTIVATION_KEYS = ("rank", "concept", "class", "odds_ratio", "or_ci_low", "or_ci_high",
                     "p_adjusted", "reliance", "tcav_p_adjusted")
@@ -40,18 +45,25 @@ def _spec_concepts(spec: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def motivation_rows(workspace: Path, concepts: list[str]) -> list[dict[str, Any]]:
+def motivation_rows(
+    workspace: Path, concepts: list[str], confounders: ConfounderSource | None = None
+) -> list[dict[str, Any]]:
     """The best-ranked confounder row of each concept in the workspace's current results.
 
-    Returns an empty list when the workspace has no data set or the ranking cannot be made
-    (the report then says that no evidence was recorded).
+    ``confounders`` (a ranked report, or a function returning one, e.g. the UI's cached
+    ``confounder_frame``) avoids recomputing the ranking. Returns an empty list when the
+    workspace has no data set or the ranking cannot be made (the report then shows only the
+    evidence saved with the intervention).
     """
     if not concepts:
         return []
     try:
-        from graph import workspace_confounders
+        if confounders is None:
+            from graph import workspace_confounders
 
-        df = workspace_confounders(workspace)
+            df = workspace_confounders(workspace)
+        else:
+            df = confounders() if callable(confounders) else confounders
     except (WorkbenchError, OSError, ValueError, KeyError):
         return []
     rows: list[dict[str, Any]] = []
@@ -72,11 +84,12 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def intervention_report(store: Store, workspace: Path, intervention_id: str) -> str:
+def intervention_report(store: Store, workspace: Path, intervention_id: str,
+                        confounders: ConfounderSource | None = None) -> str:
     """The HTML intervention report, with the evidence of ``workspace``'s results."""
     spec = store.intervention_history(intervention_id).spec
-    return store.report_html(intervention_id,
-                             motivation=motivation_rows(workspace, _spec_concepts(spec)),
+    rows = motivation_rows(workspace, _spec_concepts(spec), confounders)
+    return store.report_html(intervention_id, motivation=rows,
                              workspace_label=Path(workspace).resolve().name)
 
 

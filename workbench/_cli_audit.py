@@ -262,23 +262,44 @@ def _subject(ev: Event) -> str:
     return ev.intervention_id or ev.concept or ev.model_id or ""
 
 
+def _who(ev: Event) -> str:
+    return f"{ev.actor_name} ({_ROLE_ABBR.get(ev.actor_role, ev.actor_role)})"
+
+
+def _log_widths(events: list[Event], width: int) -> tuple[dict[str, int], int]:
+    """Column widths that fit ``width``: text columns shrink (then "about" goes) before the
+    rationale drops under 20 characters."""
+    def longest(values: list[str], cap: int) -> int:
+        return min(cap, max([0, *(len(v) for v in values)]))
+
+    w = {"seq": max([3, *(len(str(ev.seq)) for ev in events)]), "time (UTC)": 16,
+         "who": max(10, longest([_who(ev) for ev in events], 26)),
+         "action": max(10, longest([ev.action for ev in events], 16)),
+         "about": max(8, longest([_subject(ev) for ev in events], 22))}
+    floor = {"who": 10, "action": 10, "about": 8}
+
+    def rest() -> int:
+        return width - sum(w.values()) - 3 * len(w) - 1  # padding + divider per column
+
+    while rest() < 20 and any(w[k] > floor[k] for k in floor if k in w):
+        k = max((k for k in floor if k in w), key=lambda c: w[c] - floor[c])
+        w[k] -= 1
+    if rest() < 10:  # narrow terminal: drop the subject column
+        w.pop("about")
+    return w, max(rest(), 8)
+
+
 def _log_table(events: list[Event], width: int) -> Table:
     """One line per event at any terminal width: long text is cut with an ellipsis."""
-    seq_w = max([3, *(len(str(ev.seq)) for ev in events)])
-    fixed = {"seq": seq_w, "time (UTC)": 16, "who": 12, "action": 12, "about": 10}
-    rest = width - sum(fixed.values()) - 3 * len(fixed) - 1  # padding + divider per column
-    if rest < 10:  # narrow terminal: drop the subject column first
-        fixed.pop("about")
-        rest += 13
+    fixed, rest = _log_widths(events, width)
     table = Table(title=f"{len(events)} events", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, caption="full text: --format json or csv", expand=False)
     for col, w in fixed.items():
         table.add_column(col, no_wrap=True, overflow="ellipsis", width=w,
                          justify="right" if col == "seq" else "left")
-    table.add_column("rationale", no_wrap=True, overflow="ellipsis", width=max(rest, 8))
+    table.add_column("rationale", no_wrap=True, overflow="ellipsis", width=rest)
     for ev in events:
-        who = f"{ev.actor_name} ({_ROLE_ABBR.get(ev.actor_role, ev.actor_role)})"
-        cells: list[str | Text] = [str(ev.seq), ev.ts[:16].replace("T", " "), _safe(who, 60),
+        cells: list[str | Text] = [str(ev.seq), ev.ts[:16].replace("T", " "), _safe(_who(ev), 60),
                                    _safe(ev.action, 40)]
         if "about" in fixed:
             cells.append(_safe(_subject(ev), 60))

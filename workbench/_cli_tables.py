@@ -61,8 +61,8 @@ def print_fit_table(df: pd.DataFrame, *, title: str | None = None,
     cells = {c: [_cell(v) for v in df[c].tolist()] for c in df.columns}
     plan = _plan(df, cells, con.width - 1)
     left_out = [str(c) for c in df.columns if str(c) not in {p for p, _ in plan}]
-    caption = ("not shown: " + ", ".join(left_out) + " — " if left_out else "") + \
-        "full values: --format json or csv"
+    caption = (f"more columns: {', '.join(left_out)} (--format json|csv)" if left_out
+               else "full values: --format json|csv")
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   caption=caption)
     for col, w in plan:

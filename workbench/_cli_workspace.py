@@ -105,9 +105,10 @@ def _output_shapes(model: ClassifierModel) -> list[tuple[str, tuple[int, ...]]]:
 
 def _register(ws: Workspace, model: ClassifierModel, ds: Dataset | None) -> None:
     """Record the model (and data set) in the workspace's store, as the demo does."""
-    from store import Actor, Store
+    from store import Role, Store
+    from workbench._cli_identity import cli_actor
 
-    actor = Actor.from_os_user("engineer")
+    actor = cli_actor(ws.root, None, default=(Role.ENGINEER, Role.DERMATOLOGIST))
     store = Store.for_workspace(ws.root)
     with store.session():
         store.register_model(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -91,11 +91,17 @@ def history_frame(events: list[Event]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).sort_values("seq", ascending=False, ignore_index=True)
 
 
-def intervention_report_bytes(store: Store, workspace: Path, intervention_id: str) -> bytes:
-    """The print-ready intervention report (HTML, UTF-8) for a download button."""
+def intervention_report_bytes(
+    store: Store, workspace: Path, intervention_id: str,
+    confounders: Callable[[], pd.DataFrame] | None = None,
+) -> bytes:
+    """The print-ready intervention report (HTML, UTF-8) for a download button.
+
+    ``confounders`` returns the ranked confounder report (the UI passes its cached one).
+    """
     from workbench._audit_reports import intervention_report
 
-    return intervention_report(store, workspace, intervention_id).encode("utf-8")
+    return intervention_report(store, workspace, intervention_id, confounders).encode("utf-8")
 
 
 def history_report_bytes(store: Store, workspace: Path, filters: EventFilter | None = None) -> bytes:

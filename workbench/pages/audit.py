@@ -17,6 +17,7 @@ from workbench._ui_history import (
     make_filter,
     verify_summary,
 )
+from workbench._ui_science import confounder_frame
 from workbench._ui_state import PageContext, guard, run_page, store, store_events, workspace
 
 
@@ -93,7 +94,8 @@ def body(ctx: PageContext) -> None:
             pick = st.selectbox("Report for intervention", ivs, key="audit_report_iv")
             st.download_button(
                 "Intervention report",
-                data=functools.partial(intervention_report_bytes, s, ws.root, pick),
+                data=functools.partial(intervention_report_bytes, s, ws.root, pick,
+                                       functools.partial(confounder_frame, ws)),
                 file_name=f"report-{pick}.html",
                 mime=EXPORT_MIME["html"],
                 icon=":material/description:",

@@ -26,6 +26,7 @@ from workbench._ui_interventions import (
     whatif,
     whatif_ready,
 )
+from workbench._ui_science import confounder_frame
 from workbench._ui_state import (
     PageContext,
     guard,
@@ -216,7 +217,8 @@ def _applied_list(ctx: PageContext) -> None:
                 )
             st.download_button(
                 "Intervention report", icon=":material/description:", on_click="ignore",
-                data=functools.partial(intervention_report_bytes, store(ws), ws.root, a.intervention_id),
+                data=functools.partial(intervention_report_bytes, store(ws), ws.root, a.intervention_id,
+                                       functools.partial(confounder_frame, ws)),
                 file_name=f"report-{a.intervention_id}.html", mime="text/html",
                 key=f"iv_report_{a.intervention_id}")
             if ctx.can(Action.REVERTED):
