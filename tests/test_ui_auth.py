@@ -57,7 +57,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("host", "expected"),
     [("127.0.0.1", True), ("127.0.1.5", True), ("localhost", True), ("::1", True), ("[::1]", True),
-     ("0.0.0.0", False), ("10.0.0.2", False), ("wb.example", False), ("::", False)],
+     ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("10.0.0.2", False), ("wb.example", False),
+     ("::", False), ("::ffff:10.0.0.1", False), ("", False)],
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected

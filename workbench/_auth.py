@@ -106,9 +106,11 @@ def is_loopback(host: str) -> bool:
     if h in ("localhost", "localhost.localdomain"):
         return True
     try:
-        return ipaddress.ip_address(h).is_loopback
+        ip = ipaddress.ip_address(h)
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None  # ::ffff:127.0.0.1
+    return bool((mapped or ip).is_loopback)
 
 
 def parse_role(value: str) -> Role:
