@@ -26,6 +26,8 @@ if not CHROMIUM.exists():  # pragma: no cover - `make test` installs it
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+expect.set_options(timeout=120_000)
+
 ENV_DROP = ("WORKBENCH_AUTH", "WORKBENCH_ROLE", "WORKBENCH_ROLES_FILE", "WORKBENCH_SECRETS_FILE")
 
 
@@ -69,10 +71,10 @@ def streamlit_run(workspace: Path, address: str | None, log: Path) -> Iterator[s
                 proc.wait()
 
 
-def _open(url: str, page: Page) -> None:
-    page.goto(url)
-    expect(page.get_by_role("heading", name="Concept Workbench", level=1)).to_be_visible(timeout=120_000)
-    page.wait_for_timeout(1500)
+def _settled(page: Page) -> None:
+    page.wait_for_timeout(500)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+    page.wait_for_timeout(500)
 
 
 @pytest.mark.parametrize(("address", "refused"), [(None, True), ("0.0.0.0", True), ("127.0.0.1", False)])
@@ -85,14 +87,19 @@ def test_streamlit_run_refuses_local_mode_off_loopback(tmp_path: Path, address: 
             with streamlit_run(ws, address, tmp_path / "streamlit.log") as url:
                 page = browser.new_page()
                 page.set_default_timeout(120_000)
+                page.goto(url)
                 if refused:
-                    _open(url, page)
                     expect(page.get_by_text("local mode refused", exact=False)).to_be_visible()
-                    expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
+                    _settled(page)
+                    expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)  # no page links
+                    assert "dermatologist" not in page.content()
+                    page.goto(f"{url}/audit")  # a page's URL typed directly: still refused
+                    expect(page.get_by_text("local mode refused", exact=False)).to_be_visible()
+                    _settled(page)
                     assert "dermatologist" not in page.content()
                 else:
-                    page.goto(url)
                     expect(page.get_by_text("dermatologist", exact=False).first).to_be_visible()
+                    _settled(page)
                     assert "local mode refused" not in page.content()
         finally:
             browser.close()
