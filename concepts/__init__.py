@@ -40,27 +40,41 @@ from concepts._importers import import_class_folders, import_folder
 from concepts._isic import import_isic
 from concepts._metrics import ClassificationMetrics, classification_metrics
 from concepts._models import (
+    ARCHITECTURE_GROUP,
     BUILTIN_ARCHITECTURES,
+    PROGRAM_ARCHITECTURE,
     ClassifierModel,
     Preprocessing,
     StagedNet,
     TinyCNN,
+    architecture_names,
+    check_architecture_name,
+    check_factory_kwargs,
     load_state_dict_safely,
 )
 from concepts._reliance import FlipRate, counterfactual_flip_rate, planted_confounders
 from concepts._scores import attribution_map, concept_maps, concept_scores
 from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random
 from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
-from concepts._training import fit_linear_head, set_linear_head, train_end_to_end
-from concepts._workspace import Workspace
+from concepts._training import (
+    TrainConfig,
+    TrainResult,
+    fit_linear_head,
+    set_linear_head,
+    train_classifier,
+    train_end_to_end,
+)
+from concepts._workspace import Workspace, check_name
 
 __all__ = [
+    "ARCHITECTURE_GROUP",
     "ARTIFACTS",
     "BUILTIN_ARCHITECTURES",
     "CAV",
     "CRITERIA",
     "DERM7PT_LABELS",
     "PROBES",
+    "PROGRAM_ARCHITECTURE",
     "ActivationCache",
     "CAVTrainer",
     "ClassificationMetrics",
@@ -86,15 +100,21 @@ __all__ = [
     "TCAVReport",
     "TCAVSetup",
     "TinyCNN",
+    "TrainConfig",
+    "TrainResult",
     "UnsafeCheckpointError",
     "WorkbenchError",
     "Workspace",
     "WorkspaceError",
     "adjust_pvalues",
+    "architecture_names",
     "attribute_class_table",
     "attribute_pair_table",
     "attribution_map",
     "cav_cosine",
+    "check_architecture_name",
+    "check_factory_kwargs",
+    "check_name",
     "classification_metrics",
     "cluster_activations",
     "cluster_dataset",
@@ -126,6 +146,7 @@ __all__ = [
     "render_twins",
     "run_tcav",
     "set_linear_head",
+    "train_classifier",
     "train_end_to_end",
     "two_by_two_test",
 ]

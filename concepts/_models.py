@@ -12,17 +12,25 @@ Built-in architectures (see :data:`BUILTIN_ARCHITECTURES`):
     wheel (no download); its stages are exposed as layers ``stem``, ``block0`` ... ``block15``,
     ``head``, ``pool`` and ``fc`` (the logits).
 
-User models: an architecture string ``package.module:factory`` (the factory returns an
-``nn.Module``; keyword arguments come from ``factory_kwargs``) plus a state dict loaded with
-``torch.load(..., weights_only=True)`` only.
+User models, in formats that cannot run code when read from disk:
+
+* a state dict (``.pt`` read with ``torch.load(..., weights_only=True)``, or ``.safetensors``)
+  for a built-in architecture or one that an installed package registers as an entry point
+  in the group :data:`ARCHITECTURE_GROUP` (the operator's allow-list: ``model.json`` names only
+  the entry point, never a module path);
+* a ``torch.export`` program (``.pt2``), checked by :mod:`concepts._program` before loading.
+
+In Python, a trusted engineer may also pass the factory callable itself (``factory=``); the
+name recorded on disk is then the entry-point name under which it must be registered to load.
+``factory_kwargs`` are JSON scalars only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import pickle
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,12 +45,17 @@ from torch import nn
 from concepts._errors import ModelError, UnsafeCheckpointError
 
 __all__ = [
+    "ARCHITECTURE_GROUP",
     "BUILTIN_ARCHITECTURES",
+    "PROGRAM_ARCHITECTURE",
     "ClassifierModel",
     "Preprocessing",
     "StagedNet",
     "TinyCNN",
+    "architecture_names",
     "build_efficientnet_lite0",
+    "check_architecture_name",
+    "check_factory_kwargs",
     "load_state_dict_safely",
 ]
 
@@ -190,9 +203,21 @@ BUILTIN_ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], Preprocessing]]
 }
 
 
+#: Entry-point group through which installed packages provide architectures (the allow-list).
+ARCHITECTURE_GROUP = "concept_workbench.architectures"
+
+#: ``architecture`` of a model loaded from a ``torch.export`` program.
+PROGRAM_ARCHITECTURE = "torch.export"
+
+_ARCH_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+FactoryKwargs = dict[str, str | int | float | bool | None]
+
+
 # --------------------------------------------------------------------------- checkpoints
 def load_state_dict_safely(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict with ``torch.load(..., weights_only=True)`` only.
+    """Load a state dict: ``.safetensors`` with safetensors, anything else with
+    ``torch.load(..., weights_only=True)`` only.
 
     Raises
     ------
@@ -204,6 +229,8 @@ def load_state_dict_safely(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"checkpoint not found: {p}")
+    if p.suffix == ".safetensors":
+        return _load_safetensors(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -222,6 +249,18 @@ def load_state_dict_safely(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _load_safetensors(p: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as exc:  # pragma: no cover - dependency missing
+        raise ModelError("reading .safetensors needs the safetensors package — `pip install safetensors`") from exc
+    try:
+        return dict(load_file(str(p), device="cpu"))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{p}: not a readable safetensors file ({exc})") from exc
+
+
 def _weights_sha256(module: nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(module.state_dict().items()):
@@ -233,22 +272,78 @@ def _weights_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _resolve_factory(architecture: str) -> Callable[..., nn.Module]:
-    if architecture in BUILTIN_ARCHITECTURES:
-        return BUILTIN_ARCHITECTURES[architecture][0]
-    if ":" not in architecture:
+def check_factory_kwargs(kwargs: Any) -> FactoryKwargs:
+    """``factory_kwargs`` as a dict of JSON scalars (str, int, float, bool, None).
+
+    Raises
+    ------
+    ModelError
+        Not a dict of scalars.
+    """
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise ModelError(f"factory_kwargs must be an object of JSON scalars, got {type(kwargs).__name__}")
+    for k, v in kwargs.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise ModelError(f"factory_kwargs: invalid keyword {k!r}")
+        if v is not None and not isinstance(v, str | int | float | bool):
+            raise ModelError(f"factory_kwargs[{k!r}] must be a JSON scalar (string, number, true/false, null)")
+    return dict(kwargs)
+
+
+def check_architecture_name(architecture: Any) -> str:
+    """A built-in or entry-point architecture name; module paths are refused.
+
+    Raises
+    ------
+    ModelError
+        A ``module:function`` path, or not a plain name.
+    """
+    name = str(architecture)
+    if ":" in name or "/" in name or "\\" in name:
         raise ModelError(
-            f"unknown architecture {architecture!r}: use one of {sorted(BUILTIN_ARCHITECTURES)} "
-            "or 'package.module:factory'"
+            f"architecture {name[:80]!r} names code to import — refused: a model file may name only a "
+            f"built-in architecture ({', '.join(sorted(BUILTIN_ARCHITECTURES))}) or an entry point; to "
+            f"use your own, register it in your package's pyproject.toml under "
+            f'[project.entry-points."{ARCHITECTURE_GROUP}"] as NAME = "package.module:factory", '
+            "pip install the package, and give NAME as the architecture"
         )
-    mod_name, _, attr = architecture.partition(":")
+    if not _ARCH_NAME_RE.fullmatch(name):
+        raise ModelError(f"invalid architecture name {name[:80]!r} (letters, digits, '.', '_', '-')")
+    return name
+
+
+def architecture_names() -> list[str]:
+    """Built-in architectures plus the entry points installed packages register."""
+    from importlib.metadata import entry_points
+
+    plugins = sorted({ep.name for ep in entry_points(group=ARCHITECTURE_GROUP)} - set(BUILTIN_ARCHITECTURES))
+    return sorted(BUILTIN_ARCHITECTURES) + plugins
+
+
+def _resolve_factory(architecture: str) -> Callable[..., nn.Module]:
+    """The factory of a built-in architecture or of an installed entry point (never a path)."""
+    name = check_architecture_name(architecture)
+    if name in BUILTIN_ARCHITECTURES:
+        return BUILTIN_ARCHITECTURES[name][0]
+    if name == PROGRAM_ARCHITECTURE:
+        raise ModelError("a torch.export model is loaded from its program, not built from a factory")
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=ARCHITECTURE_GROUP) if ep.name == name]
+    if not found:
+        raise ModelError(
+            f"unknown architecture {name!r}: use one of {architecture_names()}, or register it as an "
+            f'entry point [project.entry-points."{ARCHITECTURE_GROUP}"] {name} = "package.module:factory" '
+            "in a package you install"
+        )
     try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as exc:
-        raise ModelError(f"cannot import {mod_name!r} for architecture {architecture!r}: {exc}") from exc
-    fn = getattr(mod, attr, None)
+        fn = found[0].load()
+    except Exception as exc:  # an installed plugin that fails to import: report it
+        raise ModelError(f"architecture entry point {name!r} ({found[0].value}) failed to load: {exc}") from exc
     if not callable(fn):
-        raise ModelError(f"{architecture!r}: {attr!r} is not a callable in {mod_name}")
+        raise ModelError(f"architecture entry point {name!r} ({found[0].value}) is not callable")
     return fn  # type: ignore[no-any-return]
 
 
@@ -262,13 +357,16 @@ class ClassifierModel:
     module
         The torch module (kept in eval mode).
     architecture
-        Builtin name or ``package.module:factory``.
+        Built-in name, entry-point name, or ``torch.export`` (a program).
     classes
         Class names, in logit order.
     preprocess
         The input preprocessing.
     factory_kwargs
-        Extra keyword arguments of the architecture factory.
+        Extra keyword arguments of the architecture factory (JSON scalars; for a program, its
+        sha256).
+    program
+        The ``.pt2`` bytes of a model loaded from a ``torch.export`` program (else ``None``).
     """
 
     module: nn.Module
@@ -276,6 +374,7 @@ class ClassifierModel:
     classes: tuple[str, ...]
     preprocess: Preprocessing
     factory_kwargs: dict[str, Any] = field(default_factory=dict)
+    program: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.module.eval()
@@ -389,12 +488,19 @@ class ClassifierModel:
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``weights.pt`` (a plain state dict) and ``model.json`` into ``directory``."""
+        """Write ``model.json`` plus ``weights.pt`` (a plain state dict) or ``program.pt2``.
+
+        Raises
+        ------
+        ModelError
+            The architecture is not a name that :meth:`load` can resolve.
+        """
+        if self.program is None:
+            check_architecture_name(self.architecture)
+        check_factory_kwargs(self.factory_kwargs)
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        torch.save(self.module.state_dict(), d / "weights.pt.tmp")
-        (d / "weights.pt.tmp").replace(d / "weights.pt")
-        meta = {
+        meta: dict[str, Any] = {
             "architecture": self.architecture,
             "factory_kwargs": self.factory_kwargs,
             "classes": list(self.classes),
@@ -403,6 +509,13 @@ class ClassifierModel:
             "weights_sha256": self.weights_sha256,
             "layers": self.layers,
         }
+        if self.program is not None:
+            (d / "program.pt2.tmp").write_bytes(self.program)
+            (d / "program.pt2.tmp").replace(d / "program.pt2")
+            meta["format"] = "torch.export"
+        else:
+            torch.save(self.module.state_dict(), d / "weights.pt.tmp")
+            (d / "weights.pt.tmp").replace(d / "weights.pt")
         (d / "model.json").write_text(json.dumps(meta, indent=2))
         return d
 
@@ -415,29 +528,50 @@ class ClassifierModel:
         preprocess: Preprocessing | None = None,
         factory_kwargs: dict[str, Any] | None = None,
         seed: int = 0,
+        factory: Callable[..., nn.Module] | None = None,
     ) -> ClassifierModel:
-        """Build a fresh model of ``architecture`` (random init where not pretrained)."""
-        kw = dict(factory_kwargs or {})
-        factory = _resolve_factory(architecture)
+        """Build a fresh model of ``architecture`` (random init where not pretrained).
+
+        Parameters
+        ----------
+        architecture
+            A built-in name or the name of an installed entry point in :data:`ARCHITECTURE_GROUP`
+            (a ``module:function`` path is refused).
+        factory
+            A trusted, in-process factory to use instead of the entry point (Python API only);
+            ``architecture`` is still the name recorded in ``model.json``.
+        """
+        kw = check_factory_kwargs(factory_kwargs)
+        name = check_architecture_name(architecture)
         torch.manual_seed(seed)
-        if architecture in BUILTIN_ARCHITECTURES:
-            module = factory(len(classes), **kw)
-            pp = preprocess or BUILTIN_ARCHITECTURES[architecture][1]
-        else:
+        if factory is None and name in BUILTIN_ARCHITECTURES:
             try:
-                module = factory(**kw)
+                module = BUILTIN_ARCHITECTURES[name][0](len(classes), **kw)
+            except TypeError as exc:
+                raise ModelError(f"{name}: bad factory_kwargs {sorted(kw)} ({exc})") from exc
+            pp = preprocess or BUILTIN_ARCHITECTURES[name][1]
+        else:
+            fn = factory if factory is not None else _resolve_factory(name)
+            if not callable(fn):
+                raise ModelError(f"factory for {name!r} is not callable")
+            try:
+                module = fn(**kw)
             except Exception as exc:  # user factory: report, don't crash
-                raise ModelError(f"factory {architecture!r} failed: {exc}") from exc
+                raise ModelError(f"factory of {name!r} failed: {exc}") from exc
             if not isinstance(module, nn.Module):
-                raise ModelError(f"factory {architecture!r} returned {type(module).__name__}, not nn.Module")
+                raise ModelError(f"factory of {name!r} returned {type(module).__name__}, not nn.Module")
             if preprocess is None:
-                raise ModelError(f"{architecture!r}: give the preprocessing (input size, mean, std)")
+                raise ModelError(f"{name!r}: give the preprocessing (input size, mean, std)")
             pp = preprocess
-        return cls(module=module, architecture=architecture, classes=tuple(classes), preprocess=pp, factory_kwargs=kw)
+        return cls(module=module, architecture=name, classes=tuple(classes), preprocess=pp, factory_kwargs=kw)
 
     @classmethod
-    def load(cls, directory: str | Path) -> ClassifierModel:
-        """Load a model saved by :meth:`save` (weights with ``weights_only=True``).
+    def load(cls, directory: str | Path, *, factory: Callable[..., nn.Module] | None = None) -> ClassifierModel:
+        """Load a model saved by :meth:`save`; nothing named in the files is imported or run.
+
+        Weights load with ``weights_only=True``; the architecture must be built in or an
+        installed entry point (or ``factory``, a trusted callable given in Python); programs
+        are checked by :func:`concepts._program.check_program_archive`.
 
         Raises
         ------
@@ -451,19 +585,29 @@ class ClassifierModel:
             meta = json.loads(meta_path.read_text())
             pp = Preprocessing(
                 size=int(meta["preprocess"]["size"]),
-                mean=tuple(meta["preprocess"]["mean"]),
-                std=tuple(meta["preprocess"]["std"]),
+                mean=tuple(float(v) for v in meta["preprocess"]["mean"]),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in meta["preprocess"]["std"]),  # type: ignore[arg-type]
             )
             arch = str(meta["architecture"])
-            classes = tuple(meta["classes"])
-            kw = dict(meta.get("factory_kwargs", {}))
-        except (KeyError, TypeError, ValueError) as exc:
+            classes = tuple(str(c) for c in meta["classes"])
+            kw = meta.get("factory_kwargs", {})
+            fmt = meta.get("format")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{meta_path}: malformed model.json ({exc})") from exc
-        if arch == "efficientnet-lite0":
-            kw = {**kw, "pretrained": False}  # weights come from the checkpoint
-        model = cls.from_state_dict(arch, classes, d / "weights.pt", preprocess=pp, factory_kwargs=kw)
-        if arch == "efficientnet-lite0":
-            model.factory_kwargs.pop("pretrained", None)
+        if len(pp.mean) != 3 or len(pp.std) != 3 or not 1 <= pp.size <= 4096:
+            raise ModelError(f"{meta_path}: malformed preprocessing")
+        kw = check_factory_kwargs(kw)
+        if fmt == "torch.export" or arch == PROGRAM_ARCHITECTURE:
+            model = cls.from_program(d / "program.pt2", classes, preprocess=pp)
+            if kw.get("program_sha256") not in (None, model.factory_kwargs["program_sha256"]):
+                raise ModelError(f"{d}: program.pt2 does not match model.json (sha256 differs)")
+        else:
+            if arch == "efficientnet-lite0":
+                kw = {**kw, "pretrained": False}  # weights come from the checkpoint
+            model = cls.from_state_dict(arch, classes, d / "weights.pt", preprocess=pp, factory_kwargs=kw,
+                                        factory=factory)
+            if arch == "efficientnet-lite0":
+                model.factory_kwargs.pop("pretrained", None)
         expected = meta.get("weights_sha256")
         if expected and expected != model.weights_sha256:
             raise ModelError(f"{d}: weights do not match model.json (sha256 differs) — the files were changed")
@@ -478,9 +622,17 @@ class ClassifierModel:
         *,
         preprocess: Preprocessing | None = None,
         factory_kwargs: dict[str, Any] | None = None,
+        factory: Callable[..., nn.Module] | None = None,
     ) -> ClassifierModel:
-        """A user model: architecture + a state dict file (``weights_only=True``)."""
-        model = cls.build(architecture, classes, preprocess=preprocess, factory_kwargs=factory_kwargs)
+        """A user model: an architecture name + a state dict (``.pt`` with ``weights_only=True``,
+        or ``.safetensors``).
+
+        ``architecture`` is a built-in or an installed entry-point name; in Python a trusted
+        engineer may pass the ``factory`` callable itself (``architecture`` is then the name under
+        which it must be registered for the saved model to load from disk).
+        """
+        model = cls.build(architecture, classes, preprocess=preprocess, factory_kwargs=factory_kwargs,
+                          factory=factory)
         sd = load_state_dict_safely(weights)
         try:
             model.module.load_state_dict(sd, strict=True)
@@ -490,3 +642,49 @@ class ClassifierModel:
         model.module.eval()
         model.invalidate_id()
         return model
+
+    @classmethod
+    def from_program(
+        cls, path: str | Path, classes: Sequence[str], *, preprocess: Preprocessing
+    ) -> ClassifierModel:
+        """A model from a ``torch.export`` program (``.pt2``), checked before it is loaded.
+
+        The program takes a preprocessed float batch ``(N, 3, size, size)`` (export it with a
+        dynamic batch dimension) and returns logits; its submodules are the layers.
+
+        Raises
+        ------
+        UnsafeCheckpointError
+            The archive holds anything that could run code on load.
+        ModelError
+            Not a program, or its output does not fit ``classes``.
+        """
+        from concepts._program import load_program, program_bytes
+
+        data = program_bytes(path)
+        ep = load_program(data, str(path))
+        try:
+            module = torch.export.unflatten(ep)
+        except Exception as exc:  # torch raises many types on odd programs
+            raise ModelError(f"{path}: cannot unflatten the program ({exc})") from exc
+        sha = hashlib.sha256(data).hexdigest()
+        model = cls(module=module, architecture=PROGRAM_ARCHITECTURE, classes=tuple(classes),
+                    preprocess=preprocess, factory_kwargs={"program_sha256": sha}, program=data)
+        _check_program_output(model, path)
+        return model
+
+
+def _check_program_output(model: ClassifierModel, path: str | Path) -> None:
+    x = torch.zeros(2, 3, model.preprocess.size, model.preprocess.size)
+    try:
+        with torch.no_grad():
+            out = model.module(x)
+    except Exception as exc:  # shape guards, dtype errors...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(
+            f"{path}: the program does not accept a batch of 2 images of {model.preprocess.size} px "
+            f"({first[:200]}) — export it with dynamic_shapes={{'x': {{0: torch.export.Dim('batch')}}}} "
+            "and the image size you give"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, len(model.classes)):
+        raise ModelError(f"{path}: the program must return logits of shape (N, {len(model.classes)})")

@@ -15,16 +15,36 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from concepts._activations import ActivationCache
-from concepts._dataset import Dataset
-from concepts._errors import WorkspaceError
+from concepts._dataset import Dataset, swap_in_directory
+from concepts._errors import ModelError, WorkspaceError
 from concepts._models import ClassifierModel
 
-__all__ = ["Workspace"]
+#: Names of data sets and models inside a workspace.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+__all__ = ["NAME_RE", "Workspace", "check_name"]
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """A data-set or model name: letters, digits, '.', '_', '-' (no path).
+
+    Raises
+    ------
+    WorkspaceError
+        Anything else.
+    """
+    if not NAME_RE.fullmatch(name) or ".." in name:
+        raise WorkspaceError(
+            f"invalid {what} {name[:80]!r} — use letters, digits, '.', '_' and '-' (starting with a letter or digit)"
+        )
+    return name
 
 
 class Workspace:
@@ -74,6 +94,26 @@ class Workspace:
             d.mkdir(parents=True, exist_ok=True)
         return self
 
+    def init(self) -> bool:
+        """Create the folders and an empty manifest; ``False`` when it was a workspace already.
+
+        Raises
+        ------
+        WorkspaceError
+            The path is a file, or a non-empty folder that is not a workspace.
+        """
+        if self.exists():
+            self.ensure()
+            return False
+        if self.root.exists() and not self.root.is_dir():
+            raise WorkspaceError(f"{self.root} is a file, not a folder — choose another --workspace")
+        known = {"datasets", "models", "cache", "concepts", "results", "store.duckdb"}
+        if self.root.is_dir() and any(p.name not in known for p in self.root.iterdir()):
+            raise WorkspaceError(f"{self.root} is a non-empty folder that is not a workspace — choose another --workspace")
+        self.ensure()
+        self.update_manifest()
+        return True
+
     # ---------------------------------------------------------------- manifest
     def exists(self) -> bool:
         return self.manifest_path.is_file()
@@ -81,8 +121,9 @@ class Workspace:
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
             raise WorkspaceError(
-                f"{self.root} is not a workspace (workspace.json missing) — build one with "
-                f"`workbench demo --no-serve --workspace {self.root}`"
+                f"{self.root} is not a workspace (workspace.json missing) — create one with "
+                f"`workbench workspace init -w {self.root}` and `workbench import ...`, or build the demo "
+                f"with `workbench demo --no-serve -w {self.root}`"
             )
         try:
             data = json.loads(self.manifest_path.read_text())
@@ -103,6 +144,86 @@ class Workspace:
         os.replace(tmp, self.manifest_path)
         return data
 
+    # ---------------------------------------------------------------- contents and selection
+    def dataset_names(self) -> list[str]:
+        """Data sets in ``datasets/`` (folders holding a ``dataset.json``)."""
+        if not self.datasets_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.datasets_dir.iterdir() if (p / "dataset.json").is_file())
+
+    def model_names(self) -> list[str]:
+        """Models in ``models/`` (folders holding a ``model.json``)."""
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.models_dir.iterdir() if (p / "model.json").is_file())
+
+    def select_dataset(self, name: str) -> Dataset:
+        """Make data set ``name`` the active one (it must exist and load)."""
+        check_name(name, "data-set name")
+        if name not in self.dataset_names():
+            raise WorkspaceError(
+                f"no data set {name!r} in {self.root} — known: {', '.join(self.dataset_names()) or 'none'} "
+                "(import one with `workbench import`)"
+            )
+        ds = Dataset.load(self.datasets_dir / name)
+        self.ensure()
+        self.update_manifest(dataset=name)
+        return ds
+
+    def select_model(self, name: str, layers: list[str] | None = None) -> ClassifierModel:
+        """Make model ``name`` the active one (it must load); ``layers`` become the analysis layers."""
+        check_name(name, "model name")
+        if name not in self.model_names():
+            raise WorkspaceError(
+                f"no model {name!r} in {self.root} — known: {', '.join(self.model_names()) or 'none'} "
+                "(add one with `workbench train` or `workbench models add`)"
+            )
+        model = ClassifierModel.load(self.models_dir / name)
+        fields: dict[str, Any] = {"model": name, "model_dir": f"models/{name}"}
+        if layers is not None:
+            for layer in layers:
+                model.check_layer(layer)
+            fields["layers"] = list(layers)
+        self.update_manifest(**fields)
+        return model
+
+    def save_model(self, model: ClassifierModel, name: str, *, overwrite: bool = False) -> Path:
+        """Write ``model`` to ``models/<name>/`` atomically.
+
+        Raises
+        ------
+        WorkspaceError
+            The name is taken (unless ``overwrite``), or ``models/<name>`` is not a model folder.
+        """
+        check_name(name, "model name")
+        target = self.models_dir / name
+        if target.exists():
+            if not overwrite:
+                raise WorkspaceError(f"model {name!r} exists in {self.root} — pass --overwrite or choose another --name")
+            allowed = {"model.json", "weights.pt", "program.pt2"}
+            if target.is_symlink() or not (target / "model.json").is_file() or any(
+                p.name not in allowed for p in target.iterdir()
+            ):
+                raise WorkspaceError(f"{target} is not a model folder written by the workbench — refusing to replace it")
+        self.ensure()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.models_dir))
+        try:
+            model.save(tmp)
+            swap_in_directory(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    def model_info(self, name: str) -> dict[str, Any]:
+        """``model.json`` of model ``name`` without loading its weights (for listings)."""
+        p = self.models_dir / check_name(name, "model name") / "model.json"
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{p}: unreadable ({exc})") from exc
+        return data if isinstance(data, dict) else {}
+
     # ---------------------------------------------------------------- loaders
     def dataset(self, name: str | None = None) -> Dataset:
         """The named data set (default: the manifest's active one)."""
@@ -122,8 +243,8 @@ class Workspace:
         d = self.models_dir / name
         if not (d / "model.json").is_file():
             raise WorkspaceError(
-                f"no model {name!r} in {self.root} — build the demo (`workbench demo --no-serve`) "
-                "or add a model to models/"
+                f"no model {name!r} in {self.root} — train one (`workbench train -w {self.root}`), add one "
+                "(`workbench models add`), or build the demo (`workbench demo --no-serve`)"
             )
         return ClassifierModel.load(d)
 

@@ -33,7 +33,13 @@ from interventions._effects import (
 )
 from interventions._fix import FixProposal, propose_fix, select_few_shot
 from interventions._ops import CompiledSpec, apply_spec, edit_activations
-from interventions._patch import PatchedModel, is_patched_artifact, load_patched, patch
+from interventions._patch import (
+    PatchedModel,
+    export_program,
+    is_patched_artifact,
+    load_patched,
+    patch,
+)
 from interventions._pcbm import (
     HEAD_OPERATIONS,
     ConceptHead,
@@ -77,6 +83,7 @@ __all__ = [
     "concept_scores",
     "direction_from_examples",
     "edit_activations",
+    "export_program",
     "insert_artifact",
     "intervention_curve",
     "is_patched_artifact",

@@ -7,8 +7,13 @@ Artifact layout::
     spec.json          the intervention spec (with its concept vectors)
     base/model.json    the base model (ClassifierModel.save)
     base/weights.pt    its plain state dict (loads with torch.load(weights_only=True))
+    program.pt2        optional (``export=True``): the patched model as a torch.export program,
+                       the edit inside the graph, for deployment with plain torch
 
 Loading verifies every checksum and refuses a base model whose id differs from the spec's.
+Nothing named in the files is imported or run (see ``ClassifierModel.load``). Saving over an
+existing directory replaces it only when it is itself a patched-model artifact holding nothing
+but the files its manifest lists.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,11 +37,22 @@ from concepts._dataset import swap_in_directory
 from interventions._ops import CompiledSpec, activation_dim, apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 
-__all__ = ["ARTIFACT_FORMAT", "PatchedModel", "is_patched_artifact", "load_patched", "patch"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "PROGRAM_FILE",
+    "PatchedModel",
+    "export_program",
+    "is_patched_artifact",
+    "load_patched",
+    "patch",
+]
 
 #: ``format`` field of a patched artifact's manifest.
 ARTIFACT_FORMAT = "concept-workbench/patched-model"
 _ARTIFACT_VERSION = 1
+
+#: File name of the exported program inside an artifact.
+PROGRAM_FILE = "program.pt2"
 
 
 def _sha256_file(p: Path) -> str:
@@ -114,22 +131,33 @@ class PatchedModel(nn.Module):
         return np.concatenate(outs)
 
     # ------------------------------------------------------------ persistence
-    def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
+    def save(self, directory: str | Path, *, overwrite: bool = False, export: bool = False) -> Path:
         """Write the self-contained artifact directory (atomically).
+
+        Parameters
+        ----------
+        directory
+            The artifact directory.
+        overwrite
+            Replace an existing artifact there (never any other directory).
+        export
+            Also write ``program.pt2``: the patched model as a ``torch.export`` program.
 
         Raises
         ------
         InterventionError
-            ``directory`` exists and is not empty (unless ``overwrite``).
+            ``directory`` exists and is not empty (unless ``overwrite``), or is not a
+            patched-model artifact (a workspace, a store, any other folder): never replaced.
         """
         out = Path(directory)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise InterventionError(f"{out} already exists and is not empty — choose another --out or remove it")
+        _check_target(out, overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             self.model.save(tmp / "base")
             self.spec.save(tmp / "spec.json")
+            if export:
+                export_program(self, tmp / PROGRAM_FILE)
             files = {
                 str(p.relative_to(tmp).as_posix()): _sha256_file(p)
                 for p in sorted(tmp.rglob("*"))
@@ -150,6 +178,15 @@ class PatchedModel(nn.Module):
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "files": files,
             }
+            if export:
+                manifest["program"] = {
+                    "file": PROGRAM_FILE,
+                    "input": "float32 (N, 3, size, size): RGB scaled to [0, 1], resized, then "
+                    "(x - mean) / std",
+                    "output": "logits (N, classes)",
+                    "preprocess": asdict(self.model.preprocess),
+                    "load": f"torch.export.load('{PROGRAM_FILE}').module()",
+                }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             swap_in_directory(tmp, out)
         except BaseException:
@@ -161,6 +198,72 @@ class PatchedModel(nn.Module):
     def load(cls, directory: str | Path, base_model: ClassifierModel | None = None) -> PatchedModel:
         """Load an artifact written by :meth:`save` (see :func:`load_patched`)."""
         return load_patched(directory, base_model)
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """Refuse to write over anything but an empty folder or (with ``overwrite``) an artifact."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InterventionError(f"{out} exists and is not a directory — choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise InterventionError(f"{out} already exists and is not empty — choose another --out or remove it")
+    if not is_patched_artifact(out):
+        raise InterventionError(
+            f"{out} is not a patched-model artifact (no workbench manifest) — refusing to replace it; "
+            "--overwrite only replaces an artifact written by `workbench apply`: choose another --out"
+        )
+    try:
+        listed = set(json.loads((out / "manifest.json").read_text())["files"]) | {"manifest.json"}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InterventionError(f"{out}: unreadable manifest ({exc}) — refusing to replace it") from exc
+    present = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() or p.is_symlink()}
+    extra = sorted(present - listed)
+    if extra or any(p.is_symlink() for p in out.rglob("*")):
+        shown = ", ".join(extra[:3]) or "a symbolic link"
+        raise InterventionError(
+            f"{out} holds files its manifest does not list ({shown}) — refusing to replace it; "
+            "choose another --out"
+        )
+
+
+class _Baked(nn.Module):
+    """The patched forward for export: preprocessed batch in, logits out."""
+
+    def __init__(self, patched: PatchedModel):
+        super().__init__()
+        self.patched = patched
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patched(x)  # type: ignore[no-any-return]
+
+
+def export_program(patched: PatchedModel, path: str | Path) -> Path:
+    """Write ``patched`` as a ``torch.export`` program (the edit inside the graph).
+
+    The program takes the preprocessed batch ``(N, 3, size, size)`` and returns logits; load it
+    with ``torch.export.load(path).module()``.
+
+    Raises
+    ------
+    InterventionError
+        A case-scoped spec (it needs case ids, which a plain forward does not have), or a model
+        that torch.export cannot trace.
+    """
+    if patched.spec.scope.kind == "cases":
+        raise InterventionError("a spec scoped to listed cases cannot be exported (it needs case ids) — "
+                                "export a spec scoped to all inputs or to a predicted class")
+    size = patched.model.preprocess.size
+    example = (torch.zeros(2, 3, size, size),)
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        ep = torch.export.export(_Baked(patched).eval(), example, dynamic_shapes=({0: batch},), strict=False)
+    except Exception as exc:  # torch raises many error types while tracing
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InterventionError(f"torch.export cannot trace this patched model ({first[:200]})") from exc
+    p = Path(path)
+    torch.export.save(ep, p)
+    return p
 
 
 def patch(model: ClassifierModel, spec: InterventionSpec) -> PatchedModel:
@@ -218,6 +321,8 @@ def load_patched(directory: str | Path, base_model: ClassifierModel | None = Non
     if not isinstance(files, dict) or "spec.json" not in files:
         raise InterventionError(f"{man_path}: the manifest lists no spec.json")
     for rel, sha in files.items():
+        if not isinstance(rel, str) or rel.startswith("/") or ".." in Path(rel).parts:
+            raise InterventionError(f"{man_path}: file name {str(rel)[:80]!r} leaves the artifact")
         p = d / rel
         if not p.is_file():
             raise InterventionError(f"{d}: {rel} is missing")

@@ -14,6 +14,7 @@ Example
 True
 """
 
+from store._anchors import Anchor
 from store._canonical import canonical_json, replace_nonfinite
 from store._chain import GENESIS_HASH, VerifyResult, event_hash
 from store._errors import (
@@ -25,14 +26,22 @@ from store._errors import (
     StoreError,
     ValidationError,
 )
-from store._export import EXPORT_FORMATS, read_export, verify_file
+from store._export import (
+    EXPORT_FORMATS,
+    EXPORT_META_COLUMNS,
+    neutralise_csv_cell,
+    read_export,
+    verify_file,
+)
 from store._fields import MAX_RATIONALE_BYTES
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
-from store._roles import PERMISSIONS, Action, Actor, Role
+from store._outpath import find_workspace_root, safe_output_path, write_atomic
+from store._roles import PERMISSIONS, Action, Actor, Role, os_user_name
 from store._store import PROJECT_VERSION, STORE_FILENAME, Store
 
 __all__ = [
     "EXPORT_FORMATS",
+    "EXPORT_META_COLUMNS",
     "GENESIS_HASH",
     "MAX_RATIONALE_BYTES",
     "PERMISSIONS",
@@ -40,6 +49,7 @@ __all__ = [
     "STORE_FILENAME",
     "Action",
     "Actor",
+    "Anchor",
     "ChainError",
     "Event",
     "EventFilter",
@@ -56,7 +66,12 @@ __all__ = [
     "VerifyResult",
     "canonical_json",
     "event_hash",
+    "find_workspace_root",
+    "neutralise_csv_cell",
+    "os_user_name",
     "read_export",
     "replace_nonfinite",
+    "safe_output_path",
     "verify_file",
+    "write_atomic",
 ]

@@ -5,7 +5,8 @@
 NULL as ``null``), and ``prev_hash`` is the previous event's ``hash`` (64 zeros for seq 1).
 Because ``seq`` and ``prev_hash`` are hashed, an edited, deleted, inserted or reordered row
 breaks the chain at that row. Removing events from the *end* leaves a shorter valid chain;
-that is caught by comparing with a head hash anchored elsewhere (``expected_head``).
+that is caught by comparing with a head hash anchored elsewhere (``expected_head``, and the
+automatic anchors of ``store._anchors``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class VerifyResult:
     complete
         True when the events examined are the whole chain from seq 1 (always true for a
         store; false for a filtered export, whose gaps cannot be checked for links).
+    anchored_seq
+        For a store: the highest ``seq`` whose hash was anchored outside the database before
+        this verification (0: never anchored). Events after it are only as trustworthy as the
+        chain itself: a truncation or rewrite of them would go unnoticed.
+    note
+        A caveat to show with the result (e.g. an export too old to record completeness).
     """
 
     ok: bool
@@ -63,6 +70,8 @@ class VerifyResult:
     head_hash: str
     head_seq: int = 0
     complete: bool = True
+    anchored_seq: int = 0
+    note: str = ""
 
     def raise_if_bad(self) -> None:
         """Raise :class:`~store.ChainError` with the reason if not ``ok``."""
@@ -73,8 +82,15 @@ class VerifyResult:
         """One line for humans."""
         if self.ok:
             scope = "" if self.complete else " (partial export: links checked where seqs are consecutive)"
-            return f"OK: {self.n_events} events, head seq {self.head_seq} hash {self.head_hash}{scope}"
+            note = f" ({self.note})" if self.note else ""
+            return (f"OK: {self.n_events} events, head seq {self.head_seq} hash "
+                    f"{self.head_hash}{scope}{note}")
         return f"FAILED at seq {self.first_bad_seq}: {self.reason}"
+
+    @property
+    def unanchored(self) -> bool:
+        """True when events after the last anchor exist (verified by the chain alone)."""
+        return self.ok and self.head_seq > self.anchored_seq
 
 
 def _parse(value: Any, column: str) -> Any:

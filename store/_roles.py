@@ -8,6 +8,7 @@ and nothing is written.
 from __future__ import annotations
 
 import getpass
+import os
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,7 +17,32 @@ from typing import Literal
 
 from store._errors import PermissionDenied, ValidationError
 
-__all__ = ["PERMISSIONS", "Action", "Actor", "Role", "check_permission"]
+__all__ = ["PERMISSIONS", "Action", "Actor", "Role", "check_permission", "os_user_name"]
+
+
+def os_user_name() -> str:
+    """The name of the OS account this process runs as.
+
+    On POSIX it comes from the process's effective user id (``pwd``), not from ``$USER`` or
+    ``$LOGNAME``, which anyone can set; elsewhere from :func:`getpass.getuser`.
+
+    Raises
+    ------
+    ValidationError
+        If the OS user cannot be determined.
+    """
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, AttributeError, KeyError):
+        pass
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as exc:
+        raise ValidationError(
+            f"cannot determine the OS user ({exc}); set the USER environment variable"
+        ) from None
 
 
 class Role(StrEnum):
@@ -158,19 +184,17 @@ class Actor:
 
     @classmethod
     def from_os_user(cls, role: Role | str) -> Actor:
-        """The OS user running this process (``getpass.getuser()``), with ``role``.
+        """The OS user running this process (:func:`os_user_name`), with ``role``.
+
+        The caller is responsible for ``role`` being one the user was granted (the CLI
+        resolves it from the workspace's roles file, ``workbench._cli_identity``).
 
         Raises
         ------
         ValidationError
             If the OS user cannot be determined or the role is unknown.
         """
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError) as exc:
-            raise ValidationError(
-                f"cannot determine the OS user ({exc}); set the USER environment variable"
-            ) from None
+        user = os_user_name()
         return cls(id=user, role=Role.parse(role), display_name=user, source="os")
 
     @classmethod

@@ -17,6 +17,7 @@ Concurrency model
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from store._anchors import Anchor, anchors_path, append_anchor, check_anchors, read_anchors
 from store._chain import GENESIS_HASH, VerifyResult, verify_event_rows
 from store._conn import connect_with_retry, path_state, rollback_quietly
 from store._errors import NotFoundError, StoreError, ValidationError
@@ -42,6 +44,7 @@ from store._fields import (
     sha256_field,
 )
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
+from store._outpath import safe_output_path, write_atomic
 from store._refs import (
     Precheck,
     RefInsert,
@@ -455,8 +458,27 @@ class Store:
         )
         return pd.DataFrame(rows, columns=cols)
 
-    def verify(self, *, expected_head: str | None = None) -> VerifyResult:
-        """Recompute the chain and the reference-table digests; name the first bad seq."""
+    @property
+    def anchors_path(self) -> Path:
+        """The append-only file of anchored heads (``<workspace>/anchors.jsonl``)."""
+        return anchors_path(self.path)
+
+    def anchors(self) -> list[Anchor]:
+        """Every head anchored so far (see ``store._anchors``)."""
+        return read_anchors(self.anchors_path)
+
+    def verify(self, *, expected_head: str | None = None, anchor: bool = True) -> VerifyResult:
+        """Recompute the chain and the reference-table digests; name the first bad seq.
+
+        Every anchored head (``anchors.jsonl``) must still be in the chain with its hash, so
+        events removed from the end or a rewritten chain fail. When the chain verifies and
+        ``anchor`` is true, its head is anchored in turn (``anchored_seq`` of the result is
+        the highest head anchored *before* this call).
+        """
+        try:
+            anchors = read_anchors(self.anchors_path)
+        except StoreError as exc:
+            return VerifyResult(False, 0, None, str(exc), GENESIS_HASH, 0)
         with self._connection() as con:
             try:
                 con.execute("BEGIN TRANSACTION")  # one snapshot for events and references
@@ -472,6 +494,10 @@ class Store:
                 ) from None
             finally:
                 rollback_quietly(con)
+        hashes = {int(r["seq"]): str(r["hash"]) for r in dict_rows}
+        result = check_anchors(result, hashes, anchors)
+        if anchor and result.ok and result.head_seq > result.anchored_seq:
+            append_anchor(self.anchors_path, result.head_seq, result.head_hash, "verify")
         return result
 
     def intervention_history(self, intervention_id: str) -> InterventionHistory:
@@ -518,29 +544,63 @@ class Store:
 
     def export(
         self, out: str | Path, fmt: str | None = None, *, actor: Actor,
-        filters: EventFilter | None = None,
+        filters: EventFilter | None = None, overwrite: bool = False,
     ) -> ExportResult:
         """Export events (chain fields included) to csv, parquet or jsonl via DuckDB COPY.
 
-        The export is then recorded as an ``exported`` event (format, filters, row count,
-        file sha256); if that record cannot be written the file is removed again.
+        The file is written under a temporary name, recorded as an ``exported`` event
+        (format, filters, row count, completeness, head, file sha256) and only then renamed
+        into place; the head is also anchored (``anchors.jsonl``). ``out`` may never be the
+        store, a workspace file, a directory or a link, nor an existing file unless
+        ``overwrite`` (and then only an export/report file outside every workspace).
+
+        Raises
+        ------
+        ValidationError
+            ``out`` may not be written (see :func:`store._outpath.safe_output_path`).
         """
         check_permission(actor, Action.EXPORTED)
-        out_path = Path(out).expanduser().absolute()
-        fmt_ = resolve_format(out_path, fmt)
+        target = self.safe_output(out, overwrite=overwrite)
+        fmt_ = resolve_format(target, fmt)
         flt = filters or EventFilter()
         where, params = flt.where()
-        with self._connection() as con:
-            n, first, last = write_export(con, out_path, fmt_, where, params)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            sha = file_sha256(out_path)
+            with self._connection() as con:
+                meta = write_export(con, tmp, fmt_, where, params, flt.describe())
+            sha = file_sha256(tmp)
             event = self.append_event(actor, Action.EXPORTED, evidence={
-                "format": fmt_, "file_name": out_path.name, "file_sha256": sha, "n_rows": n,
-                "first_seq": first, "last_seq": last, "filters": flt.describe()})
-        except BaseException:
-            out_path.unlink(missing_ok=True)
-            raise
-        return ExportResult(path=out_path, format=fmt_, n_rows=n, sha256=sha, event=event)
+                "format": fmt_, "file_name": target.name, "file_sha256": sha,
+                "n_rows": meta.n_rows, "first_seq": meta.first_seq, "last_seq": meta.last_seq,
+                "complete": meta.complete, "head_seq": meta.head_seq,
+                "head_hash": meta.head_hash, "filters": flt.describe()})
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StoreError(f"export to {target} failed: {exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        append_anchor(self.anchors_path, meta.head_seq, meta.head_hash, "export", actor.id,
+                      {"file_sha256": sha})
+        return ExportResult(path=target, format=fmt_, n_rows=meta.n_rows, sha256=sha,
+                            event=event)
+
+    def safe_output(self, out: str | Path, *, overwrite: bool = False) -> Path:
+        """``out`` checked for writing an export or report: never this store or its files.
+
+        Raises
+        ------
+        ValidationError
+            See :func:`store._outpath.safe_output_path`.
+        """
+        wal = self.path.with_name(self.path.name + ".wal")
+        return safe_output_path(out, protected=(self.path, wal, self.anchors_path),
+                                overwrite=overwrite)
+
+    def write_report(self, out: str | Path, text: str, *, overwrite: bool = False) -> Path:
+        """Write a report (HTML text) to ``out`` atomically, with the checks of :meth:`export`."""
+        target = self.safe_output(out, overwrite=overwrite)
+        write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return target
 
 
 def _spec_obj(fields: Mapping[str, Any]) -> Any:

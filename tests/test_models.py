@@ -107,24 +107,27 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
 
 
 def test_user_factory_model(tmp_path: Path) -> None:
+    from concepts import TinyCNN
+
     m = ClassifierModel.build(
-        "concepts._models:TinyCNN",
+        "tiny-user",
         ("a", "b", "c"),
         preprocess=Preprocessing(size=48),
         factory_kwargs={"n_classes": 3, "width": 8},
+        factory=TinyCNN,
     )
     torch.save(m.module.state_dict(), tmp_path / "w.pt")
     m2 = ClassifierModel.from_state_dict(
-        "concepts._models:TinyCNN", ("a", "b", "c"), tmp_path / "w.pt",
+        "tiny-user", ("a", "b", "c"), tmp_path / "w.pt", factory=TinyCNN,
         preprocess=Preprocessing(size=48), factory_kwargs={"n_classes": 3, "width": 8},
     )
     assert m2.model_id == m.model_id
     with pytest.raises(ModelError, match="do not fit"):
         ClassifierModel.from_state_dict(
-            "concepts._models:TinyCNN", ("a", "b"), tmp_path / "w.pt",
+            "tiny-user", ("a", "b"), tmp_path / "w.pt", factory=TinyCNN,
             preprocess=Preprocessing(size=48), factory_kwargs={"n_classes": 2, "width": 8},
         )
-    with pytest.raises(ModelError, match="cannot import"):
+    with pytest.raises(ModelError, match="names code to import"):
         ClassifierModel.build("no_such_pkg.mod:f", ("a", "b"), preprocess=Preprocessing(size=8))
     with pytest.raises(ModelError, match="unknown architecture"):
         ClassifierModel.build("resnet9000", ("a", "b"))

@@ -183,11 +183,14 @@ def test_deleted_first_row_is_named(store: Store) -> None:
     assert store.verify().first_bad_seq == 2
 
 
-def test_truncated_tail_needs_the_anchored_head(store: Store) -> None:
-    anchored = store.head_hash()
+def test_truncated_tail_is_caught_by_the_automatic_anchor(store: Store) -> None:
+    anchored = store.head_hash()  # the fixture's verify anchored head #6
     _sql(store.path, "DELETE FROM events WHERE seq = 6")
-    assert store.verify().ok  # a shorter chain is still a chain...
-    res = store.verify(expected_head=anchored)  # ...but not the one that was anchored
+    res = store.verify()
+    assert not res.ok and res.first_bad_seq == 6 and "were removed" in res.reason
+    store.anchors_path.unlink()  # without the anchor file a shorter chain is still a chain...
+    assert store.verify(anchor=False).ok
+    res = store.verify(expected_head=anchored)  # ...but not the one that was anchored by hand
     assert not res.ok and res.first_bad_seq == 6 and "anchored head" in res.reason
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -29,7 +30,7 @@ runner = CliRunner()
 
 @pytest.fixture()
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(getpass, "getuser", lambda: "audrey")
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="audrey"))
     workspace = tmp_path / "ws"
     store = Store.for_workspace(workspace)
     with store.session():

@@ -118,8 +118,8 @@ def test_export_with_a_deleted_row_is_detected(store: Store, tmp_path: Path) -> 
     lines = out.read_bytes().split(b"\n")
     out.write_bytes(b"\n".join(lines[:4] + lines[5:]))
     res = verify_file(out)
-    # an export may be filtered, so a gap alone is allowed; the file is marked incomplete
-    assert res.ok and not res.complete
+    # the export records that it is complete and how many rows it holds (issue #13.6)
+    assert not res.ok and "rows were deleted" in res.reason
 
 
 def test_reordered_export_is_detected(store: Store, tmp_path: Path) -> None:

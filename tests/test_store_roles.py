@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import os
+import pwd
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -100,17 +103,27 @@ def test_actor_must_be_an_actor_object(store: Store) -> None:
 
 
 def test_actor_from_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(getpass, "getuser", lambda: "carol")
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="carol"))
     actor = Actor.from_os_user("Engineer")
     assert actor == Actor("carol", Role.ENGINEER, "carol", "os")
     with pytest.raises(dataclasses.FrozenInstanceError):
         actor.role = Role.DERMATOLOGIST  # type: ignore[misc]
 
 
+def test_os_user_ignores_the_user_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "dr-spoofed")
+    monkeypatch.setenv("LOGNAME", "dr-spoofed")
+    assert Actor.from_os_user("auditor").id == pwd.getpwuid(os.geteuid()).pw_name != "dr-spoofed"
+
+
 def test_actor_from_os_user_without_a_user(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom() -> str:
         raise OSError("No username set in the environment")
 
+    def no_entry(uid: int) -> object:
+        raise KeyError(uid)
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
     monkeypatch.setattr(getpass, "getuser", boom)
     with pytest.raises(ValidationError, match="USER"):
         Actor.from_os_user("auditor")

@@ -512,7 +512,7 @@ class RoleMap:
         AuthConfigError
             Unknown keys or roles, or a subjects table not named by an issuer URL.
         """
-        known = {"claim", "default", "subjects", "emails"}
+        known = {"claim", "default", "subjects", "emails", "os_users"}  # os_users: the CLI's
         extra = sorted(set(data) - known)
         if extra:
             raise AuthConfigError(f"{source}: unknown keys {extra}; use {sorted(known)}")

@@ -1,8 +1,11 @@
 """``workbench audit ...``: verify, anchor, export and report the intervention history.
 
 Registered by the main CLI as ``app.add_typer(audit_app, name="audit")``. The acting user is
-the OS user (``getpass.getuser()``) with the role given by ``--role`` (default ``auditor``);
-exports are recorded in the log as ``exported`` events (the one append auditors may make).
+the OS user with a role the workspace grants them (``workbench._cli_identity``: its
+``roles.toml`` ``[os_users]`` table, else the workspace owner holds every role); ``--role``
+only chooses among granted roles. Exports are recorded in the log as ``exported`` events (the
+one append auditors may make). Exports and reports never write over the store, a workspace
+file, a directory or a link, nor over an existing file without ``--overwrite``.
 Errors are one line on stderr and exit code 1, never a traceback. The store is opened with
 short-lived connections, so these commands work while the UI server runs.
 """
@@ -23,12 +26,14 @@ from rich.text import Text
 
 from store import (
     EXPORT_FORMATS,
-    Actor,
     EventFilter,
+    Role,
     Store,
     StoreError,
+    VerifyResult,
     verify_file,
 )
+from workbench._cli_identity import cli_actor
 
 __all__ = ["audit_app"]
 
@@ -47,8 +52,14 @@ WorkspaceOpt = Annotated[
     Path, typer.Option("--workspace", "-w", help="Workspace directory (holds store.duckdb).")
 ]
 RoleOpt = Annotated[
-    str,
-    typer.Option("--role", help="Your role, recorded with exports: auditor, engineer or dermatologist."),
+    str | None,
+    typer.Option("--role", help="Which of your granted roles to act in (roles.toml [os_users]; "
+                 "default auditor if granted)."),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option("--overwrite", help="Replace an existing export/report file (never the store "
+                 "or a file inside a workspace)."),
 ]
 TimeoutOpt = Annotated[
     float,
@@ -127,9 +138,19 @@ def verify(
         )
     if result.ok:
         typer.echo(result.summary())
+        if file is None and result.unanchored:
+            typer.echo(_anchor_note(result))
         return
     typer.echo(f"error: {result.summary()}", err=True)
     raise typer.Exit(1)
+
+
+def _anchor_note(result: VerifyResult) -> str:
+    if result.anchored_seq == 0:
+        return (f"note: no head was anchored before; events up to #{result.head_seq} are "
+                "verified by the chain alone (head now anchored in anchors.jsonl)")
+    return (f"note: anchored up to #{result.anchored_seq}; events #{result.anchored_seq + 1}.."
+            f"#{result.head_seq} are verified by the chain alone (head now anchored)")
 
 
 @audit_app.command()
@@ -161,14 +182,15 @@ def export(
     actor: ActorOpt = None,
     concept: ConceptOpt = None,
     model: ModelOpt = None,
-    role: RoleOpt = "auditor",
+    role: RoleOpt = None,
+    overwrite: OverwriteOpt = False,
     busy_timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Export events with their chain fields (verifiable alone with `audit verify --file`)."""
-    me = Actor.from_os_user(role)
     store = _open(workspace, busy_timeout)
+    me = cli_actor(workspace, role, default=(Role.AUDITOR, Role.ENGINEER, Role.DERMATOLOGIST))
     flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model)
-    res = store.export(out, fmt, actor=me, filters=flt)
+    res = store.export(out, fmt, actor=me, filters=flt, overwrite=overwrite)
     typer.echo(
         f"exported {res.n_rows} events to {res.path} ({res.format}, sha256 {res.sha256}); "
         f"recorded as event {res.event.seq}"
@@ -181,12 +203,14 @@ def report(
     intervention: Annotated[str, typer.Option("--intervention", "-i", help="Intervention id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")],
     workspace: WorkspaceOpt = Path("workspace"),
+    overwrite: OverwriteOpt = False,
     busy_timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Write a readable HTML report of one intervention: who, when, why, evidence, effect."""
-    page = _open(workspace, busy_timeout).report_html(intervention)
-    out.write_text(page, encoding="utf-8")
-    typer.echo(f"wrote {out}")
+    store = _open(workspace, busy_timeout)
+    store.safe_output(out, overwrite=overwrite)  # refuse before the work
+    path = store.write_report(out, store.report_html(intervention), overwrite=overwrite)
+    typer.echo(f"wrote {path}")
 
 
 @audit_app.command()

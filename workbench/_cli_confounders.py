@@ -234,9 +234,9 @@ def name_cluster_command(
     res = ClusteringResult.load(ws.results_dir / CLUSTERS_FILE)
     actor = None
     if record:
-        from store import Actor
+        from workbench._cli_identity import cli_actor
 
-        actor = Actor.from_os_user(role)
+        actor = cli_actor(ws.root, role)
     concept = name_cluster(ws, res, cluster, name, description or f"cluster {cluster} of {res.layer}",
                            actor, group=group, negatives=negatives.value, replace=replace)
     sys.stdout.write(

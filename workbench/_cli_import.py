@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from concepts import Workspace
 from concepts._dataset import Dataset
 from concepts._errors import DataError
 from concepts._importers import import_class_folders, import_folder
@@ -155,7 +156,16 @@ def _line(text: str) -> None:
     console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-def _print_summary(ds: Dataset, fmt: str) -> None:
+def _activate(workspace: Path, ds: Dataset) -> None:
+    """Make the imported data set the active one (creating the workspace manifest if missing)."""
+    ws = Workspace(workspace)
+    ws.ensure()
+    ws.update_manifest(dataset=ds.info.name)
+
+
+def _print_summary(ds: Dataset, fmt: str, workspace: Path | None = None) -> None:
+    if workspace is not None:
+        _activate(workspace, ds)
     summary = dataset_summary(ds)
     if fmt == "json":
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
@@ -183,6 +193,8 @@ def _print_summary(ds: Dataset, fmt: str) -> None:
     _line(f"metadata columns: {cols(summary['metadata'])}")
     _line(f"images:           {summary['image_size']}x{summary['image_size']} px")
     _line(f"written to:       {summary['path']}")
+    if workspace is not None:
+        _line(f"active data set:  {summary['name']} (next: workbench train -w {Workspace(workspace).root})")
 
 
 @import_app.command("folder")
@@ -244,7 +256,7 @@ def folder(
             overwrite=overwrite,
             progress=progress,
         )
-    _print_summary(ds, fmt)
+    _print_summary(ds, fmt, workspace)
 
 
 @import_app.command("isic")
@@ -300,7 +312,7 @@ def isic(
             overwrite=overwrite,
             progress=progress,
         )
-    _print_summary(ds, fmt)
+    _print_summary(ds, fmt, workspace)
 
 
 @import_app.command("subfolders")
@@ -336,7 +348,7 @@ def subfolders(
             overwrite=overwrite,
             progress=progress,
         )
-    _print_summary(ds, fmt)
+    _print_summary(ds, fmt, workspace)
 
 
 @import_app.command("derm7pt")
@@ -358,4 +370,4 @@ def derm7pt(
     _check_format(fmt)
     out = _dataset_dir(workspace, name)
     ds = import_derm7pt(root, out, image_size=image_size, name=name, overwrite=overwrite)
-    _print_summary(ds, fmt)
+    _print_summary(ds, fmt, workspace)

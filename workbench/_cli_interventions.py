@@ -208,10 +208,11 @@ def intervene(
         spec.save(spec_out)
     event = None
     if save:
-        from store import Actor, Store
+        from store import Store
+        from workbench._cli_identity import cli_actor
 
         store = Store.for_workspace(ws.root)
-        event = record_effect(report, store, Actor.from_os_user(role), str(rationale), model=model)
+        event = record_effect(report, store, cli_actor(ws.root, role), str(rationale), model=model)
     if fmt == "json":
         out = report.to_json()
         if event is not None:
@@ -231,7 +232,10 @@ def apply(
     model_dir: Annotated[Path, typer.Option("--model", help="Model directory (model.json + weights.pt).")],
     spec_path: Annotated[Path, typer.Option("--spec", help="Intervention spec JSON.")],
     out: Annotated[Path, typer.Option("--out", help="Artifact directory to write.")],
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing artifact directory.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing artifact written by `workbench apply` "
+                                            "(never any other folder).")] = False,
+    export: Annotated[bool, typer.Option("--export", help="Also write program.pt2: the patched model as a "
+                                         "torch.export program, to deploy with plain torch.")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """Write a patched model: base weights + spec + checksums, loadable with weights_only."""
@@ -239,14 +243,20 @@ def apply(
     spec = InterventionSpec.load(spec_path)
     model = ClassifierModel.load(model_dir)
     patched = patch(model, spec)
-    path = patched.save(out, overwrite=overwrite)
+    path = patched.save(out, overwrite=overwrite, export=export)
     info = {"out": str(path), "model_id": patched.model_id, "spec_id": spec.spec_id,
-            "patched_id": patched.patched_id, "description": spec.describe()}
+            "patched_id": patched.patched_id, "description": spec.describe(),
+            "program": str(path / "program.pt2") if export else None}
     if fmt == "json":
         _emit_json(info)
     else:
         console.print(f"patched model written to {path}: {spec.describe()} "
-                      f"(model {patched.model_id}, patched id {patched.patched_id})")
+                      f"(model {patched.model_id}, patched id {patched.patched_id})", markup=False)
+        if export:
+            pp = model.preprocess
+            console.print(f"torch.export program: {path / 'program.pt2'} — torch.export.load(path).module()(x), "
+                          f"x float32 (N, 3, {pp.size}, {pp.size}) = (RGB/255 - {list(pp.mean)}) / {list(pp.std)}",
+                          markup=False)
 
 
 @cli_errors

@@ -22,6 +22,7 @@ __all__ = [
     "EXPORT_MIME",
     "ActiveIntervention",
     "active_interventions",
+    "anchor_note",
     "export_bytes",
     "history_frame",
     "make_filter",
@@ -158,3 +159,24 @@ def verify_summary(result: VerifyResult) -> tuple[bool, str]:
             f"`{result.head_hash[:16]}…`"
         )
     return False, f"Chain broken at event #{result.first_bad_seq}: {result.reason}"
+
+
+def anchor_note(result: VerifyResult) -> tuple[bool, str]:
+    """(anchored, one line) on how far the verified chain is anchored outside the database."""
+    if not result.ok:
+        return False, ""
+    if result.head_seq == 0:
+        return True, "Nothing recorded yet."
+    if result.anchored_seq == 0:
+        return False, (
+            f"Verified up to head #{result.head_seq}, but no head had been anchored outside the "
+            "database before: a truncated or rewritten chain would also verify. The head is now "
+            "anchored in anchors.jsonl; copy it elsewhere (`workbench audit head`) for more."
+        )
+    if result.anchored_seq < result.head_seq:
+        return False, (
+            f"Verified up to head #{result.head_seq}; anchored only up to "
+            f"#{result.anchored_seq}: events #{result.anchored_seq + 1}–#{result.head_seq} rest "
+            "on the chain alone (now anchored)."
+        )
+    return True, f"Head #{result.head_seq} matches the head anchored outside the database."

@@ -25,7 +25,7 @@ app = typer.Typer(
 
 
 def _register_subapps() -> None:
-    from workbench import _cli_confounders, _cli_interventions
+    from workbench import _cli_confounders, _cli_interventions, _cli_workspace
     from workbench._cli_audit import audit_app
     from workbench._cli_graph import graph_app
     from workbench._cli_import import import_app
@@ -37,6 +37,7 @@ def _register_subapps() -> None:
     app.add_typer(audit_app, name="audit", help="Verify, export and report the intervention history.")
     app.add_typer(graph_app, name="graph", help="7-point-checklist knowledge graph and alignment.")
     app.add_typer(import_app, name="import", help="Import a data set (folder + CSV, ISIC, derm7pt, sub-folders).")
+    _cli_workspace.register(app)
 
 
 def _summary_table(summary: dict[str, object]) -> Table:
@@ -107,8 +108,10 @@ def demo(
             console.print(f"Reusing the demo workspace at {ws.root} (same configuration).")
         console.print(_summary_table(summary))
     if serve:
+        from workbench._cli_identity import check_local_role
         from workbench._serve import serve_ui
 
+        check_local_role(ws.root, host, role)
         serve_ui(ws, host=host, port=port, role=role)
 
 
@@ -128,8 +131,10 @@ def serve(
     role: Annotated[str, typer.Option(help="dermatologist, engineer or auditor (local mode).")] = "dermatologist",
 ) -> None:
     """Serve the Streamlit UI for a workspace."""
+    from workbench._cli_identity import check_local_role
     from workbench._serve import serve_ui
 
+    check_local_role(Workspace(workspace).root, host, role)
     serve_ui(Workspace(workspace), host=host, port=port, role=role)
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 from store import Action
 from workbench._ui_history import (
     EXPORT_MIME,
+    anchor_note,
     export_bytes,
     history_frame,
     make_filter,
@@ -21,9 +22,15 @@ def body(ctx: PageContext) -> None:
     ws = workspace()
     s = store(ws)
 
-    ok, text = verify_summary(s.verify())
+    result = s.verify()
+    ok, text = verify_summary(result)
     if ok:
         st.success(text, icon=":material/verified:")
+        anchored, note = anchor_note(result)
+        if anchored:
+            st.caption(note)
+        else:
+            st.warning(note, icon=":material/anchor:")
     else:
         st.error(text, icon=":material/gpp_bad:")
         st.caption("Export the history and compare it with an earlier export or anchored head hash.")
