@@ -106,9 +106,11 @@ def is_loopback(host: str) -> bool:
     if h in ("localhost", "localhost.localdomain"):
         return True
     try:
-        return ipaddress.ip_address(h).is_loopback
+        ip = ipaddress.ip_address(h)
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None  # ::ffff:127.0.0.1
+    return bool((mapped or ip).is_loopback)
 
 
 def parse_role(value: str) -> Role:
@@ -294,10 +296,11 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
 #: Shortest accepted ``cookie_secret``: 32 random bytes as URL-safe base64 (hex needs 64).
 MIN_COOKIE_SECRET_CHARS = 43
 _MIN_COOKIE_SECRET_HEX = 64
-#: Words of placeholders and hand-made secrets (documentation examples, "change me", ...).
+#: Words of placeholders and hand-made secrets (documentation examples, "change me", ...);
+#: six letters or more, so that random base64 practically never contains one by chance.
 _PLACEHOLDER_WORDS = (
     "<", ">", "random", "secret", "change", "example", "placeholder", "cookie", "password",
-    "workbench", "todo", "xxxx",
+    "workbench",
 )
 
 

@@ -27,9 +27,16 @@ st.set_page_config(
 )
 
 session = current_session()
-if session.mode == "local" and session.actor is None:  # local mode off loopback: nobody gets in
+
+
+def _refused() -> None:
     st.title("Concept Workbench")
     st.error(md(session.problem), icon=":material/gpp_bad:")
+
+
+if session.mode == "local" and session.actor is None:  # local mode off loopback: nobody gets in
+    # one hidden page, so that Streamlit does not list (and link) the scripts in pages/
+    st.navigation([st.Page(_refused, title="Concept Workbench", default=True)], position="hidden").run()
     st.stop()
 page = st.navigation(navigation_for(session), position="sidebar")
 sidebar_identity(session)
