@@ -55,11 +55,16 @@ class ClassificationMetrics:
     group_accuracy: Mapping[str, float] = field(default_factory=dict)
     group_n: Mapping[str, int] = field(default_factory=dict)
     n_clean: int = 0
+    n_pos: int = 0
+    n_neg: int = 0
+    worst_group_n: int | None = None
+    class_recall: Mapping[str, tuple[float, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["group_accuracy"] = dict(self.group_accuracy)
         d["group_n"] = dict(self.group_n)
+        d["class_recall"] = {c: [r, n] for c, (r, n) in self.class_recall.items()}
         return d
 
 
@@ -203,4 +208,11 @@ def _metrics(
         group_accuracy=g_acc,
         group_n=g_n,
         n_clean=int(clean_mask.sum()) if arts else 0,
+        n_pos=int(is_pos.sum()),
+        n_neg=int((~is_pos).sum()),
+        worst_group_n=g_n.get(worst_name) if worst_name else None,
+        class_recall={
+            cls: (float(correct[y == c].mean()), int((y == c).sum()))
+            for c, cls in enumerate(dataset.classes) if (y == c).any()
+        },
     )
