@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
-from concepts import ActivationCache, ConceptBank, Workspace
+from concepts import ActivationCache, ConceptBank, SignificanceConfig, Workspace
 from concepts._significance import adjust_pvalues, compare_to_random, direction
 from concepts._tcav import TCAVSetup, random_sets, run_tcav
 
@@ -56,8 +56,8 @@ class _Images(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return self.transform(np.asarray(self.images[i])[None])[0]  # type: ignore[operator, no-any-return]
 
 
-def _verdicts(T: dict, B: dict, keys: list, alpha: float = 0.05) -> dict:
-    p = np.array([compare_to_random(T[k], B[k[1:]]) for k in keys])
+def _verdicts(T: dict, B: dict, keys: list, alpha: float = 0.05, test: str = "prediction") -> dict:
+    p = np.array([compare_to_random(T[k], B[k[1:]], test) for k in keys])
     padj = adjust_pvalues(p, "holm")
     return {k: direction(bool(padj[i] < alpha), float(np.mean(T[k]) - np.mean(B[k[1:]])))
             for i, k in enumerate(keys)}
@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--inputs-per-class", type=int, default=None, help="at most this many inputs per class")
     ap.add_argument("--probes", nargs="+", default=["pattern", "logistic"], help="project probes to time")
     ap.add_argument("--skip-captum", action="store_true", help="time only the project's pipeline")
+    ap.add_argument("--test", default="prediction", help="significance test on both sides (prediction, welch)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)
@@ -167,7 +168,7 @@ def main() -> None:
             t0 = time.perf_counter()
             T, B = run_captum(base, args.layers, rsets, str(Path(tmp) / "captum"))
             keys = list(T)
-            cap_v = _verdicts(T, B, keys)
+            cap_v = _verdicts(T, B, keys, test=args.test)
             cap_eff = {k: float(np.mean(T[k]) - np.mean(B[k[1:]])) for k in keys}
             t_captum = time.perf_counter() - t0
             print(f"captum (SGD classifier CAVs, fixed example sets): {t_captum:.1f} s", flush=True)
@@ -175,10 +176,11 @@ def main() -> None:
             fresh = TCAVSetup(base.model, base.bank, base.inputs, ActivationCache(Path(tmp) / f"acts-{probe}"),
                               Path(tmp) / f"results-{probe}")
             t0 = time.perf_counter()
-            report = run_tcav(fresh, args.layers, runs=args.runs, probe=probe)
+            sig = SignificanceConfig(test=args.test)
+            report = run_tcav(fresh, args.layers, runs=args.runs, probe=probe, significance=sig)
             t_cold = time.perf_counter() - t0
             t0 = time.perf_counter()
-            warm = run_tcav(fresh, args.layers, runs=args.runs, probe=probe, reuse=False)
+            warm = run_tcav(fresh, args.layers, runs=args.runs, probe=probe, reuse=False, significance=sig)
             t_warm = time.perf_counter() - t0
             print(f"\nproject, {probe} probe: cold activation cache {t_cold:.1f} s, warm (CAVs retrained) "
                   f"{t_warm:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in warm.timings.items())})", flush=True)

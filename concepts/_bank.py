@@ -252,13 +252,16 @@ class ConceptBank:
         counterpart: str = "negative",
         seed: int = 0,
         replace: bool = False,
+        equalize_classes: bool = False,
     ) -> Concept:
         """A concept from an annotated 0/1 column, matched per class.
 
         Within every class the same number of positive (column = 1) and negative (column = 0)
         cases is drawn (at most ``max_per_class`` each), so the positive and negative sets have
-        the same class mix and the CAV cannot learn the label instead of the concept. Classes
-        are also equalised where every class has enough positives. The CAVs train against
+        the same class mix and the CAV cannot learn the label instead of the concept.
+        ``equalize_classes`` also gives every class the same count (where each has at least 10),
+        at the price of fewer examples when a class rarely shows the concept (a marker on 5 % of
+        the benign cases). The CAVs train against
         these matched negatives (``counterpart="negative"``, default): against random images a
         concept whose positives are mostly one class would again separate the label. TCAV
         draws a fresh class-matched half of both sides in each run.
@@ -275,13 +278,11 @@ class ConceptBank:
             pk = idx[(labels == k) & (flag == 1)]
             nk = idx[(labels == k) & (flag == 0)]
             per_class.append((pk, nk, min(len(pk), len(nk), max_per_class)))
-        counts = [n for _, _, n in per_class]
-        equal = min(counts)
-        use_equal = equal >= 10  # enough in every class: equalise the classes too
+        equal = min(n for _, _, n in per_class)
         pos_rows: list[np.ndarray] = []
         neg_rows: list[np.ndarray] = []
         for pk, nk, n in per_class:
-            take = equal if use_equal else n
+            take = equal if equalize_classes and equal >= 10 else n
             pos_rows.append(rng.choice(pk, take, replace=False) if take else pk[:0])
             neg_rows.append(rng.choice(nk, take, replace=False) if take else nk[:0])
         pos = np.sort(np.concatenate(pos_rows))

@@ -1,9 +1,9 @@
 """Significance of TCAV scores against random counterparts, and multiple-testing correction.
 
 For each (concept, class, layer) the R TCAV scores of the concept's CAVs (one per run) are
-compared with the R scores of random-vs-random CAVs (the baseline). The default test,
-``prediction``, asks whether the concept's mean score lies outside the distribution of random
-runs: ``t = (mean(T) - mean(B)) / (sd(B) * sqrt(1 + 1/R))`` with ``R - 1`` degrees of freedom
+compared with the baseline: the mean scores of R random pseudo-concepts trained the same way
+(:mod:`concepts._tcav_design`). The default test, ``prediction``, asks whether the concept's
+mean score lies outside the distribution of the baseline: ``t = (mean(T) - mean(B)) / (sd(B) * sqrt(1 + 1/R))`` with ``R - 1`` degrees of freedom
 (a prediction-interval t-test). It treats the concept's example set as what it is — one sample
 — so a concept half a random-run SD from the random mean is not significant however many runs
 are made. ``welch`` (two-sided Welch t-test on the runs, as Kim et al. 2018) and ``mannwhitney``

@@ -5,8 +5,8 @@
   are not called significant, and 40 random-image "concepts" are called significant after Holm
   correction at most 5 % of the time in both counterpart modes.
 * The demo model (EfficientNet-Lite0, 128 px; ``WORKBENCH_DEMO_WORKSPACE`` may point at a built
-  demo workspace to skip the ~7 minute build): planted confounders come out in their planted
-  direction, and rendered criteria the model uses come out significant.
+  demo workspace to skip the ~7 minute build): planted confounders and rendered criteria point
+  their planted way (directions; none is significant after Holm at R = 20 — see docs/concepts.md).
 """
 
 from __future__ import annotations
@@ -109,17 +109,24 @@ def demo_report(demo_ws, tmp_path_factory):
 
 
 def test_demo_planted_confounders_point_the_planted_way(demo_report):
+    """Directions only: at R = 20 no demo row reaches significance after Holm with the prediction
+    test (random pseudo-concepts spread widely at these layers); the run-level Welch test used to
+    call them significant."""
     tab = demo_report.table
     patch = _row(tab, "patch", "melanoma", "block15")  # patch planted with nevus
-    assert patch["significant"] and patch["effect"] < -0.2, patch["verdict"]
+    assert patch["effect"] < -0.2, patch["verdict"]
     assert _row(tab, "patch", "nevus", "block15")["effect"] > 0.2
     ink = [_row(tab, "ink", "melanoma", lay) for lay in ("block10", "block15")]  # ink planted with melanoma
     assert all(r["effect"] > 0.1 for r in ink)
-    assert min(r["p_adjusted"] for r in ink) < 0.05  # after Holm correction, not the raw p
+    arts = tab[(tab["group"] == "artifact") & (tab["class"] == "melanoma") & (tab["layer"] == "block15")]
+    assert arts.loc[arts["effect"].idxmax(), "concept"] == "ink"  # the strongest pull towards melanoma
+    arts_n = tab[(tab["group"] == "artifact") & (tab["class"] == "nevus") & (tab["layer"] == "block15")]
+    assert arts_n.loc[arts_n["effect"].idxmax(), "concept"] == "patch"  # and towards nevus
 
 
-def test_demo_rendered_criteria_come_out_significant(demo_report):
+def test_demo_rendered_criteria_point_towards_melanoma(demo_report):
     tab = demo_report.table
-    crit = tab[(tab["group"] == "criterion") & (tab["class"] == "melanoma") & tab["significant"]]
-    assert (crit["effect"] > 0).sum() >= 2, crit[["concept", "layer", "effect", "verdict"]]
-    assert set(crit["concept"]) & {"blue_whitish_veil", "vascular_structures", "pigment_network"}
+    crit = tab[(tab["group"] == "criterion") & (tab["class"] == "melanoma") & (tab["layer"] == "block15")]
+    strong = set(crit.loc[crit["effect"] > 0.3, "concept"])
+    assert len(strong & {"blue_whitish_veil", "pigment_network", "streaks", "vascular_structures"}) >= 2, crit
+    assert (crit["effect"] > 0).sum() >= 5  # rendered with melanoma: almost all point that way

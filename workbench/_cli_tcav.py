@@ -60,7 +60,7 @@ def tcav_command(
     test: Annotated[
         str,
         typer.Option(help=f"Significance test: {', '.join(TESTS)} (prediction: the concept's mean against "
-                     "the distribution of random runs; welch/mannwhitney: run-level, over-claim when runs share examples)."),
+                     "the distribution of random pseudo-concepts; welch/mannwhitney: run-level, over-claim when runs share examples)."),
     ] = "prediction",
     correction: Annotated[str, typer.Option(help=f"Multiple-testing correction: {', '.join(CORRECTIONS)}.")] = "holm",
     alpha: Annotated[float, typer.Option(help="Level of the corrected test.")] = 0.05,
@@ -71,10 +71,11 @@ def tcav_command(
 ) -> None:
     """TCAV: how sensitive each class logit is to each concept direction, against random directions.
 
-    Directional sensitivity per (concept, class, layer) over R runs that each draw fresh examples,
-    tested against random-vs-random runs (prediction test, Holm correction). Sensitivity is not
-    causal reliance: counterfactual flip rates (`workbench intervene`) measure that. Results are saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and
-    reused when nothing changed.
+    Directional sensitivity per (concept, class, layer) over R runs that each draw fresh
+    examples, tested against random pseudo-concepts (prediction test, Holm correction).
+    Sensitivity is not causal reliance: counterfactual flip rates measure that. Results are
+    saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and reused when
+    nothing changed.
     """
     if fmt not in ("table", "json", "csv"):
         raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")
