@@ -1,38 +1,48 @@
 """The unsupervised route of confounder discovery: clusters of activations that ride with a class.
 
-No annotation is needed. The activations of one layer (or any feature matrix, e.g. concept
-scores) are pooled, standardised and PCA-reduced; k-means (default) or spectral clustering
-groups them, with k chosen by the mean silhouette over ``k_range`` (stated in the result). Each
-cluster is then tested for co-occurrence with one class, and the clusters are ranked. A human
-looks at the exemplars (the members nearest to the centroid), names a suspicious cluster ("ink
-marks"), and :func:`name_cluster` turns it into a concept of the bank — positives the members,
-negatives the rest — which then goes through CAV/TCAV like any other concept.
+No annotation is needed. Clusters are **found on one set of cases and tested on another** (a
+held-out split, e.g. ``val``, or a seeded half of each class), so a cluster is never both
+discovered and tested on the same cases. The activations of one layer (or any feature matrix,
+e.g. concept scores) are pooled, standardised and PCA-reduced (fitted on the discovery cases);
+k-means (default) or spectral clustering groups the discovery cases, with k chosen by the mean
+silhouette over ``k_range`` (stated in the result). Each cluster gets a membership rule learned
+on the discovery cases and applied identically to every held-out case, whatever its class; the
+2 x 2 table (rule accepts x class) on the held-out cases gives the association, and the
+clusters are ranked. A human looks at the exemplars (the members nearest to the centroid),
+names a suspicious cluster ("ink marks"), and :func:`name_cluster` turns it into a concept of
+the bank — positives the members, negatives the rest — which then goes through CAV/TCAV like
+any other concept, and records its held-out association for the confounder report
+(:func:`cluster_associations`).
 
 Scopes
 ------
 ``within_class`` (default)
-    Each class is clustered on its own (in a PCA space fitted on all cases, so that the classes
-    share it). An artifact that rides with one class then separates from that class's other
-    cases instead of being swamped by the class difference. To test a cluster C found in class
-    c against the class, a balanced logistic-regression probe learns to tell C from the rest of
-    c (the class is held fixed, so it learns what sets C apart) and is applied to the cases of
-    the *other* classes: the 2 x 2 table is (member of C, or looks like it) x (class c / other).
-    A look the other classes share too attracts many of their cases (low purity); a look
-    (nearly) exclusive to c attracts few (high purity).
+    Each class's discovery cases are clustered on their own (in a PCA space shared by the
+    classes). An artifact that rides with one class then separates from that class's other
+    cases instead of being swamped by the class difference.
 ``global``
-    All cases are clustered together; the 2 x 2 table is (member of C) x (class c), c being the
-    class with the largest lift in C.
+    All discovery cases are clustered together; a cluster's class is the one with the largest
+    lift among its discovery members.
+
+Membership rules (held-out cases)
+---------------------------------
+``probe`` (default, within-class scope)
+    A balanced logistic-regression probe learns to tell the cluster from the rest of its class
+    on the discovery cases (the class is held fixed, so it learns what sets the cluster apart)
+    and is applied to every held-out case.
+``centroid`` (always for the global scope)
+    The case's nearest centroid among the group's clusters is this one, within the
+    ``radius_quantile`` quantile of the members' distances to it.
 
 Ranking
 -------
-Per cluster: ``purity`` = share of its class among members (and assigned cases), ``lift`` =
-purity / P(class), odds ratio with a 95% interval (Haldane-Anscombe corrected when a cell is
-0), Fisher's exact or chi-square p-value (see :mod:`concepts._cooccurrence_stats`), Holm- or BH-
-corrected over the clusters. Clusters are ranked by the lower end of the odds ratio's 95%
-interval (a conservative effect size: large only when the association is both strong and
-well supported); clusters smaller than ``min_size`` are ranked last and never suspicious. A
-cluster is ``suspicious`` when it is large enough, over-represents its class (lift > 1) and its
-corrected p-value is below ``alpha``.
+Per cluster, on the held-out cases: ``purity`` = share of its class among the accepted cases,
+``lift`` = purity / P(class), odds ratio with a 95% interval (Haldane-Anscombe corrected when a
+cell is 0), Fisher's exact or chi-square p-value (see :mod:`concepts._cooccurrence_stats`),
+Holm- or BH-corrected over the clusters. Clusters are ranked by the lower end of the odds
+ratio's 95% interval; clusters with fewer than ``min_size`` discovery members are ranked last
+and never suspicious. A cluster is ``suspicious`` when it is large enough, over-represents its
+class (lift > 1) and its corrected p-value is below ``alpha``.
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ class ClusteringResult:
 
     Clusters are found on the discovery cases (``~holdout``) and their association with a class
     is tested on the held-out cases only: ``size`` counts discovery members; ``n_test``,
-    ``n_test_class`` (held-out cases of the cluster's class), ``n_test_hits`` (held-out cases the membership rule accepts, every class alike),
-    ``n_assigned_other`` (of them, cases of another class), ``purity``, ``lift``, the odds ratio
-    and the p-values come from the held-out 2 x 2 table.
+    ``n_test_class`` (held-out cases of the cluster's class), ``n_test_hits`` (held-out cases
+    the membership rule accepts, every class alike), ``n_assigned_other`` (of them, cases of
+    another class), ``purity``, ``lift``, the odds ratio and the p-values come from the
+    held-out 2 x 2 table.
 
     Attributes
     ----------

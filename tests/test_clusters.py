@@ -268,3 +268,48 @@ def test_membership_rules_and_holdout_errors() -> None:
         cluster_activations(x, lab, holdout=np.zeros(len(x)))
     with pytest.raises(DataError, match="fraction"):
         cluster_activations(x, lab, holdout_fraction=1.0)
+
+
+def test_named_cluster_association_enters_the_confounder_report(tmp_path: Path) -> None:
+    """Naming records the held-out association; the report ranks the concept with it."""
+    from concepts import cluster_associations
+    from graph import workspace_confounders
+
+    ws, ds, x, art = _workspace(tmp_path)
+    res = cluster_activations(x, ds.cases["label"].to_numpy(), classes=ds.classes,
+                              case_ids=ds.cases["case_id"].tolist())
+    res = dataclasses.replace(res, dataset="toy", dataset_hash=ds.info.content_hash)
+    top = res.clusters.iloc[0]
+    assert bool(top["suspicious"]) and art[res.member_mask(int(top["cluster"]))].mean() >= 0.8
+    name_cluster(ws, res, int(top["cluster"]), "blue_marks", "blue marker", group="artifact")
+    assoc = cluster_associations(ws)
+    assert len(assoc) == 1
+    row = assoc.iloc[0]
+    assert row["attribute"] == "blue_marks" and row["class"] == top["class"] and row["kind"] == "artifact"
+    assert row["or_ci_low"] == pytest.approx(top["or_ci_low"]) and row["testable"]
+    assert row["n"] == top["n_test"] and row["n_class"] == top["n_test_class"]
+    rep = workspace_confounders(ws)
+    mine = rep[rep["concept"] == "blue_marks"].iloc[0]
+    assert mine["relevance_weight"] == 1.0 and mine["association"] > 0
+    # no TCAV results: ranked on co-occurrence x irrelevance, ahead of the unrelated annotation
+    assert mine["score"] > 0 and mine["rank"] == 1
+
+
+def test_name_cluster_without_annotated_concepts(tmp_path: Path) -> None:
+    """A data set with no concept or artifact column: the named cluster starts the bank."""
+    x, lab, _ = _planted(60, 90, seed=4)
+    n = len(x)
+    cases = pd.DataFrame({"case_id": [f"u{i:03d}" for i in range(n)], "label": lab.astype(str),
+                          "split": "train"})
+    ws = Workspace(tmp_path / "ws").ensure()
+    rng = np.random.default_rng(0)
+    ds = Dataset.write(ws.datasets_dir / "plain", DatasetInfo("plain", "test", ("a", "b"), 8), cases,
+                       rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8))
+    ws.update_manifest(dataset="plain")
+    res = dataclasses.replace(cluster_activations(x, lab, case_ids=cases["case_id"].tolist()),
+                              dataset="plain", dataset_hash=ds.info.content_hash)
+    cid = int(res.clusters.iloc[0]["cluster"])
+    concept = name_cluster(ws, res, cid, "marks", "marks")
+    assert set(concept.positive.case_ids) == set(res.member_case_ids(cid))
+    held = set(np.asarray(res.case_ids)[res.holdout].tolist())
+    assert concept.negative is not None and not (set(concept.negative.case_ids) & held)

@@ -332,6 +332,13 @@ def test_cli_clusters_and_name_cluster(tmp_path: Path) -> None:
     clusters = json.loads(res.stdout)
     assert clusters and {"cluster", "purity", "lift", "p_adjusted", "exemplar_case_ids"} <= set(clusters[0])
     assert (ws.results_dir / "clusters.json").is_file()
+    from concepts import ClusteringResult
+
+    saved = ClusteringResult.load(ws.results_dir / "clusters.json")
+    assert saved.split == "train" and saved.test_split == "val" and saved.layer == "pool"
+    assert saved.holdout is not None and saved.holdout.any()
+    bad = runner.invoke(_app(), ["clusters", "-w", str(ws.root), "--test-split", "train"])
+    assert bad.exit_code == 1 and "must differ" in bad.output
     cid = str(clusters[0]["cluster"])
     res = runner.invoke(_app(), ["name-cluster", "-w", str(ws.root), "--cluster", cid, "--name",
                                  "odd_texture", "--description", "odd texture"])

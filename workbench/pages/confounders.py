@@ -20,9 +20,9 @@ from workbench._ui_text import md
 def _report(ctx: PageContext, ws: Any) -> None:
     cf = confounder_display(confounder_frame(ws))
     st.caption(
-        "Score = clinical irrelevance × (co-occurrence strength + model reliance): an attribute "
-        "that rides with a class in the training data, that the model uses, and that clinical "
-        "knowledge says should not matter."
+        "Score = clinical irrelevance × co-occurrence × TCAV sensitivity (docs/confounders.md): "
+        "an attribute that rides with a class in the training data, that the class logit "
+        "responds to, and that clinical knowledge says should not matter."
     )
     if cf.empty:
         st.success("No confounder candidates: nothing clinically irrelevant rides with a class.")
