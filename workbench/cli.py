@@ -27,6 +27,7 @@ app = typer.Typer(
 def _register_subapps() -> None:
     from workbench import _cli_confounders, _cli_interventions, _cli_workspace
     from workbench._cli_audit import audit_app
+    from workbench._cli_concepts import concepts_app
     from workbench._cli_graph import graph_app
     from workbench._cli_import import import_app
     from workbench._cli_tcav import tcav_command
@@ -38,6 +39,7 @@ def _register_subapps() -> None:
     app.add_typer(graph_app, name="graph", help="7-point-checklist knowledge graph and alignment.")
     app.add_typer(import_app, name="import", help="Import a data set (folder + CSV, ISIC, derm7pt, sub-folders).")
     _cli_workspace.register(app)
+    app.add_typer(concepts_app, name="concepts", help="List, build, add and remove the concepts of the bank.")
 
 
 def _summary_table(summary: dict[str, object]) -> Table:
