@@ -65,6 +65,7 @@ from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
 from concepts._training import fit_linear_head, set_linear_head, train_end_to_end
 from concepts._twins import (
     TwinSet,
+    find_twin_columns,
     inpaint,
     load_masks,
     paired_twins,
@@ -129,6 +130,7 @@ __all__ = [
     "default_positive_class",
     "draw_artifact",
     "extract_activations",
+    "find_twin_columns",
     "fit_cav_batch",
     "fit_cavs",
     "fit_linear_head",
