@@ -216,7 +216,8 @@ def tcav_and_confounders(ws: Any, runs: int, progress: Any) -> dict[str, Any]:
     keep = [c for c in ("concept", "layer", "class", "score_mean", "random_mean", "effect", "p_adjusted",
                         "significant", "cav_accuracy", "cav_accuracy_mean", "accuracy") if c in tab.columns]
     conf = workspace_confounders(ws)
-    ccols = [c for c in ("attribute", "class", "score", "odds_ratio", "tcav_effect") if c in conf.columns]
+    ccols = [c for c in ("rank", "concept", "class", "score", "odds_ratio", "reliance", "tcav_significant")
+             if c in conf.columns]
     return {
         "tcav_seconds": round(time.perf_counter() - t0, 1),
         "tcav": tab[keep].to_dict(orient="records"),
@@ -229,7 +230,7 @@ def done_when(res: dict[str, Any]) -> None:
     """Print the issue's done-when figures (the transplant direction, class-balanced level)."""
     m = res["masking"].get("transplant/balanced", {})
     conf = res.get("confounders") or []
-    first = conf[0].get("attribute") if conf else None
+    first = conf[0].get("concept") if conf else None
     ink_rows = [r for r in res.get("tcav", []) if r.get("concept") == "ink" and r.get("class") == "melanoma"]
     print("--- done when ---")
     print(f"marker ranks first among confounders: {first == 'ink'} (first: {first})")

@@ -83,6 +83,7 @@ from concepts._training import (
 )
 from concepts._twins import (
     TwinSet,
+    find_twin_columns,
     inpaint,
     load_masks,
     paired_twins,
@@ -156,6 +157,7 @@ __all__ = [
     "default_positive_class",
     "draw_artifact",
     "extract_activations",
+    "find_twin_columns",
     "fit_cav_batch",
     "fit_cavs",
     "fit_linear_head",

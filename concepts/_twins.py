@@ -370,14 +370,18 @@ def real_twins(
     """Add/remove twins of rows ``idx`` from the data itself (pairs first, else transplant).
 
     When neither ``twin_column`` nor ``mask_column`` is given, the columns
-    :func:`find_twin_columns` finds are used (a twin column first).
+    :func:`find_twin_columns` finds are used (a twin column first; the mask column when the twin
+    column names no twin for these rows).
     Donors for transplant are the marked rows of ``donor_idx`` (default ``idx``) with a mask.
     Returns an empty list when the data set has neither a twin nor a mask column.
     """
-    if twin_column is None and mask_column is None:  # neither named: look for them by name
+    auto = twin_column is None and mask_column is None
+    if auto:  # neither named: look for them by name
         twin_column, mask_column = find_twin_columns(dataset, artifact)
     if twin_column is not None:
-        return paired_twins(dataset, idx, artifact, twin_column, base_dir=base_dir)
+        pairs = paired_twins(dataset, idx, artifact, twin_column, base_dir=base_dir)
+        if any(len(t) for t in pairs) or not auto or mask_column is None:
+            return pairs
     if mask_column is None:
         return []
     pool = np.asarray(idx if donor_idx is None else donor_idx, dtype=np.int64)

@@ -33,6 +33,7 @@ from concepts import (
     WorkbenchError,
     Workspace,
     extract_activations,
+    find_twin_columns,
     hash_array,
     real_twins,
 )
@@ -527,8 +528,9 @@ class ConceptLibrary:
                 "an annotated artifact column"
             )
         rows = ds.indices("train") if "train" in set(ds.cases["split"]) else np.arange(len(ds))
-        try:
-            sets = real_twins(ds, rows, c.name)
+        _, mask_col = find_twin_columns(ds, c.name)
+        try:  # transplant with masks when the data set has them, else the user's pairs
+            sets = real_twins(ds, rows, c.name, mask_column=mask_col) if mask_col else real_twins(ds, rows, c.name)
         except WorkbenchError as exc:
             raise InterventionError(f"concept {c.name!r}: {exc}") from exc
         if not any(len(t) for t in sets):

@@ -366,3 +366,17 @@ def test_bench_real_is_skipped_without_a_path() -> None:
     out = subprocess.run([sys.executable, str(root / "bench" / "real.py")], capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0 and "skipped" in out.stdout
+
+
+def test_best_layer_takes_the_best_separating_and_deeper_on_ties() -> None:
+    from types import SimpleNamespace
+
+    from interventions import ConceptLibrary
+
+    lib = ConceptLibrary.__new__(ConceptLibrary)
+    lib.model = SimpleNamespace(layers=["a", "b", "c"])  # type: ignore[assignment]
+    accs = {"a": 0.6, "b": 0.9, "c": 0.9}
+    lib.direction = lambda c, lay, m=None: SimpleNamespace(accuracy=accs[lay])  # type: ignore[method-assign, assignment, misc, return-value]
+    assert lib.best_layer(["ink"], ["a", "b", "c"]) == ("c", accs)
+    accs["c"] = 0.5
+    assert lib.best_layer(["ink"], ["c", "a", "b"])[0] == "b"

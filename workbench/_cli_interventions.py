@@ -126,13 +126,15 @@ def _effect_tables(report: EffectReport) -> list[Table]:
                   _delta(report.after.get(k), report.before.get(k)))
     for art, fr in report.reliance.get("flip_rates", {}).items():
         red = fr.get("reduction")
-        how = fr.get("method") or "render"
-        t.add_row(f"flip rate: {fr.get('direction', 'add')} {fr.get('artifact', art)} (n={fr['n']}, {how})",
+        t.add_row(f"flip rate: {fr.get('direction', 'add')} {fr.get('artifact', art)} (n={fr['n']})",
                   _pct(fr["before"]), _pct(fr["after"]),
                   _delta(fr["after"], fr["before"]) + ("" if red is None else f" ({100 * red:.0f}% less)"))
-    t.add_row("worst group", str(report.before.get("worst_group")), str(report.after.get("worst_group")), "")
-    t.add_row("positive class", str(report.before.get("positive_class")), "", "")
     t.add_row("flipped cases", "", str(len(report.flipped_cases)), "")
+    console.print(f"positive class {report.before.get('positive_class')}; worst group "
+                  f"{report.before.get('worst_group')} → {report.after.get('worst_group')}", highlight=False)
+    methods = {k: fr.get("method") for k, fr in report.reliance.get("flip_rates", {}).items()}
+    if any(m not in (None, "render") for m in methods.values()):
+        console.print("twins: " + "; ".join(f"{k} from {m}" for k, m in methods.items()), highlight=False)
     if report.reliance.get("twins_note"):
         console.print(f"note: {report.reliance['twins_note']}", highlight=False)
     tables = [t]
