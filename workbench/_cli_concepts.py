@@ -53,9 +53,10 @@ def _bank(ws: Workspace) -> ConceptBank:
 
 def _record(ws: Workspace, role: str, op: str, bank: ConceptBank, names: list[str], **spec: Any) -> None:
     """``concept_named`` for ``add``; ``concept_registered`` (one per concept) otherwise."""
-    from store import Actor, Store
+    from store import Store
+    from workbench._cli_identity import cli_actor
 
-    actor = Actor.from_os_user(role)
+    actor = cli_actor(ws.root, role)
     st = Store.for_workspace(ws.root)
     present = {c.name: c for c in bank}
     for name in names:

@@ -123,9 +123,10 @@ def current_session() -> UISession:
     """Who is using this browser session (local OS user, or the OIDC sign-in)."""
     mode = _auth_mode()
     if mode == "local":  # refused unless served on loopback only (however the app was started)
-        return resolve_session(
+        session = resolve_session(
             "local", local_role=os.environ.get(ENV_ROLE, "dermatologist"), serving=serving_context()
         )
+        return _granted_locally(session)
     try:
         roles = _load_role_map()
         auth = _auth_section()
@@ -140,6 +141,30 @@ def current_session() -> UISession:
     except Exception:  # no [auth] configured: treat as signed out
         user = {}
     return resolve_session("oidc", user=user, roles=roles)
+
+
+def _granted_locally(session: UISession) -> UISession:
+    """Local mode: the OS user must hold the role in the workspace's ``roles.toml`` (or own it).
+
+    ``workbench serve --role`` checks this before starting; the app checks it again, since it
+    may be started directly with any ``WORKBENCH_ROLE``.
+    """
+    from store import StoreError
+    from workbench._cli_identity import granted_roles
+
+    if session.actor is None or not workspace_root().is_dir():
+        return session
+    try:
+        grant = granted_roles(workspace_root())
+    except StoreError as exc:
+        return UISession("local", None, False, str(exc))
+    if session.actor.role not in grant.roles:
+        held = ", ".join(r.value for r in grant.roles) or "none"
+        return UISession("local", None, False,
+                         f"Your OS account does not hold the role {session.actor.role.value!r} "
+                         f"in this workspace (roles held: {held}); ask the operator to add it to "
+                         "roles.toml [os_users].")
+    return session
 
 
 def sidebar_identity(session: UISession) -> None:
