@@ -6,14 +6,16 @@ allowed edit becomes a candidate, and the strengths of all candidates are search
 (:mod:`interventions._fix_search`): they minimise the class-balanced cross-entropy of the few
 labelled images plus the cross-entropy change on the source domain's clean images (an anchor:
 what the model does on images without artifacts should not move) plus an L1 term (few edits).
-The gradient of the few-shot loss along each concept direction and the firing of each concept
-on the misclassified images are reported with it, and the L1 weight of a concept that fires on
-misclassified images of the class it does not support is halved (the evidence for a
-misactivated confounder).
+The source statistics set the L1 weights: a concept whose level on
+the shots moved from the source by ``shift_z`` standard errors or more, in the direction its
+edit corrects, costs much less; one that fires on misclassified shots of the class it does not
+support more than on the source's costs half. The gradient of the few-shot loss along each
+concept's edit is reported with them.
 
 A leave-one-out check over the shots decides: the search is rerun without each shot in turn;
 an edit is kept when it is chosen in at least ``min_stability`` of those runs, and the fix is
-proposed only when it lowers the loss of the left-out shots on average. Every kept edit is
+proposed only when it helps the left-out shots (their balanced accuracy or their log-likelihood
+rises under it). Every kept edit is
 reported with its stability and its expected gain (left-out shots' balanced accuracy and
 log-likelihood, with a bootstrap interval over the shots). The source guard then scales the
 strengths down until the clean accuracy of the source split drops by at most
@@ -225,7 +227,7 @@ def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], not
         v = d.vector.astype(np.float64)
         trial = np.stack([*vecs, v])
         cond = float(np.linalg.cond(trial @ trial.T))
-        if not np.isfinite(cond) or cond > MAX_CONDITION / 100:
+        if not np.isfinite(cond) or cond > MAX_CONDITION:
             notes.append(f"skipped {d.concept}: its direction is nearly parallel to another candidate's")
             continue
         vecs.append(v)
@@ -478,7 +480,7 @@ def _decide(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], r
     a = fit_strengths(p)
     loo = _loo(p, lambda r: relax * _penalties(ctx, sub, r))
     overall = _gain(p, loo) if len(loo.held) else None
-    if overall is not None and overall["gain_points"] < 0:
+    if overall is not None and overall["gain_points"] <= 0 and overall["gain_nats"] <= 0:
         notes.append(
             f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots "
             f"(leave-one-out: {overall['gain_points']:+.1f} points, {overall['gain_nats']:+.3f} nats); "
@@ -510,7 +512,7 @@ def propose_fix(
     gamma: float = 3.0,
     max_source_drop: float = 0.02,
     sparsity: float = 0.15,
-    source_weight: float = 3.0,
+    source_weight: float = 10.0,
     min_stability: float = 0.5,
     fire_level: float = 0.5,
     max_edits: int = 4,
