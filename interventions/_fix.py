@@ -1,30 +1,32 @@
 """Training-free test-time fix from a few labelled images of a new domain.
 
-Every concept direction is read on the k labelled images per class on its absent (0) to
-present (1) scale; a concept *fires* on an image at level >= ``fire_level``. The class a concept
-supports is the one whose probability its mask lowers most on the source domain.
+The clinical graph decides what may be edited: an artifact (or a concept the graph does not
+know) may only be masked, a dermoscopic criterion only amplified — never the reverse. Every
+allowed edit becomes a candidate, and the strengths of all candidates are searched jointly
+(:mod:`interventions._fix_search`): they minimise the class-balanced cross-entropy of the few
+labelled images plus the cross-entropy change on the source domain's clean images (an anchor:
+what the model does on images without artifacts should not move) plus an L1 term (few edits).
+The source statistics set the L1 weights: a concept whose level on
+the shots moved from the source by ``shift_z`` standard errors or more, in the direction its
+edit corrects, costs much less; one that fires on misclassified shots of the class it does not
+support more than on the source's costs half. The gradient of the few-shot loss along each
+concept's edit is reported with them.
 
-*Misactivated confounder*
-    fires on images of the wrong class (not the one it supports) clearly more often than in
-    the source domain, and masking it raises the true-class probability of those images. Only
-    concepts the clinical graph does not expect to matter (artifacts, unknown concepts) are
-    masked.
-*Under-activated*
-    a clinically discriminative concept whose level on images of the class it supports is
-    clearly below its source-domain level, and whose amplification lowers the few-shot
-    cross-entropy.
-
-Edits are added best first while the source-domain accuracy (on cases without planted
-artifacts when known) drops by at most ``max_source_drop``. With k = 4 the few-shot loss alone
-is too noisy to decide (a mean-level mask also moves the right-class images), so the firing
-evidence decides and the loss is reported.
+A leave-one-out check over the shots decides: the search is rerun without each shot in turn;
+an edit is kept when it is chosen in at least ``min_stability`` of those runs, and the fix is
+proposed only when it helps the left-out shots (their balanced accuracy or their log-likelihood
+rises under it). Every kept edit is
+reported with its stability and its expected gain (left-out shots' balanced accuracy and
+log-likelihood, with a bootstrap interval over the shots). The source guard then scales the
+strengths down until the clean accuracy of the source split drops by at most
+``max_source_drop``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -32,15 +34,23 @@ import numpy as np
 
 from concepts import ClassifierModel
 from interventions._effects import _clean
+from interventions._fix_search import (
+    Problem,
+    balance_weights,
+    base_logits,
+    cross_entropy,
+    edit_deltas,
+    fit_strengths,
+    logits_at,
+)
+from interventions._ops import MAX_CONDITION
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionError, InterventionSpec
 from interventions._whatif import WhatIf
 
 __all__ = ["FixProposal", "propose_fix", "select_few_shot"]
 
-
-def _cross_entropy(proba: np.ndarray, labels: np.ndarray) -> float:
-    p = proba[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(p, 1e-12, 1.0))))
+#: Magnitudes below this count as "not chosen".
+_EPS = 0.05
 
 
 @lru_cache(maxsize=1)
@@ -62,25 +72,34 @@ def _expected(concept: str, classes: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class FixProposal:
-    """A proposed test-time fix and its measured effect.
+    """A proposed test-time fix, how sure it is, and its measured effect.
 
     Attributes
     ----------
     spec
-        The proposed intervention (None when no concept qualifies).
+        The proposed intervention (None when no edit survives the leave-one-out check).
     ranking
-        One row per concept: ``concept``, ``concept_id``, ``expected`` (clinical graph:
-        irrelevant / relevant / unknown), ``supports`` (the class it pushes towards),
-        ``fire_rate_wrong_class`` and its source value, ``excess`` (their difference),
-        ``help`` (mean true-class log-probability gain of its mask on the wrong-class images it
-        fires on), ``level_own_class`` and its source value, ``deficit``, ``gain_mask`` and
-        ``gain_amplify`` (drop of the few-shot cross-entropy), ``role`` (``misactivated
-        confounder``, ``under-activated`` or empty) and ``proposed``; misactivated first.
+        One row per concept: ``concept``, ``concept_id``, ``expected`` (clinical graph),
+        ``operation`` (the only one the graph allows), ``supports`` (the class it pushes
+        towards), ``fire_rate_wrong_class`` and its source value, ``excess``, ``fires_on_errors``
+        (share of the misclassified shots it fires on), ``gradient`` (derivative of the few-shot
+        loss along its allowed edit at strength 0; negative helps), ``help``, ``deficit``,
+        ``strength_all`` (jointly fitted magnitude on all shots), ``stability`` (share of the
+        leave-one-out runs that chose it), ``role`` and ``proposed``; proposed first.
+    edits
+        One row per proposed edit: ``concept``, ``operation``, ``strength``, ``stability``,
+        ``gain_points`` (expected change of the left-out shots' balanced accuracy when the edit
+        is dropped from the fix, in points), ``gain_interval`` (90 % bootstrap interval),
+        ``gain_nats`` and ``gain_nats_interval`` (the same for the log-likelihood).
+    loo
+        The whole fix under leave-one-out: ``gain_points``, ``gain_interval``, ``gain_nats``,
+        ``gain_nats_interval``, ``n_folds``.
     few_shot, held_out, source
-        ``{"before": M, "after": M}`` metrics on the few-shot images, a held-out set of the new
-        domain and the source domain (None where not given).
+        ``{"before": M, "after": M}`` metrics (None where not given).
     source_drop
         Drop of the guarded source accuracy (clean accuracy when known), in [0, 1].
+    notes
+        What was skipped and why; why nothing is proposed.
     """
 
     spec: InterventionSpec | None
@@ -90,6 +109,8 @@ class FixProposal:
     source: dict[str, Any] | None = None
     source_drop: float | None = None
     notes: list[str] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    loo: dict[str, Any] | None = None
 
     @property
     def proposed(self) -> list[str]:
@@ -101,6 +122,8 @@ class FixProposal:
             "spec": None if self.spec is None else self.spec.to_json(),
             "description": None if self.spec is None else self.spec.describe(),
             "proposed": self.proposed,
+            "edits": self.edits,
+            "loo": self.loo,
             "ranking": self.ranking,
             "few_shot": self.few_shot,
             "held_out": self.held_out,
@@ -154,6 +177,330 @@ def _levels(acts: np.ndarray, d: ConceptDirection) -> np.ndarray:
     return comp / (d.mu1 - d.mu0)  # type: ignore[no-any-return]
 
 
+# ---------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class _Settings:
+    max_gamma: float
+    max_source_drop: float
+    sparsity: float
+    source_weight: float
+    min_stability: float
+    fire_level: float
+    max_edits: int
+    shift_z: float
+    refit_penalty: float
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything the search needs, computed once."""
+
+    model: ClassifierModel
+    layer: str
+    few: WhatIf
+    y: np.ndarray
+    source: WhatIf | None
+    src_rows: np.ndarray
+    cfg: _Settings
+
+
+def _source_rows(source: WhatIf | None) -> np.ndarray:
+    """Rows of the source anchor and guard: the clean ones (no planted artifact) when known."""
+    if source is None:
+        return np.zeros(0, np.int64)
+    n = len(source.labels)
+    if not source.groups:
+        return np.arange(n)
+    dirty = np.zeros(n, bool)
+    for flags in source.groups.values():
+        dirty |= flags
+    return np.flatnonzero(~dirty) if (~dirty).any() else np.arange(n)
+
+
+def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], notes: list[str]) -> list[tuple[ConceptDirection, str, str]]:
+    """``(direction, expected, operation)`` of the candidates whose directions stay well
+    conditioned together (nearly parallel ones are skipped with a note)."""
+    out: list[tuple[ConceptDirection, str, str]] = []
+    vecs: list[np.ndarray] = []
+    for d in directions:
+        expected = _expected(d.concept, classes)
+        v = d.vector.astype(np.float64)
+        trial = np.stack([*vecs, v])
+        cond = float(np.linalg.cond(trial @ trial.T))
+        if not np.isfinite(cond) or cond > MAX_CONDITION:
+            notes.append(f"skipped {d.concept}: its direction is nearly parallel to another candidate's")
+            continue
+        vecs.append(v)
+        out.append((d, expected, "amplify" if expected == "relevant" else "mask"))
+    return out
+
+
+def _problem(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, penalty: np.ndarray) -> Problem:
+    upper = np.where(signs < 0, 1.0, ctx.cfg.max_gamma - 1.0)
+    src = ctx.source
+    if src is not None and len(ctx.src_rows):
+        z_src, d_src = base_logits(src, ctx.src_rows), edit_deltas(src, dirs, ctx.src_rows)
+        y_src = src.labels[ctx.src_rows]
+    else:
+        k = len(ctx.model.classes)
+        z_src, d_src, y_src = np.zeros((0, k)), np.zeros((0, len(dirs), k)), np.zeros(0, np.int64)
+    return Problem(base_logits(ctx.few), edit_deltas(ctx.few, dirs), ctx.y, balance_weights(ctx.y),
+                   z_src, d_src, y_src, signs, upper, penalty, ctx.cfg.source_weight)
+
+
+def _folds(y: np.ndarray) -> list[np.ndarray]:
+    """Leave-one-out training rows (row ``j`` of the result leaves shot ``j`` out)."""
+    return [np.delete(np.arange(len(y)), j) for j in range(len(y))] if len(y) > 1 else []
+
+
+# ---------------------------------------------------------------------------------- evidence
+@dataclass(frozen=True)
+class _ShiftStat:
+    """How far a concept's level moved from the source on the shots where a fix would act: up
+    on the class it does not support (a mask's case), down on its own (an amplification's)."""
+
+    levels: np.ndarray  # (n,) levels of the shots
+    rows: np.ndarray  # shots of the tested class
+    sign: float
+    src_mean: float
+    src_sd: float
+
+    def z(self, subset: np.ndarray) -> float:
+        """z-score of the mean level of the tested shots within ``subset`` against the source."""
+        r = np.intersect1d(self.rows, subset)
+        if len(r) == 0 or not math.isfinite(self.src_mean):
+            return 0.0
+        return float(self.sign * (self.levels[r].mean() - self.src_mean) / (self.src_sd / math.sqrt(len(r))))
+
+
+def _src_stats(src: WhatIf | None, d: ConceptDirection, *, wrong_of: int, op: str) -> tuple[float, float]:
+    """Mean and standard deviation of a concept's level on the source images of the class a
+    shift is tested on (NaN without a source)."""
+    if src is None:
+        return float("nan"), 1.0
+    lv = _levels(src.h.numpy(), d)
+    cls = src.labels != wrong_of if op == "mask" else src.labels == wrong_of
+    if cls.sum() < 2:
+        return float("nan"), 1.0
+    return float(lv[cls].mean()), max(float(lv[cls].std(ddof=1)), 1e-6)
+
+
+def _evidence(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]]) -> list[dict[str, Any]]:
+    """Per candidate: the class it supports, its firing on wrong-class and misclassified shots
+    (and on the source), its level deficit on its own class, the few-shot loss gradient."""
+    fs, y, src, classes = ctx.few, ctx.y, ctx.source, ctx.model.classes
+    acts = fs.h.numpy()
+    wrong_pred = fs.base_pred != y
+    dirs = [d for d, _, _ in cands]
+    d_few = edit_deltas(fs, dirs) if dirs else np.zeros((len(y), 0, len(classes)))
+    w = balance_weights(y)
+    w = w / w.sum()
+    g = fs.base_proba.copy()
+    g[np.arange(len(y)), y] -= 1.0
+    grad_t = np.einsum("nk,nmk->m", g * w[:, None], d_few)  # dCE/dt at 0
+    rows = []
+    for i, (d, expected, op) in enumerate(cands):
+        lv = _levels(acts, d)
+        if src is None:
+            delta, lv_ref = d_few[:, i, :], lv
+        else:
+            delta, lv_ref = edit_deltas(src, [d])[:, 0, :], _levels(src.h.numpy(), d)
+        # the class whose logit rises with the concept's component (the step is (c - mu0) times it)
+        k_c = int(np.argmax((delta * np.sign(lv_ref)[:, None]).mean(axis=0)))
+        fires, wrong = lv >= ctx.cfg.fire_level, y != k_c
+        rate_wrong = float(fires[wrong].mean()) if wrong.any() else 0.0
+        level_own = float(lv[~wrong].mean()) if (~wrong).any() else float("nan")
+        src_rate, src_level = 0.0, float("nan")
+        if src is not None:
+            ls = _levels(src.h.numpy(), d)
+            sw = src.labels != k_c
+            src_rate = float((ls[sw] >= ctx.cfg.fire_level).mean()) if sw.any() else 0.0
+            src_level = float(ls[~sw].mean()) if (~sw).any() else float("nan")
+        errs = wrong_pred & wrong
+        sign = -1.0 if op == "mask" else 1.0
+        shift_cls = np.flatnonzero(wrong if op == "mask" else ~wrong)
+        shift = _ShiftStat(lv, shift_cls, 1.0 if op == "mask" else -1.0, *_src_stats(src, d, wrong_of=k_c, op=op))
+        rows.append({
+            "concept": d.concept, "concept_id": d.concept_id, "expected": expected, "operation": op,
+            "supports": classes[k_c], "fire_rate_wrong_class": rate_wrong,
+            "source_fire_rate_wrong_class": src_rate, "excess": rate_wrong - src_rate,
+            "fires_on_errors": float(fires[errs].mean()) if errs.any() else 0.0,
+            "level_own_class": level_own, "source_level_own_class": src_level,
+            "deficit": src_level - level_own if src is not None else float("nan"),
+            "gradient": float(sign * grad_t[i]),
+            "shift": shift.z(np.arange(len(y))), "_shift": shift,
+        })
+    return rows
+
+
+# ---------------------------------------------------------------------------------- leave-one-out
+@dataclass(frozen=True)
+class _Loo:
+    """Leave-one-out fits of one problem: per fold the magnitudes and the left-out shot."""
+
+    held: np.ndarray  # (F,) left-out shot per fold
+    a: np.ndarray  # (F, m)
+
+
+def _loo(p: Problem, penalty: Callable[[np.ndarray], np.ndarray]) -> _Loo:
+    """Refit without each shot (the penalties recomputed on the remaining shots)."""
+    folds = _folds(p.y_few)
+    held = np.array([np.setdiff1d(np.arange(len(p.y_few)), r)[0] for r in folds], dtype=np.int64)
+    a = np.array([fit_strengths(replace(p.subset(r), penalty=penalty(r))) for r in folds])
+    a = a.reshape(len(folds), len(p.signs))
+    return _Loo(held, a)
+
+
+def _shot_scores(p: Problem, loo: _Loo, drop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per fold: log-likelihood gain and correctness change of the left-out shot under its
+    fold's fix (edit ``drop`` removed from the baseline instead of the unpatched model)."""
+    nats, correct = np.zeros(len(loo.held)), np.zeros(len(loo.held))
+    for f, j in enumerate(loo.held):
+        t = p.signs * loo.a[f]
+        t0 = np.zeros_like(t)
+        if drop is not None:
+            t0 = t.copy()
+            t0[drop] = 0.0
+        z1 = logits_at(p.z_few[j : j + 1], p.d_few[j : j + 1], t)
+        z0 = logits_at(p.z_few[j : j + 1], p.d_few[j : j + 1], t0)
+        yj = p.y_few[j : j + 1]
+        nats[f] = cross_entropy(z0, yj) - cross_entropy(z1, yj)
+        correct[f] = float(z1.argmax(1)[0] == yj[0]) - float(z0.argmax(1)[0] == yj[0])
+    return nats, correct
+
+
+def _balanced_mean(values: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean([values[y == c].mean() for c in np.unique(y)])) if len(y) else 0.0
+
+
+def _gain(p: Problem, loo: _Loo, drop: int | None = None, n_boot: int = 1000) -> dict[str, Any]:
+    """Expected gain (balanced accuracy points, nats) of the left-out shots with a 90 %
+    class-stratified bootstrap interval."""
+    nats, correct = _shot_scores(p, loo, drop)
+    y = p.y_few[loo.held]
+    rng = np.random.default_rng(0)
+    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
+    boot_pts, boot_nats = np.zeros(n_boot), np.zeros(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(r, len(r)) for r in by_class])
+        boot_pts[b] = 100 * _balanced_mean(correct[idx], y[idx])
+        boot_nats[b] = _balanced_mean(nats[idx], y[idx])
+    return {
+        "gain_points": 100 * _balanced_mean(correct, y),
+        "gain_interval": [float(np.quantile(boot_pts, 0.05)), float(np.quantile(boot_pts, 0.95))],
+        "gain_nats": _balanced_mean(nats, y),
+        "gain_nats_interval": [float(np.quantile(boot_nats, 0.05)), float(np.quantile(boot_nats, 0.95))],
+        "n_folds": len(loo.held),
+    }
+
+
+# ---------------------------------------------------------------------------------- search
+def _penalties(ctx: _Context, rows: Sequence[Mapping[str, Any]], subset: np.ndarray) -> np.ndarray:
+    """L1 weight per candidate from the shift of its level on ``subset`` of the shots: a
+    concept that did not move from the source costs ``sparsity``, one that moved by
+    ``shift_z`` standard errors or more in the direction its edit corrects costs much less (4 % far beyond)
+    (halved again when it fires on misclassified shots)."""
+    pen = np.empty(len(rows))
+    for i, r in enumerate(rows):
+        z = r["_shift"].z(subset)
+        pen[i] = ctx.cfg.sparsity * (0.04 + 0.96 / (1.0 + math.exp(2.0 * (z - ctx.cfg.shift_z))))
+        if r["fires_on_errors"] > r["source_fire_rate_wrong_class"] + 0.2:
+            pen[i] *= 0.5
+    return pen
+
+
+def _select(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], rows: list[dict[str, Any]],
+            notes: list[str]) -> list[int]:
+    """Indices of the candidates the joint fit chooses on all shots and in at least
+    ``min_stability`` of the leave-one-out fits (at most ``max_edits``, strongest first)."""
+    signs = np.array([-1.0 if op == "mask" else 1.0 for _, _, op in cands])
+    every = np.arange(len(ctx.y))
+    p = _problem(ctx, [d for d, _, _ in cands], signs, _penalties(ctx, rows, every))
+    a_all = fit_strengths(p)
+    loo = _loo(p, lambda r: _penalties(ctx, rows, r))
+    stab = (loo.a > _EPS).mean(axis=0) if len(loo.held) else (a_all > _EPS).astype(float)
+    for i, r in enumerate(rows):
+        r["strength_all"] = float(a_all[i])
+        r["stability"] = float(stab[i])
+    keep = [int(i) for i in np.argsort(-a_all) if a_all[i] > _EPS and stab[i] >= ctx.cfg.min_stability]
+    for i in (int(j) for j in np.flatnonzero(a_all > _EPS)):
+        if i not in keep:
+            notes.append(f"dropped {rows[i]['operation']} {rows[i]['concept']}: chosen in only "
+                         f"{100 * stab[i]:.0f}% of the leave-one-out runs")
+    return keep[: ctx.cfg.max_edits]
+
+
+def _spec(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, a: np.ndarray) -> InterventionSpec | None:
+    edits = []
+    for d, s, mag in zip(dirs, signs, a, strict=True):
+        if mag <= _EPS / 2:
+            continue
+        mag = round(float(mag), 3)
+        edits.append(ConceptEdit(d, "mask", min(mag, 1.0)) if s < 0 else ConceptEdit(d, "amplify", 1.0 + mag))
+    if not edits:
+        return None
+    return InterventionSpec(ctx.model.model_id, ctx.layer, tuple(edits), note="test-time fix")
+
+
+def _guard(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, a: np.ndarray,
+           notes: list[str]) -> np.ndarray:
+    """Scale the magnitudes down (halving) until the source's guarded accuracy drops by at most
+    ``max_source_drop``."""
+    src = ctx.source
+    if src is None:
+        return a
+    base = _guarded(src.evaluate(None, flip_rates=False).metrics)
+    scale = 1.0
+    for _ in range(8):
+        spec = _spec(ctx, dirs, signs, a * scale)
+        if spec is None:
+            return a * 0.0
+        drop = base - _guarded(src.evaluate(spec, flip_rates=False).metrics)
+        if drop <= ctx.cfg.max_source_drop + 1e-9:
+            if scale < 1.0:
+                notes.append(f"strengths scaled by {scale:g} to keep the source accuracy drop within "
+                             f"{100 * ctx.cfg.max_source_drop:.1f} points")
+            return a * scale
+        scale /= 2
+    notes.append("no strength keeps the source accuracy within the guard; nothing proposed")
+    return a * 0.0
+
+
+def _decide(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], rows: list[dict[str, Any]],
+            keep: list[int], notes: list[str]) -> tuple[InterventionSpec | None, list[dict[str, Any]], dict[str, Any] | None]:
+    """Refit the kept edits jointly, check them under leave-one-out, guard the source."""
+    if not keep:
+        notes.append("no edit helps the shots in a way that survives leave-one-out; nothing proposed")
+        return None, [], None
+    dirs = [cands[i][0] for i in keep]
+    signs = np.array([-1.0 if cands[i][2] == "mask" else 1.0 for i in keep])
+    sub = [rows[i] for i in keep]
+    relax = ctx.cfg.refit_penalty
+    p = _problem(ctx, dirs, signs, relax * _penalties(ctx, sub, np.arange(len(ctx.y))))
+    a = fit_strengths(p)
+    loo = _loo(p, lambda r: relax * _penalties(ctx, sub, r))
+    overall = _gain(p, loo) if len(loo.held) else None
+    if overall is not None and overall["gain_points"] <= 0 and overall["gain_nats"] <= 0:
+        notes.append(
+            f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots "
+            f"(leave-one-out: {overall['gain_points']:+.1f} points, {overall['gain_nats']:+.3f} nats); "
+            "nothing proposed"
+        )
+        return None, [], overall
+    a = _guard(ctx, dirs, signs, a, notes)
+    spec = _spec(ctx, dirs, signs, a)
+    edits = []
+    if spec is not None:
+        for i, d in enumerate(dirs):
+            if d.concept not in spec.concepts:
+                continue
+            e = spec.edit(d.concept)
+            stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
+            edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
+                          "stability": stab, **(_gain(p, loo, drop=i) if len(loo.held) else {})})
+    return spec, edits, overall
+
+
 def propose_fix(
     model: ClassifierModel,
     directions: Sequence[ConceptDirection],
@@ -162,16 +509,18 @@ def propose_fix(
     *,
     source: WhatIf | None = None,
     held_out: WhatIf | None = None,
-    gamma: float = 2.0,
+    gamma: float = 3.0,
     max_source_drop: float = 0.02,
+    sparsity: float = 0.15,
+    source_weight: float = 10.0,
+    min_stability: float = 0.5,
     fire_level: float = 0.5,
-    min_excess: float = 0.2,
-    min_help: float = 0.05,
-    min_deficit: float = 0.2,
     max_edits: int = 4,
+    shift_z: float = 2.0,
+    refit_penalty: float = 0.0,
     case_ids: Sequence[str] | None = None,
 ) -> FixProposal:
-    """Rank concepts on a few labelled images of a new domain and propose a mask/amplify spec.
+    """Search masks and amplifications jointly on a few labelled images of a new domain.
 
     Parameters
     ----------
@@ -182,28 +531,32 @@ def propose_fix(
     few_shot_acts, few_shot_labels
         Activations of the labelled images at that layer and their class indices.
     source
-        A what-if of a source-domain split: the reference firing rates and levels, and the
-        guard (accuracy on cases without planted artifacts when its groups are known, else
-        accuracy). Without it, rates and levels are compared with zero and nothing is guarded.
+        A what-if of a source-domain split: the anchor of the search and the guard (accuracy on
+        cases without planted artifacts when its groups are known, else accuracy), and the
+        reference firing rates. Without it nothing is anchored or guarded.
     held_out
         A what-if of held-out images of the new domain (reported only).
     gamma
-        Amplification proposed for under-activated concepts.
+        Largest amplification searched.
     max_source_drop
         Largest source accuracy drop accepted (0.02 = 2 points).
+    sparsity
+        L1 weight per unit of edit strength.
+    source_weight
+        Weight of the source anchor against the few-shot loss.
+    min_stability
+        Share of the leave-one-out runs an edit must be chosen in.
     fire_level
         Level from which a concept counts as present on an image.
-    min_excess
-        Smallest rise of the wrong-class firing rate over the source's for a misactivation.
-    min_help
-        Smallest mean rise of the true-class log-probability, when masked, of the wrong-class
-        images it fires on.
-    min_deficit
-        Smallest drop of a discriminative concept's level on its class for an under-activation.
     max_edits
         Most concepts in the proposal.
     case_ids
         Ids of the few-shot images (for reports).
+
+    Raises
+    ------
+    InterventionError
+        No direction, directions at several layers, or labels of a single class.
     """
     if not directions:
         raise InterventionError("propose_fix needs at least one concept direction")
@@ -213,94 +566,39 @@ def propose_fix(
     y = np.asarray(few_shot_labels, dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise InterventionError("the few-shot set needs labelled images of at least two classes")
+    if not 1.0 < gamma <= 10.0:
+        raise InterventionError(f"gamma must be in (1, 10], got {gamma}")
+    cfg = _Settings(gamma, max_source_drop, sparsity, source_weight, min_stability, fire_level, max_edits, shift_z,
+                    refit_penalty)
     fs = WhatIf(model, layer, few_shot_acts, y, case_ids=case_ids)
-    base_loss = _cross_entropy(fs.base_proba, y)
-    classes = model.classes
+    ctx = _Context(model, layer, fs, y, source, _source_rows(source), cfg)
+    return _propose(ctx, directions, held_out)
+
+
+def _propose(ctx: _Context, directions: Sequence[ConceptDirection], held_out: WhatIf | None) -> FixProposal:
     notes: list[str] = []
-    rows = np.arange(len(y))
-    base_logp = np.log(np.clip(fs.base_proba[rows, y], 1e-12, 1.0))
-
-    def single(d: ConceptDirection, op: str, s: float) -> InterventionSpec:
-        return InterventionSpec(model.model_id, layer, (ConceptEdit(d, op, s),))
-
-    ranking: list[dict[str, Any]] = []
-    candidates: list[tuple[int, float, ConceptEdit]] = []
-    for d in directions:
-        mask = single(d, "mask", 1.0)
-        p_mask = fs.predict_proba(mask)
-        gain_m = base_loss - _cross_entropy(p_mask, y)
-        gain_a = base_loss - _cross_entropy(fs.predict_proba(single(d, "amplify", gamma)), y)
-        ref = source if source is not None else fs
-        support = (ref.base_proba - ref.predict_proba(mask)).mean(axis=0)
-        k_c = int(np.argmax(support))
-        lv = _levels(few_shot_acts, d)
-        fires, wrong = lv >= fire_level, y != k_c
-        rate_wrong = float(fires[wrong].mean()) if wrong.any() else 0.0
-        level_right = float(lv[~wrong].mean()) if (~wrong).any() else float("nan")
-        src_rate_wrong, src_level_right = 0.0, float("nan")
-        if source is not None:
-            ls = _levels(source.h.numpy(), d)
-            sw = source.labels != k_c
-            src_rate_wrong = float((ls[sw] >= fire_level).mean()) if sw.any() else 0.0
-            src_level_right = float(ls[~sw].mean()) if (~sw).any() else float("nan")
-        hit = fires & wrong
-        help_ = float((np.log(np.clip(p_mask[rows, y], 1e-12, 1.0)) - base_logp)[hit].mean()) if hit.any() else 0.0
-        excess = rate_wrong - src_rate_wrong
-        deficit = src_level_right - level_right if source is not None else float("nan")
-        expected = _expected(d.concept, classes)
-        role = ""
-        if expected != "relevant" and excess >= min_excess and help_ >= min_help:
-            role = "misactivated confounder"
-            candidates.append((0, excess * help_, ConceptEdit(d, "mask", 1.0)))
-        elif expected == "relevant" and gain_a > 0 and (source is None or deficit >= min_deficit):
-            role = "under-activated"
-            candidates.append((1, gain_a, ConceptEdit(d, "amplify", gamma)))
-        ranking.append({
-            "concept": d.concept, "concept_id": d.concept_id, "expected": expected,
-            "supports": classes[k_c], "fire_rate_wrong_class": rate_wrong,
-            "source_fire_rate_wrong_class": src_rate_wrong, "excess": excess, "help": help_,
-            "level_own_class": level_right, "source_level_own_class": src_level_right,
-            "deficit": deficit, "gain_mask": gain_m, "gain_amplify": gain_a,
-            "role": role, "proposed": False,
-        })
-    candidates.sort(key=lambda t: (t[0], -t[1]))
-
-    src_base = _guarded(source.evaluate(None, flip_rates=False).metrics) if source is not None else None
-    chosen: list[ConceptEdit] = []
-    for _kind, _score, edit in candidates:
-        if len(chosen) >= max_edits:
-            break
-        trial = InterventionSpec(model.model_id, layer, (*chosen, edit), note="test-time fix")
-        try:
-            trial_src = source.evaluate(trial, flip_rates=False).metrics if source is not None else None
-        except InterventionError as exc:  # e.g. nearly parallel to a chosen direction
-            notes.append(f"skipped {edit.direction.concept}: {exc}")
-            continue
-        if trial_src is not None and src_base is not None:
-            trial_drop = src_base - _guarded(trial_src)
-            if trial_drop > max_source_drop:
-                notes.append(
-                    f"skipped {edit.direction.concept}: source accuracy would drop by "
-                    f"{100 * trial_drop:.1f} points"
-                )
-                continue
-        chosen.append(edit)
-    spec = InterventionSpec(model.model_id, layer, tuple(chosen), note="test-time fix") if chosen else None
-    for row in ranking:
-        row["proposed"] = spec is not None and row["concept"] in spec.concepts
-    order = {"misactivated confounder": 0, "under-activated": 1, "": 2}
-    ranking.sort(key=lambda r: (order[r["role"]], -r["excess"] * max(r["help"], 0.0), -r["gain_amplify"]))
-    src = _before_after(source, spec)
-    drop: float | None = None
-    if src is not None:
-        drop = _guarded(src["before"]) - _guarded(src["after"])
+    cands = _allowed(directions, ctx.model.classes, notes)
+    rows = _evidence(ctx, cands)
+    keep = _select(ctx, cands, rows, notes)
+    spec, edits, overall = _decide(ctx, cands, rows, keep, notes)
+    for r in rows:
+        r["proposed"] = spec is not None and r["concept"] in spec.concepts
+        r["role"] = ""
+        if r["strength_all"] > _EPS:
+            r["role"] = "misactivated confounder" if r["operation"] == "mask" else "under-activated"
+    rows.sort(key=lambda r: (not r["proposed"], r["operation"] != "mask", -r["strength_all"], r["gradient"]))
+    for r in rows:
+        del r["_shift"]
+    src = _before_after(ctx.source, spec)
+    drop = None if src is None else _guarded(src["before"]) - _guarded(src["after"])
+    fs, y = ctx.few, ctx.y
     p_after = fs.predict_proba(spec) if spec is not None else fs.base_proba
     few = {"before": fs.evaluate(None, flip_rates=False).metrics,
            "after": fs.evaluate(spec, flip_rates=False).metrics,
-           "loss_before": base_loss, "loss_after": _cross_entropy(p_after, y)}
-    if spec is None:
-        notes.append("no concept is misactivated or under-activated on these images; nothing proposed")
+           "loss_before": cross_entropy(np.log(np.clip(fs.base_proba, 1e-12, 1)), y),
+           "loss_after": cross_entropy(np.log(np.clip(p_after, 1e-12, 1)), y)}
     return FixProposal(
-        spec=spec, ranking=_clean(ranking), few_shot=_clean(few), held_out=_clean(_before_after(held_out, spec)),
-        source=_clean(src), source_drop=None if drop is None or not math.isfinite(drop) else drop, notes=notes,
+        spec=spec, ranking=_clean(rows), few_shot=_clean(few), held_out=_clean(_before_after(held_out, spec)),
+        source=_clean(src), source_drop=None if drop is None or not math.isfinite(drop) else drop,
+        notes=notes, edits=_clean(edits), loo=_clean(overall),
     )

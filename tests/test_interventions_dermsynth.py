@@ -6,7 +6,7 @@ concept-absent twins): it must cut the ink-add flip rate on nevi by half,
 raise the worst-group accuracy on ``test_debiased`` and cost at most 2 points on ``val`` cases
 without a planted artifact, where a random direction does nothing; the biased ``val`` accuracy
 falls (the shortcut paid there). A test-time fix from 4 images per class of a domain where ink
-accompanies nevi must mask ink.
+accompanies nevi must raise the held-out balanced accuracy.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from concepts import Dataset, Workspace, extract_activations
-from concepts._dermsynth import DermSynthConfig, generate_dermsynth
+from concepts._dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
 from interventions import (
     ConceptEdit,
     ConceptLibrary,
@@ -36,12 +36,15 @@ from workbench._demo import DemoConfig, build_demo
 
 pytestmark = pytest.mark.slow
 
+CRITERIA = {"pigment_network", "blue_whitish_veil", "vascular_structures", "pigmentation", "streaks",
+            "dots_and_globules", "regression_structures"}
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("iv_demo"))
     # the demo's defaults (2000 images at 128 px, 60 twin pairs per concept), ink planted alone
-    cfg = DemoConfig(dermsynth=DermSynthConfig(confounders=("ink:melanoma:0.6",)), architecture="efficientnet-lite0")
+    cfg = DemoConfig(dermsynth=DermSynthConfig(confounders=(parse_confounder("ink:melanoma:0.6"),)), architecture="efficientnet-lite0")
     build_demo(ws, cfg)
     return ws
 
@@ -118,31 +121,40 @@ def test_effect_report_with_tcav_on_the_patched_model(demo: Workspace, lib: Conc
     assert len(rep.flipped_cases) == rep.to_json()["n_flipped"] > 0
 
 
-def test_fix_from_four_images_per_class_masks_the_planted_confounder(
+def test_fix_from_four_images_per_class_raises_held_out_accuracy(
     demo: Workspace, lib: ConceptLibrary, tmp_path: Path
 ) -> None:
+    """A new domain where ink accompanies nevi (a seed the method was not tuned on): over eight
+    draws of 4 + 4 labelled images the fix raises the held-out balanced accuracy on average,
+    never lowers it by more than a point, masks ink in most draws, never amplifies an artifact
+    or masks a criterion, and keeps the source clean accuracy within 2 points."""
     new = generate_dermsynth(
-        DermSynthConfig(n_images=240, seed=11, confounders=("ink:nevus:0.6",), concept_examples=2,
+        DermSynthConfig(n_images=400, seed=11, confounders=(parse_confounder("ink:nevus:0.6"),), concept_examples=2,
                         random_pool=2),
         tmp_path,
     ).main
     model = lib.model
-    tr, va = new.indices("train"), new.indices("val")
-    few = tr[select_few_shot(new.labels(tr), 4, seed=0)[0]]
-    acts = extract_activations(model, np.asarray(new.images[np.concatenate([few, va])]), ["pool"])["pool"]
-    names = ["ink", "patch", "ruler", "hair", "streaks"]
+    assert Dataset.load(tmp_path / "dermsynth").info.extra["planted_confounders"][0]["cls"] == "nevus"
+    y = new.labels(np.arange(len(new.cases)))
+    acts = extract_activations(model, np.asarray(new.images), ["pool"])["pool"]
     source = WhatIf.from_dataset(model, demo.dataset(), "val", "pool", cache=demo.activation_cache,
                                  twin_artifacts=[])
-    held = WhatIf(model, "pool", acts[len(few):], new.labels(va))
-    p = propose_fix(model, lib.directions(names, "pool"), acts[: len(few)], new.labels(few), source=source,
-                    held_out=held)
-    print(p.proposed, p.notes)
-    for r in p.ranking[:4]:
-        print(r["concept"], r["role"], round(r["excess"], 2), round(r["help"], 2))
-    assert "ink" in p.proposed
-    assert p.spec is not None and p.spec.edit("ink").operation == "mask"
-    assert p.ranking[0]["concept"] == "ink" and p.ranking[0]["role"] == "misactivated confounder"
-    assert p.source_drop is not None and p.source_drop <= 0.02
-    assert p.held_out is not None
-    print("held-out accuracy", p.held_out["before"]["accuracy"], "->", p.held_out["after"]["accuracy"])
-    assert Dataset.load(tmp_path / "dermsynth").info.extra["planted_confounders"][0]["cls"] == "nevus"
+    dirs = lib.directions(lib.concepts, "pool")
+    gains, inked = [], 0
+    for draw in range(8):
+        few, rest = select_few_shot(y, 4, seed=draw)
+        p = propose_fix(model, dirs, acts[few], y[few], source=source,
+                        held_out=WhatIf(model, "pool", acts[rest], y[rest]))
+        assert p.held_out is not None
+        gain = p.held_out["after"]["balanced_accuracy"] - p.held_out["before"]["balanced_accuracy"]
+        print(draw, p.spec.describe() if p.spec else "none", f"{100 * gain:+.1f} points", p.notes)
+        gains.append(gain)
+        inked += "ink" in p.proposed
+        for e in p.edits:
+            assert e["operation"] == ("amplify" if e["concept"] in CRITERIA else "mask")
+            assert 0.0 <= e["stability"] <= 1.0 and e["gain_interval"][0] <= e["gain_interval"][1]
+        assert p.source_drop is not None and p.source_drop <= 0.02
+    print("mean gain", 100 * np.mean(gains), "ink masked in", inked)
+    assert np.mean(gains) >= 0.02
+    assert min(gains) >= -0.01
+    assert inked >= 5

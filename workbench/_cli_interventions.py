@@ -346,16 +346,28 @@ def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | No
 
 
 def _fix_tables(p: FixProposal) -> list[Table]:
-    t = Table(title="concepts on the few-shot images")
-    for c in ("concept", "expected", "supports", "fires wrong (source)", "mask helps", "deficit",
-              "role", "proposed"):
+    t = Table(title="concepts on the few-shot images (graph: artifacts masked, criteria amplified)")
+    for c in ("concept", "edit", "supports", "fires wrong (source)", "shift z", "gradient",
+              "strength (all shots)", "LOO stability", "proposed"):
         t.add_column(c)
     for r in p.ranking:
-        deficit = r["deficit"]
-        t.add_row(r["concept"], r["expected"], r["supports"],
+        t.add_row(r["concept"], r["operation"], r["supports"],
                   f"{_pct(r['fire_rate_wrong_class'])} ({_pct(r['source_fire_rate_wrong_class'])})",
-                  f"{r['help']:+.2f}", "—" if deficit is None else f"{deficit:+.2f}",
-                  r["role"], "yes" if r["proposed"] else "")
+                  f"{r['shift']:+.1f}", f"{r['gradient']:+.3f}", f"{r['strength_all']:.2f}",
+                  _pct(r["stability"]), "yes" if r["proposed"] else "")
+    tables = [t]
+    if p.edits:
+        e = Table(title="proposed edits: leave-one-out stability and expected gain (points of the "
+                  "left-out shots' balanced accuracy when the edit is dropped, 90% interval)")
+        for c in ("edit", "strength", "stability", "expected gain", "interval", "log-lik. gain"):
+            e.add_column(c)
+        for r in p.edits:
+            lo, hi = r.get("gain_interval") or (None, None)
+            e.add_row(f"{r['operation']} {r['concept']}", f"{r['strength']:g}", _pct(r["stability"]),
+                      "—" if r.get("gain_points") is None else f"{r['gain_points']:+.1f}",
+                      "—" if lo is None else f"[{lo:+.1f}, {hi:+.1f}]",
+                      "—" if r.get("gain_nats") is None else f"{r['gain_nats']:+.3f}")
+        tables.append(e)
     m = Table(title=f"proposal: {p.spec.describe() if p.spec is not None else 'none'}")
     m.add_column("set")
     for c in ("accuracy before", "after", "balanced acc. before", "after"):
@@ -368,7 +380,8 @@ def _fix_tables(p: FixProposal) -> list[Table]:
     if p.source:
         m.add_row("source, no planted artifact", _pct(p.source["before"].get("clean_accuracy")),
                   _pct(p.source["after"].get("clean_accuracy")), "", "")
-    return [t, m]
+    tables.append(m)
+    return tables
 
 
 @cli_errors
@@ -383,7 +396,7 @@ def fix(
     images_dir: Annotated[Path | None, typer.Option(help="Root of the CSV paths (default: its folder).")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer (default pool).")] = None,
     source_split: Annotated[str, typer.Option(help="Source-domain split guarding the accuracy.")] = "val",
-    gamma: Annotated[float, typer.Option(help="Amplification tried for under-activated concepts.")] = 2.0,
+    gamma: Annotated[float, typer.Option(help="Largest amplification searched for criteria.")] = 3.0,
     max_source_drop: Annotated[float, typer.Option(help="Largest source accuracy drop (0.02 = 2 points).")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed of the few-shot selection.")] = 0,
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Write the proposed spec here.")] = None,
@@ -423,6 +436,10 @@ def fix(
         return
     for t in _fix_tables(proposal):
         console.print(t)
+    if proposal.loo:
+        lo, hi = proposal.loo["gain_interval"]
+        console.print(f"leave-one-out over {proposal.loo['n_folds']} shots: {proposal.loo['gain_points']:+.1f} "
+                      f"points balanced accuracy [{lo:+.1f}, {hi:+.1f}], {proposal.loo['gain_nats']:+.3f} nats")
     for n in proposal.notes:
         console.print(f"note: {n}")
 
