@@ -158,7 +158,7 @@ def _r(v: Any) -> Any:
 def effect_figures(rep: Any) -> dict[str, Any]:
     """Flip rates (add/remove), worst group, clean accuracy and clean-melanoma sensitivity."""
     fr = rep.reliance.get("flip_rates", {})
-    clean = next((s for s in rep.slices if s["column"] == "ink" and s["value"] == "without"), {})
+    clean: dict[str, Any] = next((s for s in rep.slices if s["column"] == "ink" and s["value"] == "without"), {})
     out: dict[str, Any] = {}
     for key, name in (("ink", "add"), ("ink:remove", "remove")):
         f = fr.get(key, {})
