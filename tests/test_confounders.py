@@ -320,6 +320,8 @@ def test_cli_confounders_json_and_table(tmp_path: Path) -> None:
         assert len(res.stdout.splitlines()) > 5
     res = runner.invoke(_app(), ["confounders", "--workspace", str(tmp_path / "none")])
     assert res.exit_code == 1 and "not a workspace" in res.output
+    res = runner.invoke(_app(), ["confounders", "-w", str(ws.root), "--max-twins", "0"])
+    assert res.exit_code == 1 and "--max-twins" in res.output
 
 
 def test_cli_clusters_and_name_cluster(tmp_path: Path) -> None:
