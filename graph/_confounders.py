@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -556,7 +557,7 @@ def workspace_flip_rates(workspace: Workspace, dataset: Dataset, *, max_twins: i
     if model_id and dataset.info.content_hash:
         cached[key] = json.loads(table.to_json(orient="records"))
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # concurrent writers: last wins
         tmp.write_text(json.dumps(cached))
         tmp.replace(cache)
     return table
