@@ -320,6 +320,8 @@ def test_cli_confounders_json_and_table(tmp_path: Path) -> None:
         assert len(res.stdout.splitlines()) > 5
     res = runner.invoke(_app(), ["confounders", "--workspace", str(tmp_path / "none")])
     assert res.exit_code == 1 and "not a workspace" in res.output
+    res = runner.invoke(_app(), ["confounders", "-w", str(ws.root), "--max-twins", "0"])
+    assert res.exit_code == 1 and "--max-twins" in res.output
 
 
 def test_cli_clusters_and_name_cluster(tmp_path: Path) -> None:
@@ -349,3 +351,97 @@ def test_cli_clusters_and_name_cluster(tmp_path: Path) -> None:
     res = runner.invoke(_app(), ["name-cluster", "-w", str(ws.root), "--cluster", "999", "--name",
                                  "x", "--no-record"])
     assert res.exit_code == 1 and "no cluster 999" in res.output
+
+
+# ---------------------------------------------------------------------- causal reliance (flip rates)
+def _flips(rates: dict[tuple[str, str], float], n: int = 150) -> pd.DataFrame:
+    """A flip-rate table: the given (artifact, class) rates, 0 for every other artifact x class."""
+    rows = [{"concept": a, "class": c, "flip_rate": rates.get((a, c), 0.0), "n": n}
+            for a in ARTIFACTS for c in ("melanoma", "nevus")]
+    return pd.DataFrame(rows)
+
+
+def test_flip_rate_reliance_changes_the_order() -> None:
+    """Co-occurrence is fixed; the counterfactual flip rate alone decides which artifact leads,
+    and it outranks TCAV where both exist (causal evidence first)."""
+    cooc = attribute_class_table(_cases(PAIRINGS[0]))
+    ink, patch = ("ink", "melanoma"), ("patch", "nevus")
+
+    def order(flips: pd.DataFrame, tcav: pd.DataFrame | None = None) -> list[tuple[str, str]]:
+        rep = rank_confounders(cooc, tcav, flip_rates=flips)
+        return list(zip(rep["concept"], rep["class"], strict=True))
+
+    o_ink = order(_flips({ink: 0.4}))
+    o_patch = order(_flips({patch: 0.4}))
+    assert o_ink[0] == ink and o_patch[0] == patch
+    assert o_ink.index(patch) > o_ink.index(ink) and o_patch.index(ink) > o_patch.index(patch)
+    rep = rank_confounders(cooc, _tcav(relied={patch: 0.3}), flip_rates=_flips({ink: 0.4}))
+    row = {(r["concept"], r["class"]): r for r in rep.to_dict("records")}
+    # TCAV calls patch sensitive, but adding the patch flips no prediction: R = 0 from the flip rate
+    assert row[patch]["reliance_source"] == "flip_rate" and row[patch]["reliance_strength"] == 0
+    assert row[patch]["score"] == 0 and row[patch]["reliance"] == pytest.approx(0.3)
+    assert row[ink]["score"] == pytest.approx(row[ink]["association"] * 0.4)
+    assert "flip rate" in row[ink]["evidence"] and row[ink]["flip_n"] == 150
+    # criteria have no twins: their reliance comes from TCAV (or none)
+    assert row[("pigment_network", "melanoma")]["reliance_source"] in ("tcav", "none")
+    assert set(rep["reliance_source"]) <= {"flip_rate", "tcav", "none"}
+    # a flip rate with n = 0 (or not finite) is no evidence: that pair falls back to TCAV
+    fl = _flips({ink: 0.4}).assign(n=lambda d: np.where(d["concept"] == "patch", 0, d["n"]))
+    rep2 = rank_confounders(cooc, _tcav(relied={patch: 0.3}), flip_rates=fl)
+    p2 = rep2[(rep2["concept"] == "patch") & (rep2["class"] == "nevus")].iloc[0]
+    assert p2["reliance_source"] == "tcav" and p2["score"] > 0
+    with pytest.raises(DataError, match="flip-rate table lacks"):
+        rank_confounders(cooc, flip_rates=pd.DataFrame({"concept": ["ink"]}))
+
+
+def test_artifact_flip_table_paired_twins(tmp_path: Path) -> None:
+    """Real-data twins (a twin column): flips toward the class the twins look like are counted
+    only among originals predicted otherwise."""
+    from concepts._reliance import artifact_flip_table
+
+    n = 40
+    marked = np.arange(n) % 2 == 1
+    cases = pd.DataFrame({
+        "case_id": [f"c{i}" for i in range(n)], "label": ["ab"[i % 2] for i in range(n)],
+        "split": ["val"] * n, "mark": marked.astype(int),
+        "mark_twin": [f"c{i + 1}" if not marked[i] else "" for i in range(n)],
+    })
+    images = np.where(marked[:, None, None, None], 200, 20).astype(np.uint8) * np.ones((n, 8, 8, 3), np.uint8)
+    info = DatasetInfo("real", "folder", ("a", "b"), 8, artifacts=("mark",))
+    ds = Dataset.write(tmp_path / "real", info, cases, images)
+    tab = artifact_flip_table(lambda im: (im.mean(axis=(1, 2, 3)) < 100).astype(int), ds, max_twins=5)
+    a = tab[tab["class"] == "a"].iloc[0]
+    b = tab[tab["class"] == "b"].iloc[0]
+    assert a["n_twins"] == 5 and a["n"] == 5 and a["flip_rate"] == 1.0 and a["method"].startswith("pairs")
+    assert b["n"] == 0 and math.isnan(b["flip_rate"])
+
+
+def test_workspace_flip_rates_are_measured_for_every_artifact_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import graph._confounders as gc
+
+    ws = _workspace(tmp_path, model=True)
+    rep = workspace_confounders(ws, max_twins=12)
+    arts = rep[rep["reliance_source"] == "flip_rate"]
+    # every annotated artifact measured (toward the class(es) some original was not predicted as)
+    assert set(arts["concept"]) == set(ARTIFACTS)
+    assert (arts["flip_n"] <= 12).all() and arts["flip_rate"].between(0, 1).all()
+    cache = ws.results_dir / gc.FLIP_CACHE_FILE
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 1 and len(next(iter(entries.values()))) == len(ARTIFACTS) * 2
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("recomputed despite the cache")
+
+    monkeypatch.setattr(gc, "artifact_flip_table", boom)
+    again = workspace_confounders(ws, max_twins=12)
+    pd.testing.assert_frame_equal(rep, again)
+    with pytest.raises(AssertionError, match="recomputed"):
+        workspace_confounders(ws, max_twins=11)  # another key: recomputed
+    cache.write_text("[not json")  # a malformed cache is recomputed, never trusted
+    with pytest.raises(AssertionError, match="recomputed"):
+        workspace_confounders(ws, max_twins=12)
+    monkeypatch.undo()
+    no_twins = workspace_confounders(ws, flip_rates=False)
+    assert "flip_rate" not in set(no_twins["reliance_source"])

@@ -2,8 +2,9 @@
 
 The lead registers them with :func:`register` (``register(app)`` on the main typer app).
 
-- ``confounders``: the ranked confounder report (co-occurrence x TCAV reliance x clinical
-  graph) of a workspace's data set, or its co-occurrence tables (``--table``).
+- ``confounders``: the ranked confounder report (co-occurrence x model reliance x clinical
+  graph) of a workspace's data set, or its co-occurrence tables (``--table``). Reliance is the
+  counterfactual flip rate where twins can be made, else TCAV sensitivity.
 - ``clusters``: cluster a layer's activations (no annotations needed), rank the clusters by
   how strongly they ride with a class, save the result to ``results/clusters.json``.
 - ``name-cluster``: a human names a saved cluster; it becomes a concept of the bank (and a
@@ -15,13 +16,16 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from concepts import DataError, Workspace, WorkspaceError
 from workbench._cli_tables import print_fit_table
 from workbench._console import WorkspaceOpt, cli_errors, err_console, print_frame, progress_bars
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CLUSTERS_FILE",
@@ -84,8 +88,8 @@ class Negatives(StrEnum):
 FmtOpt = Annotated[Fmt, typer.Option("--format", help="table, json or csv.")]
 
 _REPORT_TABLE_COLUMNS = [
-    "rank", "concept", "class", "score", "lift", "odds_ratio", "p_adjusted", "reliance",
-    "clinically_relevant", "relation",
+    "rank", "concept", "class", "score", "odds_ratio", "p_adjusted", "reliance_strength",
+    "reliance_source", "clinically_relevant", "relation",
 ]
 _CLUSTER_TABLE_COLUMNS = [
     "rank", "cluster", "group", "size", "class", "purity", "lift", "odds_ratio", "p_adjusted",
@@ -125,26 +129,32 @@ def confounders_command(
     top: Annotated[
         int | None, typer.Option("--top", help="Show only the first N rows (table default: 20).")
     ] = None,
+    twins: Annotated[
+        bool, typer.Option("--twins/--no-twins", help="Measure reliance with counterfactual twins "
+                           "of every annotated artifact (cached in results/); --no-twins: TCAV only.")
+    ] = True,
+    max_twins: Annotated[
+        int, typer.Option("--max-twins", help="At most this many twins per artifact (evaluation split).")
+    ] = 200,
 ) -> None:
-    """Rank the confounders of a workspace: co-occurrence x TCAV sensitivity x clinical irrelevance.
+    """Rank the confounders of a workspace: co-occurrence x model reliance x clinical irrelevance.
 
-    The score is the product of the three (defined in docs/confounders.md, "The score"); named
-    clusters enter with their held-out association.
+    The score is the product of the three (defined in docs/confounders.md, "The score");
+    reliance is the counterfactual flip rate where twins exist, else TCAV sensitivity
+    (column reliance_source). Named clusters enter with their held-out association.
     """
     from concepts._cooccurrence import attribute_class_table, attribute_pair_table
     from graph._confounders import workspace_confounders
 
     if not 0 < alpha < 1:
         raise DataError(f"--alpha must lie in (0, 1), got {alpha}")
+    if max_twins < 1:
+        raise DataError(f"--max-twins must be at least 1, got {max_twins}")
     ws = _workspace(workspace)
     if table is TableKind.report:
         df = workspace_confounders(ws, dataset=dataset, split=split, correction=correction.value,
-                                   alpha=alpha)
-        if not (ws.results_dir / "tcav.parquet").is_file():
-            err_console.print(
-                "note: no TCAV results in this workspace (results/tcav.parquet): reliance is "
-                "unknown — run `workbench tcav` to add it", highlight=False,
-            )
+                                   alpha=alpha, flip_rates=twins, max_twins=max_twins)
+        _reliance_note(df, (ws.results_dir / "tcav.parquet").is_file())
         title = "Ranked confounders"
         cols = _REPORT_TABLE_COLUMNS
     else:
@@ -166,6 +176,19 @@ def confounders_command(
         print_fit_table(df[cols].head(top if top is not None else 20), title=title)
     else:
         print_frame(df if top is None else df.head(top), fmt.value)
+
+
+def _reliance_note(df: pd.DataFrame, has_tcav: bool) -> None:
+    """One line on stderr: where the reliance of the report came from."""
+    n_flip = int((df["reliance_source"] == "flip_rate").sum()) if len(df) else 0
+    if n_flip == 0 and not has_tcav:
+        err_console.print(
+            "note: no twins and no TCAV results (results/tcav.parquet): reliance is unknown — "
+            "run `workbench tcav`, or give the data twins (docs/confounders.md)", highlight=False,
+        )
+    elif n_flip == 0:
+        err_console.print("note: no counterfactual twins could be made: reliance is TCAV "
+                          "sensitivity only", highlight=False)
 
 
 @cli_errors
