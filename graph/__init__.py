@@ -19,6 +19,7 @@ from graph._confounders import (
     confounder_report,
     rank_confounders,
     workspace_confounders,
+    workspace_flip_rates,
 )
 from graph._cooccur import COOCCURRENCE_COLUMNS, add_cooccurrence, cooccurrence_table
 from graph._io import (
@@ -77,5 +78,6 @@ __all__ = [
     "to_node_link",
     "validate_graph",
     "workspace_confounders",
+    "workspace_flip_rates",
     "write_graph",
 ]

@@ -234,6 +234,7 @@ def analyse_workspace(
     """Precompute what the UI shows: TCAV with significance (``results/tcav.parquet``) and the
     model and data set registered in the store. Returns a short summary."""
     from concepts._tcav import run_tcav
+    from graph import workspace_flip_rates
     from store import Actor, Store
 
     report = run_tcav(workspace, runs=runs, progress=progress)
@@ -253,7 +254,11 @@ def analyse_workspace(
             meta={"kind": ds.info.kind, "n": len(ds)},
         )
     n_sig = int(table["significant"].sum()) if len(table) else 0
-    out = {"tcav_rows": len(table), "tcav_significant": n_sig}
+    out: dict[str, Any] = {"tcav_rows": len(table), "tcav_significant": n_sig}
+    # the confounder report's reliance: counterfactual flip rates of every annotated artifact,
+    # cached in results/ so that no page or command waits on them later
+    flips = workspace_flip_rates(workspace, ds)
+    out["flip_rate_artifacts"] = 0 if flips is None else len(flips)
     workspace.update_manifest(analysis=out)
     return out
 

@@ -225,6 +225,7 @@ def confounder_display(cf: pd.DataFrame, limit: int = 15) -> pd.DataFrame:
     """The report's rows worth showing: every row with a positive score (at most ``limit``)."""
     keep = cf[cf["score"].fillna(0) > 0] if "score" in cf else cf
     cols = [c for c in ("rank", "concept", "class", "score", "kind", "lift", "odds_ratio",
-                        "p_adjusted", "reliance", "tcav_significant", "relation", "evidence")
+                        "p_adjusted", "flip_rate", "reliance_source", "reliance", "tcav_significant",
+                        "relation", "evidence")
             if c in cf]
     return keep.head(limit)[cols].reset_index(drop=True)

@@ -20,9 +20,10 @@ from workbench._ui_text import md
 def _report(ctx: PageContext, ws: Any) -> None:
     cf = confounder_display(confounder_frame(ws))
     st.caption(
-        "Score = clinical irrelevance × co-occurrence × TCAV sensitivity (docs/confounders.md): "
-        "an attribute that rides with a class in the training data, that the class logit "
-        "responds to, and that clinical knowledge says should not matter."
+        "Score = clinical irrelevance × co-occurrence × reliance (docs/confounders.md): an "
+        "attribute that rides with a class in the data, that the model relies on (the "
+        "counterfactual flip rate where twins can be made, else TCAV sensitivity; column "
+        "'reliance from'), and that clinical knowledge says should not matter."
     )
     if cf.empty:
         st.success("No confounder candidates: nothing clinically irrelevant rides with a class.")
@@ -36,6 +37,8 @@ def _report(ctx: PageContext, ws: Any) -> None:
             "odds_ratio": st.column_config.NumberColumn("odds ratio", format="%.1f"),
             "p_adjusted": st.column_config.NumberColumn("adj. p", format="%.2g"),
             "reliance": st.column_config.NumberColumn("TCAV effect", format="%+.2f"),
+            "flip_rate": st.column_config.NumberColumn("flip rate", format="%.2f"),
+            "reliance_source": st.column_config.TextColumn("reliance from"),
             "evidence": st.column_config.TextColumn(width="large"),
         },
     )
