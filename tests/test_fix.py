@@ -14,10 +14,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
-from concepts import ClassifierModel, Preprocessing, StagedNet
 from interventions import (
     ConceptDirection,
     ConceptEdit,
@@ -27,27 +24,7 @@ from interventions import (
     select_few_shot,
 )
 from interventions._fix_search import Problem, _loss_grad, base_logits, edit_deltas, logits_at
-
-CLASSES = ("melanoma", "nevus")
-
-
-def _linear_model(w: np.ndarray, b: np.ndarray) -> ClassifierModel:
-    fc = nn.Linear(w.shape[1], w.shape[0])
-    with torch.no_grad():
-        fc.weight.copy_(torch.as_tensor(w))
-        fc.bias.copy_(torch.as_tensor(b))
-    return ClassifierModel(StagedNet([("pool", nn.Identity()), ("fc", fc)]), "linear", CLASSES, Preprocessing(size=8))
-
-
-def _domain(rng: np.random.Generator, n: int, ink_on: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """e0 = lesion signal (+ melanoma), e1 = ink (3.0 when drawn), e2 = streaks (melanoma)."""
-    y = rng.integers(0, 2, n)
-    ink = (rng.random(n) < np.where(y == ink_on, 0.6, 0.05)).astype(int)
-    X = rng.standard_normal((n, 6)).astype(np.float32) * 0.7
-    X[:, 0] += np.where(y == 0, 1.0, -1.0)
-    X[:, 1] += 3.0 * ink
-    X[:, 2] += np.where(y == 0, 1.0, 0.0) + 0.3 * rng.standard_normal(n)
-    return X, y, ink
+from tests.test_interventions import _domain, _linear_model  # one synthetic domain for both
 
 
 @pytest.fixture(scope="module")
