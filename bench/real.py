@@ -12,17 +12,31 @@ Steps, on the 1,011 dermoscopic images:
    of each drawn stroke is kept (a mask image per marked case).
 2. Real-marker **twins** of every test case: a clean case gets a fresh stroke drawn on (add);
    a marked case's twin is its original image, kept before drawing (remove).
-3. **Import** through ``import_folder`` (what ``workbench import folder`` runs) with an ``ink``
-   column, a ``mask`` column (mask paths) and an ``ink_twin`` column (twin image paths), plus
-   the seven criteria as 0/1 columns.
-4. **Train** the default classifier: frozen EfficientNet-Lite0 (ImageNet) + a class-balanced
-   logistic head on pooled features (``train``), into a workspace.
-5. **TCAV** of the seven criteria and the marker (``run_tcav`` on the workspace's default
-   bank), **confounders** (``workspace_confounders``).
-6. **Mask** the marker at the chosen layer with the pattern CAV and with the transplant
-   (twin-difference) direction, fitted on ``train`` twins made by transplanting the drawn
-   strokes (masks) into clean train cases; measure on ``test`` with the real-marker twins:
-   add- and remove-marker flip rates, worst-group accuracy, sensitivity on clean melanomas.
+
+Everything after making the data runs through **CLI commands only** (``python -m
+workbench.cli ...`` in a subprocess, ``--format json`` where the command has it); the wall
+time of every command is printed and kept:
+
+3. ``workspace init``; ``import folder cases.csv`` with an ``ink`` column, a ``mask`` column
+   (mask paths) and an ``ink_twin`` column (twin image paths), plus the seven criteria as 0/1
+   columns (the import makes the data set active).
+4. ``train`` the default classifier: frozen EfficientNet-Lite0 (ImageNet) + a class-balanced
+   logistic head (``--no-analyse``: TCAV is the next step).
+5. ``tcav`` of the seven criteria and the marker on the workspace's default bank, then
+   ``confounders``.
+6. ``intervene --mask ink`` at ``--layer`` with the transplant (twin-difference) direction
+   (fitted on ``train`` twins made by transplanting the drawn strokes, the ``mask`` column,
+   into clean train cases) at the class-balanced level, measured on ``test`` with the
+   real-marker twins (``--twins ink_twin``): add- and remove-marker flip rates, worst-group
+   accuracy, sensitivity on clean melanomas; ``--spec-out`` keeps the spec.
+7. ``apply --export`` writes the patched model; ``predict`` runs the unpatched and the patched
+   model on real-marker twin pairs of clean test cases (add-marker flips counted from the
+   predictions).
+8. No annotation: the same images imported again **without** the ``ink`` and ``mask`` columns
+   (``cases_noink.csv``); ``clusters`` on the model's head input; the marked share of each
+   flagged cluster is scored with this script's own record of who carries the marker;
+   ``name-cluster`` names the most-marked flagged melanoma cluster, and ``intervene --mask`` of
+   that concept measures the flips on the same real-marker twins.
 
 The last lines print the done-when figures. ``--json PATH`` writes them all.
 """
@@ -31,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,11 +57,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 from scipy import ndimage
 
-LAYERS = ("block10", "block15", "pool")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------------- the marker
@@ -129,25 +144,32 @@ def build_folder(root: Path, out: Path, size: int, seed: int) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     df.to_csv(out / "cases.csv", index=False)
+    df.drop(columns=["ink", "mask"]).to_csv(out / "cases_noink.csv", index=False)  # the no-annotation route
     return df
 
 
-def train(ws: Any, ds: Any, progress: Any) -> Any:
-    """Frozen EfficientNet-Lite0 + class-balanced logistic head on ``train`` pooled features."""
-    from concepts import ClassifierModel, fit_linear_head, set_linear_head
+# ---------------------------------------------------------------------------------- the CLI
+class Cli:
+    """Runs ``python -m workbench.cli ARGS`` and keeps the wall time of every command."""
 
-    model = ClassifierModel.build("efficientnet-lite0", ds.classes, seed=0)
-    cache = ws.activation_cache
-    isets = {s: ds.image_set(ds.indices(s), name=f"{ds.info.name}:{s}") for s in ("train", "val", "test")}
-    feats = {s: cache.get(model, "pool", iset, progress=progress)["pool"] for s, iset in isets.items()}
-    y = ds.labels(ds.indices("train"))
-    w, b = fit_linear_head(np.asarray(feats["train"]), y, len(ds.classes), class_balanced=True, seed=0)
-    set_linear_head(model, w, b)
-    for s, iset in isets.items():
-        cache.put(model, "pool", iset, feats[s])
-    model.save(ws.models_dir / "real")
-    ws.update_manifest(dataset=ds.info.name, model="real", model_dir="models/real", layers=list(LAYERS))
-    return model
+    def __init__(self, ws: Path) -> None:
+        self.ws = ws
+        self.timings: list[dict[str, Any]] = []
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+    def __call__(self, *args: str, json_out: bool = True) -> Any:
+        """Run one command (``-w`` is added where the command takes it); parsed JSON or stdout."""
+        cmd = [sys.executable, "-m", "workbench.cli", *args]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=ROOT, check=False)
+        sec = round(time.perf_counter() - t0, 1)
+        label = " ".join(a if len(a) < 40 else "…" + a[-30:] for a in args)
+        self.timings.append({"command": label, "seconds": sec, "rc": proc.returncode})
+        print(f"[{sec:7.1f} s] workbench {label}", flush=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"workbench {label} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return json.loads(proc.stdout) if json_out else proc.stdout
 
 
 # ---------------------------------------------------------------------------------- figures
@@ -155,95 +177,111 @@ def _r(v: Any) -> Any:
     return None if v is None else round(float(v), 3)
 
 
-def effect_figures(rep: Any) -> dict[str, Any]:
-    """Flip rates (add/remove), worst group, clean accuracy and clean-melanoma sensitivity."""
-    fr = rep.reliance.get("flip_rates", {})
-    clean: dict[str, Any] = next((s for s in rep.slices if s["column"] == "ink" and s["value"] == "without"), {})
+def effect_figures(rep: dict[str, Any]) -> dict[str, Any]:
+    """Flip rates (add/remove), worst group, clean accuracy and clean-melanoma sensitivity of an
+    ``intervene --format json`` report."""
+    fr = (rep.get("reliance") or {}).get("flip_rates", {})
+    clean: dict[str, Any] = next(
+        (s for s in rep.get("slices", []) if s["column"] == "ink" and s["value"] == "without"), {})
     out: dict[str, Any] = {}
-    for key, name in (("ink", "add"), ("ink:remove", "remove")):
-        f = fr.get(key, {})
+    for key, f in fr.items():
+        name = "remove" if f.get("direction") == "remove" or key.endswith(":remove") else "add"
         out[f"{name}_flip_before"], out[f"{name}_flip_after"] = _r(f.get("before")), _r(f.get("after"))
         out[f"{name}_n"], out[f"{name}_method"] = f.get("n"), f.get("method")
         out[f"{name}_reduction"] = _r(f.get("reduction"))
+    b, a = rep.get("before", {}), rep.get("after", {})
     for k in ("worst_group_accuracy", "clean_accuracy", "sensitivity", "accuracy", "balanced_accuracy"):
-        out[f"{k}_before"], out[f"{k}_after"] = _r(rep.before.get(k)), _r(rep.after.get(k))
-    out["worst_group_before"], out["worst_group_after"] = rep.before.get("worst_group"), rep.after.get("worst_group")
+        out[f"{k}_before"], out[f"{k}_after"] = _r(b.get(k)), _r(a.get(k))
+    out["worst_group_before"], out["worst_group_after"] = b.get("worst_group"), a.get("worst_group")
     out["clean_mel_sensitivity_before"] = _r(clean.get("sensitivity_before"))
     out["clean_mel_sensitivity_after"] = _r(clean.get("sensitivity_after"))
+    out["n_flipped"] = rep.get("n_flipped")
     return out
 
 
-def masking(ws: Any, model: Any, ds: Any, layer: str, progress: Any) -> dict[str, Any]:
-    """Mask the marker with each direction method; figures on ``test`` with real-marker twins."""
-    from concepts import real_twins
-    from interventions import (
-        ConceptLibrary,
-        InterventionSpec,
-        direction_from_twins,
-        mask_edit,
-        measure_effect,
-    )
+def tcav_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("concept", "class", "layer", "score_mean", "random_mean", "effect", "p_value", "p_adjusted",
+            "cav_accuracy", "significant", "verdict")
+    return [{k: (_r(r[k]) if isinstance(r.get(k), float) else r.get(k)) for k in keep} for r in rows]
 
-    lib = ConceptLibrary.for_workspace(ws, model, progress=progress)
-    train_rows = ds.indices("train")
-    t0 = time.perf_counter()
-    train_twins = real_twins(ds, train_rows, "ink", mask_column="mask", seed=0)
-    dirs = {
-        "pattern": lib.direction("ink", layer, "pattern"),
-        "transplant": direction_from_twins(model, ds.images, train_twins, layer, cache=ws.activation_cache,
-                                           progress=progress),
-    }
-    out: dict[str, Any] = {"layer": layer, "twins_seconds": round(time.perf_counter() - t0, 1),
-                           "train_twins": {t.key: len(t) for t in train_twins}}
-    for name, d in dirs.items():
-        for level in ("absent", "balanced"):
-            edit = mask_edit(model, d, level, dataset=ds, cache=ws.activation_cache)
-            spec = InterventionSpec(model.model_id, layer, (edit,))
-            rep = measure_effect(model, spec, ds, "test", cache=ws.activation_cache, twin_column="ink_twin",
-                                 progress=progress)
-            out[f"{name}/{level}"] = {"direction_accuracy": _r(d.accuracy), "level": edit.target_level(),
-                                      **effect_figures(rep)}
+
+def twin_flips(cli: Cli, folder: Path, df: pd.DataFrame, model_dir: Path, patched: Path, n: int) -> dict[str, Any]:
+    """``predict`` with the plain and the patched model on ``n`` clean test cases and their
+    real-marker (add) twins: how many predictions the drawn marker flips."""
+    rows = df[(df["split"] == "test") & (df["ink"] == 0)].head(n)
+    clean = [str(folder / p) for p in rows["path"]]
+    twins = [str(folder / p) for p in rows["ink_twin"]]
+    out: dict[str, Any] = {"n": len(rows)}
+    for name, model in (("plain", model_dir), ("patched", patched)):
+        a = cli("predict", "--model", str(model), "--format", "json", *clean)
+        b = cli("predict", "--model", str(model), "--format", "json", *twins)
+        out[f"{name}_flips"] = sum(x["predicted"] != y["predicted"] for x, y in zip(a, b, strict=True))
+        out[f"{name}_to_melanoma"] = sum(x["predicted"] != "melanoma" and y["predicted"] == "melanoma"
+                                         for x, y in zip(a, b, strict=True))
     return out
 
 
-def tcav_and_confounders(ws: Any, runs: int, progress: Any) -> dict[str, Any]:
-    from concepts._tcav import run_tcav
-    from graph._confounders import workspace_confounders
-
-    t0 = time.perf_counter()
-    rep = run_tcav(ws, ["block10", "block15"], runs=runs, progress=progress)
-    tab = rep.table
-    keep = [c for c in ("concept", "layer", "class", "score_mean", "random_mean", "effect", "p_adjusted",
-                        "significant", "cav_accuracy", "cav_accuracy_mean", "accuracy") if c in tab.columns]
-    conf = workspace_confounders(ws)
-    ccols = [c for c in ("rank", "concept", "class", "score", "odds_ratio", "reliance", "tcav_significant")
-             if c in conf.columns]
-    return {
-        "tcav_seconds": round(time.perf_counter() - t0, 1),
-        "tcav": tab[keep].to_dict(orient="records"),
-        "tcav_columns": list(tab.columns),
-        "confounders": conf[ccols].head(10).to_dict(orient="records"),
-    }
+def unsupervised(cli: Cli, folder: Path, df: pd.DataFrame, ws: Path, layer: str) -> dict[str, Any]:
+    """The no-annotation route: import without ``ink``/``mask``, clusters, name one, mask it."""
+    cli("import", "folder", str(folder / "cases_noink.csv"), "--name", "derm7pt_noink", "-w", str(ws),
+        "--overwrite", "--format", "json")
+    clusters = cli("clusters", "-w", str(ws), "--format", "json")
+    saved = json.loads((ws / "results" / "clusters.json").read_text())  # members (the split clustered)
+    ink = dict(zip(df["case_id"].astype(str), df["ink"].astype(int), strict=True))
+    members: dict[int, list[str]] = {}
+    for cid, k in zip(saved["case_ids"], saved["assignments"], strict=True):
+        members.setdefault(int(k), []).append(str(cid))
+    table = []
+    for c in clusters:
+        ids = members.get(int(c["cluster"]), [])
+        table.append({"cluster": c["cluster"], "class": c["class"], "size": c["size"], "lift": _r(c.get("lift")),
+                      "p_adjusted": _r(c.get("p_adjusted")), "suspicious": bool(c["suspicious"]),
+                      "marked_share": _r(np.mean([ink[i] for i in ids])) if ids else None})
+    flagged = [t for t in table if t["suspicious"] and t["class"] == "melanoma"]
+    out: dict[str, Any] = {"clusters": table, "flagged_melanoma": flagged}
+    if not flagged:
+        return out
+    best = max(flagged, key=lambda t: t["marked_share"] or 0.0)
+    out["named"] = best
+    cli("name-cluster", "--cluster", str(best["cluster"]), "--name", "violet_marks", "--description",
+        "violet pen marks (found without annotation)", "-w", str(ws), "--replace", json_out=False)
+    rep = cli("intervene", "-w", str(ws), "--mask", "violet_marks", "--layer", layer, "--split", "test",
+              "--twins", "ink_twin", "--no-tcav", "--format", "json")
+    out["masking"] = effect_figures(rep)
+    return out
 
 
 def done_when(res: dict[str, Any]) -> None:
-    """Print the issue's done-when figures (the transplant direction, class-balanced level)."""
-    m = res["masking"].get("transplant/balanced", {})
+    """Print the issue's done-when figures."""
+    m = res.get("masking", {})
     conf = res.get("confounders") or []
     first = conf[0].get("concept") if conf else None
-    ink_rows = [r for r in res.get("tcav", []) if r.get("concept") == "ink" and r.get("class") == "melanoma"]
     print("--- done when ---")
     print(f"marker ranks first among confounders: {first == 'ink'} (first: {first})")
-    for r in ink_rows:
-        print(f"ink TCAV for melanoma at {r.get('layer')}: score {r.get('score_mean')}, significant "
-              f"{r.get('significant')}, p_adj {r.get('p_adjusted')}, CAV accuracy {r.get('cav_accuracy')}")
+    for r in res.get("tcav", []):
+        if r.get("concept") == "ink" and r.get("class") == "melanoma":
+            print(f"ink TCAV for melanoma at {r.get('layer')}: score {r.get('score_mean')} vs random "
+                  f"{r.get('random_mean')}, p_adj {r.get('p_adjusted')}, significant {r.get('significant')}, "
+                  f"CAV accuracy {r.get('cav_accuracy')}")
     for k in ("add", "remove"):
         b, a = m.get(f"{k}_flip_before"), m.get(f"{k}_flip_after")
-        print(f"{k}-marker flip rate {b} -> {a} (halved: {a is not None and b is not None and a <= b / 2})")
-    wb, wa = m.get("worst_group_accuracy_before"), m.get("worst_group_accuracy_after")
-    print(f"worst-group accuracy {wb} -> {wa} ({m.get('worst_group_before')} -> {m.get('worst_group_after')})")
+        print(f"{k}-marker flip rate {b} -> {a} (n {m.get(f'{k}_n')}, {m.get(f'{k}_method')}; halved: "
+              f"{a is not None and b is not None and a <= b / 2})")
+    print(f"worst-group accuracy {m.get('worst_group_accuracy_before')} -> {m.get('worst_group_accuracy_after')} "
+          f"({m.get('worst_group_before')} -> {m.get('worst_group_after')})")
     sb, sa = m.get("clean_mel_sensitivity_before"), m.get("clean_mel_sensitivity_after")
-    print(f"sensitivity on clean melanomas {sb} -> {sa}")
+    print(f"sensitivity on clean melanomas {sb} -> {sa} (cost <= 2 points: "
+          f"{sa is not None and sb is not None and sa >= sb - 0.02})")
+    u = res.get("unsupervised") or {}
+    named = u.get("named")
+    if named:
+        um = u.get("masking", {})
+        print(f"unsupervised: flagged melanoma cluster {named['cluster']} ({named['size']} cases) is "
+              f"{named['marked_share']} marked (>= 0.8: {(named['marked_share'] or 0) >= 0.8}); masked as "
+              f"'violet_marks': add flips {um.get('add_flip_before')} -> {um.get('add_flip_after')}, remove "
+              f"{um.get('remove_flip_before')} -> {um.get('remove_flip_after')}")
+    elif u:
+        print("unsupervised: no melanoma cluster flagged")
 
 
 def main() -> None:
@@ -252,8 +290,10 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: a temporary one)")
     ap.add_argument("--size", type=int, default=224, help="image side")
     ap.add_argument("--layer", default="pool", help="layer to mask at")
-    ap.add_argument("--runs", type=int, default=10, help="TCAV random runs")
-    ap.add_argument("--no-tcav", action="store_true", help="skip TCAV and the confounder ranking")
+    ap.add_argument("--runs", type=int, default=20, help="TCAV runs R")
+    ap.add_argument("--no-tcav", action="store_true", help="skip TCAV")
+    ap.add_argument("--no-unsupervised", action="store_true", help="skip the no-annotation route")
+    ap.add_argument("--predict-pairs", type=int, default=40, help="twin pairs run through `predict`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     ap.add_argument("--source", type=Path, default=None,
@@ -271,46 +311,57 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    from concepts import Workspace, classification_metrics, import_folder
-
     t_all = time.perf_counter()
-    ws = Workspace(args.workspace or tmp / "ws").ensure()
-    folder = args.source or tmp / "folder"
+    ws = (args.workspace or tmp / "ws").resolve()
+    folder = (args.source or tmp / "folder").resolve()
     t0 = time.perf_counter()
-    df = build_folder(args.derm7pt, folder, args.size, args.seed)
-    ds = import_folder(folder / "cases.csv", ws.datasets_dir / "derm7pt_ink", image_size=args.size, overwrite=True)
-    res: dict[str, Any] = {"n": len(ds), "prepare_seconds": round(time.perf_counter() - t0, 1)}
+    if (folder / "cases.csv").is_file() and (folder / "cases_noink.csv").is_file():
+        df = pd.read_csv(folder / "cases.csv", keep_default_na=False)  # made earlier by this script
+    else:
+        df = build_folder(args.derm7pt, folder, args.size, args.seed)
+    res: dict[str, Any] = {"n": len(df), "prepare_seconds": round(time.perf_counter() - t0, 1)}
     res["ink_share"] = {f"{s}/{c}": round(float(g["ink"].mean()), 3) for (s, c), g in df.groupby(["split", "label"])}
     print("planted:", res["ink_share"], flush=True)
-
-    def progress(stage: str, done: int, total: int) -> None:
-        pass
-
-    t0 = time.perf_counter()
-    model = train(ws, ds, progress)
-    res["train_seconds"] = round(time.perf_counter() - t0, 1)
-    for s in ("val", "test"):
-        idx = ds.indices(s)
-        feats = ws.activation_cache.get(model, "pool", ds.image_set(idx, name=f"{ds.info.name}:{s}"))["pool"]
-        with torch.inference_mode():  # the head alone on the cached pooled features
-            proba = torch.softmax(model.forward_from("pool", torch.as_tensor(np.asarray(feats))), 1).numpy()
-        res[f"{s}_metrics"] = classification_metrics(ds, idx, proba).to_json()
-        m = res[f"{s}_metrics"]
+    cli = Cli(ws)
+    cli("workspace", "init", "-w", str(ws), json_out=False)
+    res["import"] = cli("import", "folder", str(folder / "cases.csv"), "--name", "derm7pt_ink", "-w", str(ws),
+                        "--image-size", str(args.size), "--overwrite", "--format", "json")
+    tr = cli("train", "-w", str(ws), "--no-analyse", "--overwrite", "--format", "json")
+    res["model"] = tr["model"]
+    for s, m in tr["metrics"].items():
+        res[f"{s}_metrics"] = m
         print(f"{s}: acc {m['accuracy']:.3f} bacc {m['balanced_accuracy']:.3f} sens({m['positive_class']}) "
               f"{m['sensitivity']:.3f} worst group {m['worst_group']} {m['worst_group_accuracy']:.3f} "
               f"clean {m['clean_accuracy']:.3f}", flush=True)
     if not args.no_tcav:
-        res.update(tcav_and_confounders(ws, args.runs, progress))
-        print("confounders (top 5):", res["confounders"][:5], flush=True)
+        res["tcav"] = tcav_rows(cli("tcav", "-w", str(ws), "--runs", str(args.runs), "--format", "json"))
         for row in res["tcav"]:
-            if row.get("class") == "melanoma":
+            if row["class"] == "melanoma":
                 print("tcav:", row, flush=True)
-    res["masking"] = masking(ws, model, ds, args.layer, progress)
-    for name, fig in res["masking"].items():
-        if isinstance(fig, dict) and "add_flip_before" in fig:
-            print(f"mask ink at {args.layer} ({name}):", fig, flush=True)
+    conf = cli("confounders", "-w", str(ws), "--format", "json")
+    res["confounders"] = [{k: r.get(k) for k in ("rank", "concept", "class", "score", "odds_ratio",
+                                                  "reliance_strength", "reliance_source")} for r in conf[:10]]
+    print("confounders (top 5):", res["confounders"][:5], flush=True)
+    spec = ws / "results" / "bench-mask-ink.json"
+    rep = cli("intervene", "-w", str(ws), "--mask", "ink", "--layer", args.layer, "--method", "transplant",
+              "--mask-level", "balanced", "--split", "test", "--twins", "ink_twin", "--no-tcav",
+              "--spec-out", str(spec), "--format", "json")
+    res["masking"] = {"layer": args.layer, "method": "transplant", "level": "balanced", **effect_figures(rep)}
+    print(f"mask ink at {args.layer}:", res["masking"], flush=True)
+    model_dir, patched = ws / "models" / res["model"], tmp / "patched"
+    res["apply"] = cli("apply", "--model", str(model_dir), "--spec", str(spec), "--out", str(patched), "--export",
+                       "--format", "json")
+    if args.predict_pairs:
+        res["predict_twins"] = twin_flips(cli, folder, df, model_dir, patched, args.predict_pairs)
+        print("predict on real-marker twin pairs:", res["predict_twins"], flush=True)
+    if not args.no_unsupervised:
+        res["unsupervised"] = unsupervised(cli, folder, df, ws, args.layer)
+    res["cli_timings"] = cli.timings
     done_when(res)
     res["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    print("--- wall time per command ---")
+    for t in cli.timings:
+        print(f"{t['seconds']:7.1f} s  workbench {t['command']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, default=str))
     print(f"total {res['total_seconds']} s")
