@@ -35,3 +35,8 @@ class ConceptError(WorkbenchError, KeyError):
 
 class WorkspaceError(WorkbenchError, FileNotFoundError):
     """A workspace that is missing or incomplete."""
+
+
+class ComputeError(WorkbenchError, RuntimeError):
+    """A compute setting that cannot be honoured: an unknown or missing device, an engine that is
+    not installed, a distributed run that did not produce every row."""

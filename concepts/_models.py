@@ -403,6 +403,16 @@ class ClassifierModel:
         """Forget the cached weights hash (call after training the module)."""
         self._weights_sha = None
 
+    # ---------------------------------------------------------------- device
+    @property
+    def device(self) -> torch.device:
+        """Device of the module's first parameter or buffer (``cpu`` for a module without any)."""
+        for t in self.module.parameters():
+            return t.device
+        for t in self.module.buffers():
+            return t.device
+        return torch.device("cpu")
+
     # ---------------------------------------------------------------- layers
     @property
     def layers(self) -> list[str]:
@@ -480,8 +490,8 @@ class ClassifierModel:
         """Class probabilities for uint8 images ``(N, H, W, 3)``."""
         outs = []
         for i in range(0, len(images), batch_size):
-            x = self.preprocess(images[i : i + batch_size])
-            outs.append(torch.softmax(self.module(x), dim=1).numpy())
+            x = self.preprocess(images[i : i + batch_size]).to(self.device)
+            outs.append(torch.softmax(self.module(x), dim=1).float().cpu().numpy())
         if not outs:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.concatenate(outs)

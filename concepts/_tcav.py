@@ -38,6 +38,7 @@ from concepts._dataset import ImageSet
 from concepts._errors import ConceptError, ModelError, WorkspaceError
 from concepts._models import ClassifierModel
 from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random, direction
+from concepts._compute import on_device
 from concepts._tcav_core import (
     TABLE_COLUMNS,
     TARGETS,
@@ -334,28 +335,29 @@ def run_tcav(
     t0 = time.perf_counter()
     grads: dict[tuple[str, str], np.ndarray] = {}
     ok_layers: list[str] = []
-    for lay in layer_list:
-        try:
-            for c in class_names:
-                g = class_gradients(model, lay, acts_in[c][lay], model.classes.index(c),
-                                    images=setup.inputs[c].images, target=target)
-                check_gradients_vary(g, lay)
-                grads[(lay, c)] = g
-            ok_layers.append(lay)
-            if target == "logit" and len(model.classes) > 1:
-                c0 = class_names[0]
-                share = shared_logit_share(model, lay, acts_in[c0][lay][:64],
-                                           images=setup.inputs[c0].images[:64])
-                if share > SHARED_LOGIT_WARN:
-                    warnings.append(
-                        f"layer {lay!r}: {share:.0%} of the class-logit gradient is shared by all "
-                        "classes (softmax ignores it), so raw-logit TCAV scores of all classes move "
-                        "together — rerun with target='centered_logit'"
-                    )
-        except ModelError as exc:
-            if explicit:
-                raise
-            warnings.append(f"skipped {exc}")
+    with on_device(model, cache.compute.device):  # the gradients run on the device; moved once
+        for lay in layer_list:
+            try:
+                for c in class_names:
+                    g = class_gradients(model, lay, acts_in[c][lay], model.classes.index(c),
+                                        images=setup.inputs[c].images, target=target)
+                    check_gradients_vary(g, lay)
+                    grads[(lay, c)] = g
+                ok_layers.append(lay)
+                if target == "logit" and len(model.classes) > 1:
+                    c0 = class_names[0]
+                    share = shared_logit_share(model, lay, acts_in[c0][lay][:64],
+                                               images=setup.inputs[c0].images[:64])
+                    if share > SHARED_LOGIT_WARN:
+                        warnings.append(
+                            f"layer {lay!r}: {share:.0%} of the class-logit gradient is shared by all "
+                            "classes (softmax ignores it), so raw-logit TCAV scores of all classes move "
+                            "together — rerun with target='centered_logit'"
+                        )
+            except ModelError as exc:
+                if explicit:
+                    raise
+                warnings.append(f"skipped {exc}")
     if not ok_layers:
         raise ModelError("no layer usable for TCAV: " + "; ".join(warnings))
     timings["gradients"] = time.perf_counter() - t0

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from concepts._cav import CAV, CAVSet
+from concepts._compute import on_device
 from concepts._errors import ConceptError, ModelError
 from concepts._models import ClassifierModel, StagedNet
 
@@ -76,6 +77,7 @@ def class_gradients(
     images: np.ndarray | None = None,
     target: str = "logit",
     batch_size: int = 256,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """``∇_h z_k`` at ``layer`` for every row of the cached activations ``acts``.
 
@@ -95,6 +97,8 @@ def class_gradients(
         ``logit`` (``z_k``, as TCAV and captum) or ``centered_logit`` (``z_k - mean_j z_j``).
     batch_size
         Rows per backward pass.
+    device
+        Where the backward passes run (fp32 always); ``None``: where the model is.
 
     Returns
     -------
@@ -112,19 +116,30 @@ def class_gradients(
     n = len(acts)
     d = int(np.prod(acts.shape[1:])) if n else 0
     out = np.empty((n, d), dtype=np.float32)
-    for i in range(0, n, batch_size):
-        h = torch.as_tensor(np.array(acts[i : i + batch_size], dtype=np.float32)).requires_grad_(True)
-        x = None if staged else model.preprocess(np.asarray(images)[i : i + batch_size])  # type: ignore[index]
-        with torch.enable_grad():
-            logits = model.forward_from(layer, h, x)
-            if logits.ndim != 2 or not 0 <= class_index < logits.shape[1]:
-                raise ModelError(f"class index {class_index} is out of range for logits {tuple(logits.shape)}")
-            z = logits[:, class_index]
-            if target == "centered_logit":
-                z = z - logits.mean(dim=1)
-            (g,) = torch.autograd.grad(z.sum(), h)
-        out[i : i + len(h)] = g.reshape(len(h), -1).numpy()
+    with on_device(model, device) as dev:
+        for i in range(0, n, batch_size):
+            out[i : i + batch_size] = _gradient_batch(model, layer, acts[i : i + batch_size], class_index,
+                                                      None if staged else np.asarray(images)[i : i + batch_size],  # type: ignore[index]
+                                                      target, dev)
     return out
+
+
+def _gradient_batch(
+    model: ClassifierModel, layer: str, acts: np.ndarray, class_index: int, images: np.ndarray | None,
+    target: str, dev: torch.device,
+) -> np.ndarray:
+    """``∇_h z_k`` for one batch of activations (fp32 on ``dev``), flattened, on the CPU."""
+    h = torch.as_tensor(np.array(acts, dtype=np.float32)).to(dev).requires_grad_(True)
+    x = None if images is None else model.preprocess(images).to(dev)
+    with torch.enable_grad():
+        logits = model.forward_from(layer, h, x)
+        if logits.ndim != 2 or not 0 <= class_index < logits.shape[1]:
+            raise ModelError(f"class index {class_index} is out of range for logits {tuple(logits.shape)}")
+        z = logits[:, class_index]
+        if target == "centered_logit":
+            z = z - logits.mean(dim=1)
+        (g,) = torch.autograd.grad(z.sum(), h)
+    return g.reshape(len(h), -1).cpu().numpy()  # type: ignore[no-any-return]
 
 
 def shared_logit_share(

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from concepts._activations import ActivationCache, extract_activations
+from concepts._compute import on_device
 from concepts._dataset import Dataset
 from concepts._errors import DataError, ModelError
 from concepts._metrics import ClassificationMetrics, classification_metrics
@@ -98,9 +99,11 @@ def train_end_to_end(
     seed: int = 0,
     class_balanced: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> ClassifierModel:
     """Train every parameter of ``model`` with Adam (small models such as ``tiny-cnn``);
-    ``class_balanced`` weights the loss by inverse class frequency."""
+    ``class_balanced`` weights the loss by inverse class frequency. ``device``: where the
+    model trains (fp32; ``None``: where it is); it is back where it was afterwards."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     x_all = model.preprocess(images)
@@ -110,20 +113,23 @@ def train_end_to_end(
         k = len(model.classes)
         counts = torch.bincount(y_all, minlength=k).float().clamp(min=1)
         weight = counts.sum() / (k * counts)
-    opt = torch.optim.Adam(model.module.parameters(), lr=lr)
-    model.module.train()
-    n = len(y_all)
-    for ep in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, batch_size):
-            idx = perm[i : i + batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model.module(x_all[idx]), y_all[idx], weight=weight)
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-        if progress is not None:
-            progress("training", ep + 1, epochs)
-    model.module.eval()
+    with on_device(model, device) as dev:
+        opt = torch.optim.Adam(model.module.parameters(), lr=lr)
+        model.module.train()
+        n = len(y_all)
+        w = None if weight is None else weight.to(dev)
+        for ep in range(epochs):
+            perm = torch.randperm(n, generator=g)
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                opt.zero_grad()
+                logits = model.module(x_all[idx].to(dev))
+                loss = nn.functional.cross_entropy(logits, y_all[idx].to(dev), weight=w)
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+            if progress is not None:
+                progress("training", ep + 1, epochs)
+        model.module.eval()
     model.invalidate_id()
     return model
 
@@ -216,6 +222,7 @@ def train_classifier(
         Architecture, image size, class balancing, epochs, positive class.
     cache
         Activation cache for the frozen features (EfficientNet head); ``None``: computed in memory.
+        Its ``compute`` also says where an end-to-end model trains (``--device``).
     progress
         ``progress(stage, done, total)``.
 
@@ -241,9 +248,10 @@ def _train(
     tr = ds.indices("train")
     splits: list[str] = [s for s in ("val", "test") if s in ds.splits and len(ds.indices(s))] or ["train"]
     if mode == "end_to_end":
-        train_end_to_end(model, np.asarray(ds.images[tr]), ds.labels(tr), epochs=cfg.epochs, lr=cfg.lr,
-                         seed=cfg.seed, class_balanced=cfg.balanced, progress=progress)
-        probas = {s: model.predict_proba(np.asarray(ds.images[ds.indices(s)])) for s in splits}
+        with on_device(model, cache.compute.device if cache is not None else None):
+            train_end_to_end(model, np.asarray(ds.images[tr]), ds.labels(tr), epochs=cfg.epochs, lr=cfg.lr,
+                             seed=cfg.seed, class_balanced=cfg.balanced, progress=progress)
+            probas = {s: model.predict_proba(np.asarray(ds.images[ds.indices(s)])) for s in splits}
     else:
         probas = _train_head(model, ds, cfg, splits, cache, progress)
     metrics = {

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from concepts._activations import ActivationCache
+from concepts._compute import Compute
 from concepts._dataset import Dataset, swap_in_directory
 from concepts._errors import ModelError, WorkspaceError
 from concepts._models import ClassifierModel
@@ -54,10 +55,14 @@ class Workspace:
     ----------
     root
         The workspace directory (need not exist yet; :meth:`ensure` creates it).
+    compute
+        Engine, device and precision of the activation cache and the model steps (default:
+        local engine, CPU, fp32; the CLI passes ``--engine/--device/--precision``).
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, compute: Compute | None = None):
         self.root = Path(root).expanduser().resolve()
+        self.compute = compute or Compute()
         self._cache: ActivationCache | None = None
 
     # ---------------------------------------------------------------- paths
@@ -251,7 +256,7 @@ class Workspace:
     @property
     def activation_cache(self) -> ActivationCache:
         if self._cache is None:
-            self._cache = ActivationCache(self.cache_dir / "activations")
+            self._cache = ActivationCache(self.cache_dir / "activations", compute=self.compute)
         return self._cache
 
     def layers(self) -> list[str]:
