@@ -82,7 +82,8 @@ def summary_sentence(history: InterventionHistory) -> str:
     words = [_edit_words(x) for x in _edits(spec)] or ["changed the model"]
     what = (", ".join(words[:-1]) + " and " + words[-1]) if len(words) > 1 else words[0]
     what = what[0].upper() + what[1:]
-    ev = ((applied or fix).evidence if (applied or fix) else None) or {}
+    main = applied or fix
+    ev = (main.evidence if main else None) or {}
     model = spec.get("model_id") or next((x.model_id for x in events if x.model_id), None)
     data = ev.get("dataset") or "—"
     split = f" (split {e(ev['split'])})" if ev.get("split") else ""
