@@ -4,7 +4,7 @@ Decisions, documented here and in ``store/README.md``:
 
 * rationale: ``str`` or UTF-8 ``bytes``; at most 64 KiB of UTF-8; invalid UTF-8 bytes or lone
   surrogates are refused; otherwise stored verbatim (SQL-looking text, NUL, emoji, newlines).
-  Required (not blank) for ``applied`` and ``reverted``.
+  Required (not blank) for ``applied``, ``reverted`` and ``fix_recorded``.
 * identifiers (model id, concept, intervention id, hashes of data sets/examples): non-empty
   ``str`` of at most 256 characters without control characters; stored verbatim.
 * weights sha256: 64 hex digits, stored lowercase.
@@ -53,7 +53,7 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _INT64 = (-(2**63), 2**63 - 1)
 _INT32 = (-(2**31), 2**31 - 1)
-_NEEDS_RATIONALE = {Action.APPLIED, Action.REVERTED}
+_NEEDS_RATIONALE = {Action.APPLIED, Action.REVERTED, Action.FIX_RECORDED}
 
 
 def ident(value: object, what: str, *, required: bool = False) -> str | None:

@@ -196,24 +196,43 @@ def event_at(con: duckdb.DuckDBPyConnection, seq: int) -> Event:
     return Event.from_row(row)
 
 def must_be_new_intervention(iid: str) -> Precheck:
-    """Precheck: refuse a second proposal with the same id."""
+    """Precheck: refuse a second proposal (or fix) with the same id."""
     def check(con: duckdb.DuckDBPyConnection) -> None:
-        if con.execute(
-            "SELECT 1 FROM interventions WHERE intervention_id = ?", [iid]
-        ).fetchone():
+        found = con.execute(
+            "SELECT e.action, e.seq FROM interventions i JOIN events e ON e.seq = i.event_seq "
+            "WHERE i.intervention_id = ?", [iid]
+        ).fetchone()
+        if found and found[0] == "fix_recorded":
+            raise ValidationError(
+                f"this fix is already recorded as {iid!r} (event #{found[1]}); change a strength "
+                "or the shots to record another"
+            )
+        if found:
             raise ValidationError(
                 f"intervention {iid!r} was already proposed; propose a new one with a new id"
             )
 
     return check
 
-def must_exist_intervention(iid: str) -> Precheck:
-    """Precheck: refuse events about an intervention never proposed."""
+def must_exist_intervention(iid: str, *, proposed: bool = False) -> Precheck:
+    """Precheck: refuse events about an intervention never proposed (or recorded as a fix).
+
+    With ``proposed``, a test-time fix (``fix_recorded``) does not count: only a proposal can
+    be applied to or reverted from the workspace's model.
+    """
     def check(con: duckdb.DuckDBPyConnection) -> None:
-        if not con.execute(
-            "SELECT 1 FROM interventions WHERE intervention_id = ?", [iid]
-        ).fetchone():
+        found = con.execute(
+            "SELECT e.action FROM interventions i JOIN events e ON e.seq = i.event_seq "
+            "WHERE i.intervention_id = ?", [iid]
+        ).fetchone()
+        if not found:
             raise ValidationError(f"unknown intervention {iid!r}: propose it first")
+        if proposed and found[0] != "proposed":
+            raise ValidationError(
+                f"{iid!r} is a test-time fix (recorded with 'fix_recorded'), not a proposed "
+                "intervention: it is exported as a patched model, never applied to the "
+                "workspace's model; a dermatologist may propose the same spec to apply it"
+            )
 
     return check
 

@@ -43,7 +43,7 @@ METRIC_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("clean_accuracy", "Accuracy without artifacts", "n_clean"),
 )
 _VERBS = {"mask": "Masked", "amplify": "Amplified", "set": "Set", "suppress": "Suppressed"}
-_DECISIONS = ("proposed", "approved", "rejected", "applied", "reverted")
+_DECISIONS = ("proposed", "fix_recorded", "approved", "rejected", "applied", "reverted")
 
 
 def _last(events: Sequence[Event], action: str) -> Event | None:
@@ -78,10 +78,12 @@ def summary_sentence(history: InterventionHistory) -> str:
     events = history.events
     applied = _last(events, "applied")
     proposed = _last(events, "proposed")
+    fix = _last(events, "fix_recorded")
     words = [_edit_words(x) for x in _edits(spec)] or ["changed the model"]
     what = (", ".join(words[:-1]) + " and " + words[-1]) if len(words) > 1 else words[0]
     what = what[0].upper() + what[1:]
-    ev = (applied.evidence if applied else None) or {}
+    main = applied or fix
+    ev = (main.evidence if main else None) or {}
     model = spec.get("model_id") or next((x.model_id for x in events if x.model_id), None)
     data = ev.get("dataset") or "—"
     split = f" (split {e(ev['split'])})" if ev.get("split") else ""
@@ -91,7 +93,9 @@ def summary_sentence(history: InterventionHistory) -> str:
         str(scope.get("kind")), "")
     text = (f"{what} at layer <em>{e(spec.get('layer', '—'))}</em> of model "
             f"<em>{e(model or '—')}</em>{scope_txt}, evaluated on data set <em>{e(data)}</em>"
-            f"{split}. Proposed by {_who_when(proposed)}")
+            f"{split}. " + (f"Recorded as a test-time fix for a new domain by {_who_when(fix)}"
+                            if fix is not None and proposed is None else
+                            f"Proposed by {_who_when(proposed)}"))
     if applied is not None:
         text += f"; applied by {_who_when(applied)}"
     reverted = _last(events, "reverted")
@@ -106,7 +110,7 @@ def effect_of(history: InterventionHistory) -> tuple[dict[str, Any], dict[str, A
     The ``applied`` event's evidence holds the full metric dicts (with ``n`` and, since the
     reports were added, the group sizes); older stores only have the flat effect table.
     """
-    applied = _last(history.events, "applied")
+    applied = _last(history.events, "applied") or _last(history.events, "fix_recorded")
     ev = (applied.evidence if applied else None) or {}
     before, after = ev.get("before"), ev.get("after")
     reliance = ev.get("reliance") if isinstance(ev.get("reliance"), Mapping) else None
@@ -387,6 +391,7 @@ def render_report(
     status = decisions[-1].action if decisions else "unknown"
     before, after, reliance = effect_of(history)
     proposed, applied = _last(events, "proposed"), _last(events, "applied")
+    proposed = proposed or _last(events, "fix_recorded")
     rationale = (applied.rationale if applied and applied.rationale else
                  proposed.rationale if proposed else None)
     css, chain = chain_status(verify)

@@ -57,9 +57,9 @@ def _intervention_rows(events: Sequence[Event]) -> str:
             by_iv.setdefault(ev.intervention_id, []).append(ev)
     rows = []
     for iid, evs in by_iv.items():
-        decisions = [x for x in evs if x.action in ("proposed", "approved", "rejected",
-                                                    "applied", "reverted")]
-        applied = next((x for x in reversed(evs) if x.action == "applied"), None)
+        decisions = [x for x in evs if x.action in ("proposed", "fix_recorded", "approved",
+                                                    "rejected", "applied", "reverted")]
+        applied = next((x for x in reversed(evs) if x.action in ("applied", "fix_recorded")), None)
         first = evs[0]
         desc = ((applied or first).evidence or {}).get("description") or first.concept or ""
         why = (applied or first).rationale or ""

@@ -89,6 +89,7 @@ class Action(StrEnum):
     CAV_RUN_RECORDED = "cav_run_recorded"
     TCAV_RESULTS_RECORDED = "tcav_results_recorded"
     EFFECT_RECORDED = "effect_recorded"
+    FIX_RECORDED = "fix_recorded"
 
     @classmethod
     def parse(cls, value: Action | str) -> Action:
@@ -118,7 +119,10 @@ _RECORDS = frozenset(
 #: Role -> actions it may append. Dermatologists propose, apply, revert, approve/reject and name
 #: concepts; engineers apply and export patched models; auditors only read, and append the
 #: ``exported`` event that records their exports. Recording computed results (models, data
-#: sets, concepts, CAV runs, TCAV results, effects) is open to dermatologists and engineers.
+#: sets, concepts, CAV runs, TCAV results, effects) is open to dermatologists and engineers,
+#: and so is ``fix_recorded``: a test-time fix fitted on a few labelled images of a new
+#: clinic, whose edits the knowledge graph restricts (artifacts masked, criteria amplified).
+#: A fix is never ``applied`` to the workspace's model (see ``Store.record_fix``).
 PERMISSIONS: MappingProxyType[Role, frozenset[Action]] = MappingProxyType(
     {
         Role.DERMATOLOGIST: frozenset(
@@ -130,10 +134,13 @@ PERMISSIONS: MappingProxyType[Role, frozenset[Action]] = MappingProxyType(
                 Action.REJECTED,
                 Action.CONCEPT_NAMED,
                 Action.EXPORTED,
+                Action.FIX_RECORDED,
             }
         )
         | _RECORDS,
-        Role.ENGINEER: frozenset({Action.APPLIED, Action.MODEL_EXPORTED, Action.EXPORTED})
+        Role.ENGINEER: frozenset(
+            {Action.APPLIED, Action.MODEL_EXPORTED, Action.EXPORTED, Action.FIX_RECORDED}
+        )
         | _RECORDS,
         Role.AUDITOR: frozenset({Action.EXPORTED}),
     }

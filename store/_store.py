@@ -77,6 +77,10 @@ PROJECT_VERSION = _project_version()
 
 _COLS = ", ".join(EVENT_COLUMNS)
 _NEEDS_INTERVENTION = {Action.APPLIED, Action.REVERTED, Action.APPROVED, Action.REJECTED}
+#: Actions that change the workspace's model: only a proposed intervention (never a fix).
+_NEEDS_PROPOSAL = {Action.APPLIED, Action.REVERTED}
+#: Actions that record a spec in the ``interventions`` table, and their id prefix.
+_RECORDS_SPEC = {Action.PROPOSED: "iv", Action.FIX_RECORDED: "fix"}
 _RECORD_ACTIONS = {
     Action.MODEL_REGISTERED: "register_model",
     Action.DATASET_REGISTERED: "register_dataset",
@@ -222,10 +226,11 @@ class Store:
     ) -> Event:
         """Append one event to the log and return it (with its seq and hash).
 
-        ``proposed`` also records the spec in the ``interventions`` table (a new
-        ``intervention_id`` is generated when None); ``applied``, ``reverted``, ``approved``
-        and ``rejected`` need an existing ``intervention_id``; ``applied`` and ``reverted``
-        need a rationale; ``concept_named`` needs ``concept``. Reference-table actions
+        ``proposed`` and ``fix_recorded`` also record the spec in the ``interventions`` table
+        (a new ``intervention_id`` is generated when None); ``applied``, ``reverted``,
+        ``approved`` and ``rejected`` need an existing ``intervention_id`` (``applied`` and
+        ``reverted`` a proposed one, never a fix); ``applied``, ``reverted`` and
+        ``fix_recorded`` need a rationale; ``concept_named`` needs ``concept``. Reference-table actions
         (``model_registered``...) go through their ``register_*``/``record_*`` methods.
 
         Raises
@@ -253,11 +258,13 @@ class Store:
         ref: RefInsert | None = None
         precheck: Precheck | None = None
         iid = fields["intervention_id"]
-        if act is Action.PROPOSED:
+        if act in _RECORDS_SPEC:
             if fields["spec"] is None:
-                raise ValidationError("'proposed' needs the intervention spec (a JSON object)")
+                raise ValidationError(f"'{act.value}' needs the intervention spec (a JSON object)")
+            if act is Action.FIX_RECORDED and fields["model_id"] is None:
+                raise ValidationError("'fix_recorded' needs the model_id the fix was fitted on")
             if iid is None:
-                iid = fields["intervention_id"] = f"iv-{uuid.uuid4().hex[:12]}"
+                iid = fields["intervention_id"] = f"{_RECORDS_SPEC[act]}-{uuid.uuid4().hex[:12]}"
             ref = RefInsert.build(
                 REF_TABLES["interventions"], [{"intervention_id": iid, "spec": _spec_obj(fields)}]
             )
@@ -265,7 +272,7 @@ class Store:
         elif act in _NEEDS_INTERVENTION:
             if iid is None:
                 raise ValidationError(f"'{act.value}' needs the intervention_id it is about")
-            precheck = must_exist_intervention(iid)
+            precheck = must_exist_intervention(iid, proposed=act in _NEEDS_PROPOSAL)
         elif act is Action.CONCEPT_NAMED and fields["concept"] is None:
             raise ValidationError("'concept_named' needs the concept it names")
         elif act is Action.MODEL_EXPORTED and fields["model_id"] is None:
@@ -394,6 +401,29 @@ class Store:
         return self.append_event(
             actor, Action.PROPOSED, spec=spec, rationale=rationale, evidence=evidence,
             model_id=model_id, weights_sha_before=weights_sha_before,
+            dataset_hash=dataset_hash, intervention_id=intervention_id, concept=concept,
+        )
+
+    def record_fix(
+        self, actor: Actor, spec: Mapping[str, Any] | str, *, rationale: str | bytes,
+        model_id: str, evidence: Mapping[str, Any] | None = None,
+        metric_deltas: Mapping[str, Any] | None = None, intervention_id: str | None = None,
+        weights_sha_before: str | None = None, dataset_hash: str | None = None,
+        concept: str | None = None,
+    ) -> Event:
+        """Record a test-time fix: store its spec and append a ``fix_recorded`` event.
+
+        A fix is fitted by an engineer (or a dermatologist) on a few labelled images of a new
+        clinic. Its spec goes into the ``interventions`` table like a proposal's, so it has an
+        intervention report and a dermatologist may approve or reject it, but it is never
+        ``applied`` to (or ``reverted`` from) the workspace's model: it is deployed as a patched
+        model (``model_exported``). ``evidence`` carries what the fix rests on (few-shot case
+        ids and image hashes, layer, leave-one-out stability, expected gains, before/after
+        metrics); ``dataset_hash`` identifies the few-shot set; a rationale is required.
+        """
+        return self.append_event(
+            actor, Action.FIX_RECORDED, spec=spec, rationale=rationale, evidence=evidence,
+            metric_deltas=metric_deltas, model_id=model_id, weights_sha_before=weights_sha_before,
             dataset_hash=dataset_hash, intervention_id=intervention_id, concept=concept,
         )
 

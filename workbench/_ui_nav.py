@@ -39,6 +39,7 @@ PAGES: dict[str, PageDef] = {
         PageDef("confounders", "pages/confounders.py", "Confounders", ":material/report:"),
         PageDef("cases", "pages/cases.py", "Case explorer", ":material/image_search:"),
         PageDef("interventions", "pages/interventions.py", "Interventions", ":material/tune:"),
+        PageDef("fix", "pages/fix.py", "Test-time fix", ":material/auto_fix_high:"),
         PageDef("audit", "pages/audit.py", "Audit", ":material/fact_check:"),
     )
 }
@@ -48,9 +49,9 @@ _EXPLORE = ["overview", "concepts", "graph", "confounders", "cases"]
 #: Role -> navigation sections -> page keys; the first page is the landing page. Auditors land
 #: on the history and see everything else read-only (no write controls).
 ROLE_SECTIONS: dict[Role, dict[str, list[str]]] = {
-    Role.DERMATOLOGIST: {"Explore": _EXPLORE, "Correct": ["interventions"], "Review": ["audit"]},
-    Role.ENGINEER: {"Explore": _EXPLORE, "Correct": ["interventions"], "Review": ["audit"]},
-    Role.AUDITOR: {"Review": ["audit"], "Explore (read-only)": [*_EXPLORE, "interventions"]},
+    Role.DERMATOLOGIST: {"Explore": _EXPLORE, "Correct": ["interventions", "fix"], "Review": ["audit"]},
+    Role.ENGINEER: {"Explore": _EXPLORE, "Correct": ["interventions", "fix"], "Review": ["audit"]},
+    Role.AUDITOR: {"Review": ["audit"], "Explore (read-only)": [*_EXPLORE, "interventions", "fix"]},
 }
 
 
