@@ -4,7 +4,8 @@ Usage: python bench/scale.py [--sizes 10000,50000,100000] [--quick] [--size 128]
 
 For each N a fresh subprocess (so peak memory is measured per N, not carried over):
 
-1. generates DermSynth with ``n_images = N`` at ``--size`` px (``generate_dermsynth``: the images
+1. generates DermSynth with ``n_images = N`` at ``--size`` px (concept sets kept small: 10
+   examples per set, a random pool of 50) (``generate_dermsynth``: the images
    are rendered straight into ``images.npy``, chunk by chunk), then opens it (``Dataset.load``,
    content hash verified once, streaming);
 2. extracts the activations of ``--layers`` of a fresh ``tiny-cnn`` for all N images
@@ -52,7 +53,8 @@ def _child(n: int, size: int, layers: list[str], workdir: Path, workers: int) ->
 
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    cfg = DermSynthConfig(n_images=n, image_size=size, seed=0)
+    # small concept sets: N counts the main set, whose size is what grows
+    cfg = DermSynthConfig(n_images=n, image_size=size, seed=0, concept_examples=10, random_pool=50)
     generate_dermsynth(cfg, workdir, workers=workers)
     stages["generate"] = time.perf_counter() - t0
     rss_generate = _peak_rss_mb(resource.RUSAGE_SELF)
