@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.cluster import KMeans, MiniBatchKMeans, SpectralClustering
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
@@ -100,6 +100,13 @@ CLUSTER_SCOPES: tuple[str, ...] = ("within_class", "global")
 #: How a conv layer's ``(C, H, W)`` map becomes a vector.
 POOLINGS: tuple[str, ...] = ("mean", "max", "meanmax", "block", "flatten")
 
+#: From this many cases on, ``kmeans`` runs as mini-batch k-means (``partial_fit`` over row
+#: chunks, labels predicted chunk by chunk) and conv maps are pooled chunk by chunk, so a large
+#: (memory-mapped) activation array is never copied whole. Below it: full k-means, unchanged.
+MINIBATCH_MIN_ROWS = 20_000
+#: Rows per chunk of the mini-batch path.
+MINIBATCH_ROWS = 4096
+
 Method = Literal["kmeans", "spectral"]
 Membership = Literal["probe", "centroid"]
 #: How a held-out case counts as a member of a cluster (see :func:`cluster_activations`).
@@ -134,12 +141,19 @@ def pool_activations(acts: np.ndarray, pooling: str = "meanmax") -> np.ndarray:
     """
     if pooling not in POOLINGS:
         raise DataError(f"unknown pooling {pooling!r}: use one of {list(POOLINGS)}")
-    a = np.asarray(acts)
+    a = acts if isinstance(acts, np.ndarray) else np.asarray(acts)
     if a.ndim == 2:
         return a.astype(np.float64)
     if a.ndim != 4:
         raise DataError(f"activations must be (N, D) or (N, C, H, W), got shape {a.shape}")
-    a = a.astype(np.float64, copy=False)
+    if len(a) >= MINIBATCH_MIN_ROWS:  # chunk by chunk: a memory-mapped array is never read whole
+        return np.concatenate([_pool(a[i : i + MINIBATCH_ROWS], pooling)
+                               for i in range(0, len(a), MINIBATCH_ROWS)], axis=0)
+    return _pool(a, pooling)
+
+
+def _pool(a: np.ndarray, pooling: str) -> np.ndarray:
+    a = np.asarray(a).astype(np.float64, copy=False)
     if pooling == "mean":
         return a.mean(axis=(2, 3))
     if pooling == "max":
@@ -169,12 +183,44 @@ def _reduce(x: np.ndarray, disc: np.ndarray, n_components: int, seed: int) -> tu
 def _fit(z: np.ndarray, k: int, method: str, seed: int, n_init: int) -> np.ndarray:
     if k == 1:
         return np.zeros(len(z), dtype=np.int64)
+    if method == "kmeans" and len(z) >= MINIBATCH_MIN_ROWS:
+        return _fit_minibatch(z, k, seed, n_init)
     if method == "kmeans":
         return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(z).astype(np.int64)
     nn = int(min(10, len(z) - 1))
     sc = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=nn,
                             random_state=seed, assign_labels="cluster_qr")
     return sc.fit_predict(z).astype(np.int64)
+
+
+def _fit_minibatch(z: np.ndarray, k: int, seed: int, n_init: int, epochs: int = 3) -> np.ndarray:
+    """Mini-batch k-means: ``partial_fit`` over shuffled row chunks, then predicted chunk by chunk.
+
+    The ``n_init`` restarts are kept: each runs from its own seed and the one with the lowest
+    inertia (summed over the chunks) is used. Deterministic for a given ``seed``.
+    """
+    n = len(z)
+    rng = np.random.default_rng(seed)
+    best: tuple[float, np.ndarray] | None = None
+    for r in range(max(1, n_init)):
+        km = MiniBatchKMeans(n_clusters=k, random_state=seed + r, n_init=1,
+                             batch_size=MINIBATCH_ROWS)
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            for i in range(0, n, MINIBATCH_ROWS):
+                rows = np.sort(order[i : i + MINIBATCH_ROWS])
+                if len(rows) >= k:
+                    km.partial_fit(z[rows])
+        labels = np.empty(n, dtype=np.int64)
+        inertia = 0.0
+        for i in range(0, n, MINIBATCH_ROWS):
+            chunk = np.asarray(z[i : i + MINIBATCH_ROWS])
+            labels[i : i + len(chunk)] = km.predict(chunk)
+            inertia += float(-km.score(chunk))
+        if best is None or inertia < best[0]:
+            best = (inertia, labels)
+    assert best is not None  # n_init >= 1
+    return best[1]
 
 
 def _choose_k(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from concepts._chunks import ImageWriter, hash_npy_file, iter_rows, update_hash
 from concepts._errors import DataError, WorkspaceError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "CRITERIA",
     "Dataset",
     "DatasetInfo",
+    "DatasetWriter",
     "ImageSet",
     "check_name",
     "hash_array",
@@ -117,11 +119,14 @@ def swap_in_directory(tmp: Path, target: Path) -> None:
 
 
 def hash_array(arr: np.ndarray, *extra: str) -> str:
-    """sha256 of an array's shape, dtype and bytes (plus optional extra strings)."""
+    """sha256 of an array's shape, dtype and bytes (plus optional extra strings).
+
+    Large arrays are hashed in row chunks (a memory-mapped one keeps one chunk resident).
+    """
     h = hashlib.sha256()
     h.update(str(arr.shape).encode())
     h.update(str(arr.dtype).encode())
-    h.update(np.ascontiguousarray(arr).data)
+    update_hash(h, arr)
     for e in extra:
         h.update(e.encode())
     return h.hexdigest()
@@ -133,6 +138,15 @@ _REIMPORT = "re-import it (`workbench import`) or rebuild the demo (`workbench d
 def _content_hash(images: np.ndarray, cases: pd.DataFrame) -> str:
     """The content hash of a data set: its images plus its cases table as JSON records."""
     return hash_array(images, cases.to_json(orient="records"))
+
+
+def _file_content_hash(npy: Path, images: np.ndarray, cases: pd.DataFrame) -> str:
+    """:func:`_content_hash` with the images read from ``npy`` in chunks (no mapping)."""
+    h = hash_npy_file(npy) if isinstance(images, np.memmap) or images.size == 0 else None
+    if h is None:
+        return _content_hash(images, cases)
+    h.update(cases.to_json(orient="records").encode())
+    return str(h.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -330,7 +344,10 @@ class Dataset:
         key = _FilesKey.of(self.root)
         if key is not None and _VERIFIED.get(key) == expected:
             return
-        actual = _content_hash(self.images, self.cases)
+        try:
+            actual = _file_content_hash(self.root / "images.npy", self.images, self.cases)
+        except (OSError, ValueError, EOFError) as exc:
+            raise _corrupt(self.root / "images.npy", exc) from None
         if actual != expected:
             raise DataError(
                 f"{self.root}: the data set's files do not match its content hash (dataset.json "
@@ -357,28 +374,55 @@ class Dataset:
             Inconsistent table/images, duplicate ids, labels outside ``info.classes``, or non-0/1
             concept columns.
         """
-        r = Path(root)
-        cases = cases.reset_index(drop=True).copy()
+        cases = cases.reset_index(drop=True)
+        images = np.asarray(images) if not isinstance(images, np.ndarray) else images
         cls._validate(info, cases, images)
-        images = np.ascontiguousarray(images, dtype=np.uint8)
-        content_hash = _content_hash(images, cases)
-        info = DatasetInfo(**{**asdict(info), "content_hash": content_hash})
+        with cls.create(root, tuple(images.shape), overwrite=overwrite) as writer:
+            start = 0
+            for chunk in iter_rows(images):
+                writer.images[start : start + len(chunk)] = chunk
+                start += len(chunk)
+            return writer.commit(info, cases)
+
+    @classmethod
+    def create(cls, root: str | Path, shape: tuple[int, ...], *, overwrite: bool = False) -> DatasetWriter:
+        """Start writing a data set whose images are filled in place, chunk by chunk.
+
+        Use it as a context manager: fill ``writer.images[i] = image`` (a uint8 ``(S, S, 3)``
+        row, or ``writer.images[a:b] = rows``), then call :meth:`DatasetWriter.commit` with the
+        info and the cases table. Memory stays flat however many images there are. Leaving the
+        block without committing (or with an exception) removes everything written.
+
+        Parameters
+        ----------
+        root
+            The data-set directory to create.
+        shape
+            ``(N, S, S, 3)`` of ``images.npy``.
+        overwrite
+            Replace an existing data set at ``root`` on commit.
+
+        Raises
+        ------
+        DataError
+            A bad shape, or ``root`` exists and ``overwrite`` is false.
+        """
+        shp = tuple(int(s) for s in shape)
+        if len(shp) != 4 or shp[3] != 3 or min(shp) < 0:
+            raise DataError(f"images must be (N, S, S, 3) uint8, got {shape}")
+        r = Path(root)
         if r.exists() and not overwrite:
             raise DataError(f"{r} already exists — choose another name or pass overwrite=True")
         r.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{r.name}.tmp-", dir=r.parent))
         try:
-            np.save(tmp / "images.npy", images)
-            cases.to_parquet(tmp / "cases.parquet", index=False)
-            (tmp / "dataset.json").write_text(json.dumps(info.to_json(), indent=2))
-            swap_in_directory(tmp, r)
+            return DatasetWriter(r, tmp, ImageWriter(tmp / "images.npy", shp))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls.load(r)  # verified: what is on disk hashes to what was meant
 
     @staticmethod
-    def _validate(info: DatasetInfo, cases: pd.DataFrame, images: np.ndarray) -> None:
+    def _validate(info: DatasetInfo, cases: pd.DataFrame, images: np.ndarray | ImageWriter) -> None:
         for col in ("case_id", "label", "split"):
             if col not in cases.columns:
                 raise DataError(f"cases table lacks the required column {col!r}")
@@ -445,4 +489,73 @@ class Dataset:
         key = hashlib.sha256(
             (self.info.content_hash + ":" + hash_array(ix)).encode()
         ).hexdigest()
-        return ImageSet(name=name or f"{self.info.name}[{len(ix)}]", images=self.images[ix], key=key)
+        if len(ix) > 1 and ix[0] >= 0 and bool(np.all(np.diff(ix) == 1)):
+            images = self.images[int(ix[0]) : int(ix[-1]) + 1]  # a run of rows: a view, no copy
+        else:
+            images = self.images[ix]
+        return ImageSet(name=name or f"{self.info.name}[{len(ix)}]", images=images, key=key)
+
+
+class DatasetWriter:
+    """A data set being written (from :meth:`Dataset.create`); see there for the protocol.
+
+    ``images`` is an :class:`concepts._chunks.ImageWriter` over ``images.npy`` in a temporary
+    sibling directory; :meth:`commit` hashes that file in chunks, writes the cases table and
+    ``dataset.json`` and renames the directory into place.
+    """
+
+    def __init__(self, root: Path, tmp: Path, images: ImageWriter):
+        self.root = root
+        self.images = images
+        self._tmp = tmp
+        self._done = False
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        """Remove everything written (no-op after :meth:`commit`)."""
+        if not self._done:
+            self._done = True
+            self.images.close()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def commit(self, info: DatasetInfo, cases: pd.DataFrame) -> Dataset:
+        """Validate, hash and atomically move the data set into place; returns it loaded.
+
+        Raises
+        ------
+        DataError
+            Inconsistent table/images, duplicate ids, labels outside ``info.classes``, non-0/1
+            concept columns, or a cases table that does not read back as written.
+        """
+        if self._done:
+            raise DataError(f"{self.root}: this writer was already committed or aborted")
+        cases = cases.reset_index(drop=True).copy()
+        Dataset._validate(info, cases, self.images)
+        self.images.close()
+        npy = self._tmp / "images.npy"
+        state = hash_npy_file(npy)
+        if state is None:  # pragma: no cover - the writer never writes Fortran order
+            raise DataError(f"{npy}: unexpected array layout")
+        written = state.copy()
+        written.update(cases.to_json(orient="records").encode())
+        content_hash = str(written.hexdigest())
+        info = DatasetInfo(**{**asdict(info), "content_hash": content_hash})
+        cases.to_parquet(self._tmp / "cases.parquet", index=False)
+        (self._tmp / "dataset.json").write_text(json.dumps(info.to_json(), indent=2))
+        state.update(_read_cases(self._tmp / "cases.parquet").to_json(orient="records").encode())
+        if state.hexdigest() != content_hash:
+            raise DataError(
+                f"{self.root}: the cases table does not read back from Parquet as written (a column "
+                "type Parquet cannot keep?) — store plain text, integer or float columns"
+            )
+        swap_in_directory(self._tmp, self.root)
+        self._done = True
+        key = _FilesKey.of(self.root)
+        if key is not None:  # what is on disk was read back and hashes to what was meant
+            _VERIFIED[key] = content_hash
+        return Dataset.load(self.root)

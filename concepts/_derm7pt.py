@@ -24,7 +24,7 @@ import pandas as pd
 from concepts._dataset import CRITERIA, Dataset, DatasetInfo
 from concepts._errors import DataError, ImageError
 from concepts._images import load_image_rgb
-from concepts._importers_common import _check_common, _write
+from concepts._importers_common import _check_common
 
 __all__ = [
     "DERM7PT_CLASSES",
@@ -405,13 +405,6 @@ def import_derm7pt(
                 f"{_where(meta_path.name, i, cn, 'clinic')}: clinical image not found: "
                 f"{img_dir / rel}"
             )
-    images = np.empty((len(meta), size, size, 3), dtype=np.uint8)
-    for i, (cn, rel) in enumerate(zip(meta["case_num"], meta["derm_path"], strict=True)):
-        try:
-            images[i] = load_image_rgb(img_dir / rel, size)
-        except ImageError as exc:
-            raise ImageError(f"{_where(meta_path.name, i, cn, 'derm')}: {exc}") from exc
-
     cases = pd.concat(
         [
             pd.DataFrame({"case_id": meta["case_num"].astype(str), "label": meta["label"]}),
@@ -437,4 +430,26 @@ def import_derm7pt(
             "melanoma_diagnoses": list(DERM7PT_MELANOMA_DIAGNOSES),
         },
     )
-    return _write(out, info, cases, images, overwrite)
+    return _write_derm(out, info, cases, meta, img_dir, meta_path.name, overwrite)
+
+
+def _write_derm(out: Path, info: DatasetInfo, cases: pd.DataFrame, meta: pd.DataFrame, img_dir: Path,
+                meta_name: str, overwrite: bool) -> Dataset:
+    """Decode the dermoscopic images one by one straight into the new data set (flat memory).
+
+    The first unreadable image stops the import (nothing is left behind) with an error naming
+    its ``meta.csv`` row and case.
+    """
+    size = info.image_size
+    try:
+        with Dataset.create(out, (len(meta), size, size, 3), overwrite=overwrite) as writer:
+            for i, (cn, rel) in enumerate(zip(meta["case_num"], meta["derm_path"], strict=True)):
+                try:
+                    writer.images[i] = load_image_rgb(img_dir / rel, size)
+                except ImageError as exc:
+                    raise ImageError(f"{_where(meta_name, i, cn, 'derm')}: {exc}") from exc
+            return writer.commit(info, cases)
+    except DataError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot write the data set to {out}: {exc}") from exc

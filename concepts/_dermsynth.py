@@ -332,14 +332,20 @@ def _render_tables(
     size: int,
     workers: int,
     progress: Callable[[str, int, int], None] | None,
-) -> list[np.ndarray]:
-    """Render several cases tables (in one process pool when ``workers > 1``)."""
+    outs: Sequence[Any] | None = None,
+) -> list[Any]:
+    """Render several cases tables (in one process pool when ``workers > 1``).
+
+    ``outs`` are the destinations, one per table (arrays or the ``images`` of a
+    :meth:`Dataset.create` writer, filled chunk by chunk); default: new in-memory arrays.
+    """
     total_rows = sum(len(t) for _, t in tables)
     chunk = max(8, min(64, 2 * math.ceil(total_rows / max(workers, 1) / 16)))
     chunk += chunk % 2  # twins (adjacent rows) never straddle chunks
     plans = [(stage, t, _jobs(t, size, chunk)) for stage, t in tables]
     all_jobs = [j for _, _, jobs in plans for j in jobs]
-    outs = [np.empty((len(t), size, size, 3), dtype=np.uint8) for _, t in tables]
+    if outs is None:
+        outs = [np.empty((len(t), size, size, 3), dtype=np.uint8) for _, t in tables]
     owner = [(k, i * chunk) for k, (_, _, jobs) in enumerate(plans) for i in range(len(jobs))]
     done = [0] * len(tables)
     for stage, t, _ in plans:
@@ -361,13 +367,13 @@ def _render_tables(
                     _store(outs, done, plans, progress, k, start, res)
             finally:  # on an error (e.g. from progress) drop the chunks not yet started
                 pool.shutdown(wait=True, cancel_futures=True)
-            return outs
+            return list(outs)
     for (k, start), job in zip(owner, all_jobs, strict=True):
         _store(outs, done, plans, progress, k, start, _render_chunk(job))
-    return outs
+    return list(outs)
 
 
-def _store(outs: list[np.ndarray], done: list[int], plans: Sequence[tuple[str, pd.DataFrame, list[_Job]]],
+def _store(outs: Sequence[Any], done: list[int], plans: Sequence[tuple[str, pd.DataFrame, list[_Job]]],
            progress: Callable[[str, int, int], None] | None, k: int, start: int, res: np.ndarray) -> None:
     outs[k][start : start + len(res)] = res
     done[k] += len(res)
@@ -547,11 +553,6 @@ def generate_dermsynth(
     main_cases, concept_cases = sample_dermsynth(cfg)
     if progress is not None:
         progress("sample", 1, 1)
-    main_images, concept_images = _render_tables(
-        [("render:main", main_cases), ("render:concepts", concept_cases)], cfg.image_size, n_workers, progress
-    )
-    if progress is not None:
-        progress("write", 0, 2)
     extra = {
         "generator": "dermsynth",
         "generator_version": _GENERATOR_VERSION,
@@ -562,40 +563,38 @@ def generate_dermsynth(
         "artifact_order": list(ARTIFACT_ORDER),
     }
     tone = ("seven_point_score", "skin_tone", "skin_tone_value", "render_seed")
-    main = Dataset.write(
-        out / "dermsynth",
-        DatasetInfo(
-            name="dermsynth",
-            kind=DERMSYNTH_KIND,
-            classes=DERMSYNTH_CLASSES,
-            image_size=cfg.image_size,
-            concepts=CRITERIA,
-            artifacts=ARTIFACTS,
-            metadata=tone,
-            extra=extra,
-        ),
-        main_cases,
-        main_images,
-        overwrite=True,
+    main_info = DatasetInfo(
+        name="dermsynth",
+        kind=DERMSYNTH_KIND,
+        classes=DERMSYNTH_CLASSES,
+        image_size=cfg.image_size,
+        concepts=CRITERIA,
+        artifacts=ARTIFACTS,
+        metadata=tone,
+        extra=extra,
     )
-    if progress is not None:
-        progress("write", 1, 2)
-    concept_sets = Dataset.write(
-        out / "dermsynth_concepts",
-        DatasetInfo(
-            name="dermsynth_concepts",
-            kind=DERMSYNTH_CONCEPTS_KIND,
-            classes=DERMSYNTH_CLASSES,
-            image_size=cfg.image_size,
-            concepts=CRITERIA,
-            artifacts=ARTIFACTS,
-            metadata=("concept_set", "polarity", "pair", *tone),
-            extra={**extra, "main_dataset": "dermsynth", "concept_sets": [*CRITERIA, *ARTIFACTS, "random"]},
-        ),
-        concept_cases,
-        concept_images,
-        overwrite=True,
+    concepts_info = DatasetInfo(
+        name="dermsynth_concepts",
+        kind=DERMSYNTH_CONCEPTS_KIND,
+        classes=DERMSYNTH_CLASSES,
+        image_size=cfg.image_size,
+        concepts=CRITERIA,
+        artifacts=ARTIFACTS,
+        metadata=("concept_set", "polarity", "pair", *tone),
+        extra={**extra, "main_dataset": "dermsynth", "concept_sets": [*CRITERIA, *ARTIFACTS, "random"]},
     )
+    s_ = cfg.image_size
+    # both sets are rendered straight into their images.npy (chunk by chunk: flat memory)
+    with Dataset.create(out / "dermsynth", (len(main_cases), s_, s_, 3), overwrite=True) as w_main, \
+            Dataset.create(out / "dermsynth_concepts", (len(concept_cases), s_, s_, 3), overwrite=True) as w_con:
+        _render_tables([("render:main", main_cases), ("render:concepts", concept_cases)], s_, n_workers,
+                       progress, outs=[w_main.images, w_con.images])
+        if progress is not None:
+            progress("write", 0, 2)
+        main = w_main.commit(main_info, main_cases)
+        if progress is not None:
+            progress("write", 1, 2)
+        concept_sets = w_con.commit(concepts_info, concept_cases)
     if progress is not None:
         progress("write", 2, 2)
     return DermSynthResult(main=main, concept_sets=concept_sets, config=cfg)

@@ -36,7 +36,7 @@ from concepts._importers_common import (
     _check_common,
     _check_fractions,
     _ImageResolver,
-    _load_images,
+    _ImageSource,
     _metadata_series,
     _parse01,
     _parse_split,
@@ -312,11 +312,6 @@ def import_folder(
     problems.sort(key=lambda p: p.line or 0)
     _raise_problems(problems, table.n_records)
 
-    images, image_problems = _load_images(
-        paths, image_size, lambda i: (src, lines[i]), progress
-    )
-    _raise_problems(image_problems, len(paths))
-
     class_names = allowed if allowed is not None else tuple(sorted(set(labels)))
     split_source = "column" if i_split is not None else "stratified"
     split_arr = (
@@ -355,6 +350,7 @@ def import_folder(
             "split_fractions": [float(f) for f in split_fractions],
         },
     )
+    images = _ImageSource(paths, image_size, lambda i: (src, lines[i]), progress)
     return _write(out, info, cases, images, overwrite)
 
 
@@ -486,8 +482,6 @@ def import_class_folders(
         ))
     _raise_problems(problems, len(ids), "images")
 
-    images, image_problems = _load_images(paths, image_size, lambda i: (paths[i], None), progress)
-    _raise_problems(image_problems, len(paths), "images")
     split_arr = (
         np.asarray(splits, dtype=object)
         if split_layout
@@ -513,4 +507,5 @@ def import_class_folders(
             "ignored_files": ignored,
         },
     )
+    images = _ImageSource(paths, image_size, lambda i: (paths[i], None), progress, "images")
     return _write(out, info, cases, images, overwrite)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -486,41 +487,53 @@ def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...] | None:
     return cl
 
 
-def _load_images(
-    paths: Sequence[Path],
-    size: int,
-    where: Callable[[int], tuple[Path, int | None]],
-    progress: ProgressCallback | None,
-) -> tuple[np.ndarray, list[_Problem]]:
-    """Decode every image; problems name ``where(i)`` (file and line) and the image error."""
-    try:
-        images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
-    except (MemoryError, ValueError) as exc:
-        raise DataError(
-            f"not enough memory for {len(paths)} images of {size}x{size} px — use a smaller "
-            "image_size"
-        ) from exc
+@dataclass(frozen=True)
+class _ImageSource:
+    """The image files of an import, decoded straight into the data set being written (internal).
+
+    ``where(i)`` names the file and CSV line a problem with image ``i`` is reported against;
+    ``what`` is the noun of the problem count ("rows" or "images").
+    """
+
+    paths: Sequence[Path]
+    size: int
+    where: Callable[[int], tuple[Path, int | None]]
+    progress: ProgressCallback | None = None
+    what: str = "rows"
+
+
+def _decode_into(dest: Any, src: _ImageSource) -> list[_Problem]:
+    """Decode every image of ``src`` into ``dest[i]``; returns the problems (file, line, error)."""
     problems: list[_Problem] = []
-    for i, path in enumerate(paths):
+    n = len(src.paths)
+    for i, path in enumerate(src.paths):
         try:
-            images[i] = load_image_rgb(path, size)
+            dest[i] = load_image_rgb(path, src.size)
         except ImageError as exc:
-            file, line = where(i)
+            file, line = src.where(i)
             problems.append(_Problem(file, str(exc), line=line, image=True))
-        if progress is not None:
-            progress(i + 1, len(paths))
-    return images, problems
+        if src.progress is not None:
+            src.progress(i + 1, n)
+    return problems
 
 
 def _write(
     out: Path,
     info: DatasetInfo,
     cases: pd.DataFrame,
-    images: np.ndarray,
+    images: _ImageSource,
     overwrite: bool,
 ) -> Dataset:
+    """Decode the images chunk by chunk into the new data set and write it atomically.
+
+    Memory stays flat as the number of images grows: each image goes straight into
+    ``images.npy`` in the temporary directory; an image problem removes everything written.
+    """
+    shape = (len(images.paths), images.size, images.size, 3)
     try:
-        return Dataset.write(out, info, cases, images, overwrite=overwrite)
+        with Dataset.create(out, shape, overwrite=overwrite) as writer:
+            _raise_problems(_decode_into(writer.images, images), len(images.paths), images.what)
+            return writer.commit(info, cases)
     except DataError:
         raise
     except (OSError, ValueError) as exc:

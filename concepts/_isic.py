@@ -21,7 +21,7 @@ from concepts._importers_common import (
     _check_common,
     _check_fractions,
     _ImageResolver,
-    _load_images,
+    _ImageSource,
     _parse01,
     _parse_split,
     _Problem,
@@ -277,9 +277,6 @@ def import_isic(
             "— check that the two files use the same image ids"
         )
 
-    images, image_problems = _load_images(paths, image_size, lambda i: (src, lines[i]), progress)
-    _raise_problems(image_problems, len(paths))
-
     if binary:
         classes: tuple[str, ...] = BINARY_CLASSES
         labels = [BINARY_CLASSES[1] if d == "MEL" else BINARY_CLASSES[0] for d in diagnoses]
@@ -323,4 +320,5 @@ def import_isic(
         metadata=("diagnosis",),
         extra=extra,
     )
+    images = _ImageSource(paths, image_size, lambda i: (src, lines[i]), progress)
     return _write(out, info, pd.DataFrame(data), images, overwrite)
