@@ -165,8 +165,8 @@ class RowWriter:
             arr = np.ascontiguousarray(a, dtype=np.float32)
             if arr.shape[1:] != self.shapes[layer]:
                 raise ComputeError(f"{layer}: batch of shape {arr.shape[1:]}, expected {self.shapes[layer]}")
-            view = memoryview(arr).cast("B")
-            pos = self._offset[layer] + start * arr[0].nbytes if rows else 0
+            view = arr.reshape(-1).view(np.uint8).data  # the rows' bytes, no copy
+            pos = self._offset[layer] + start * (arr.nbytes // rows) if rows else 0
             while view.nbytes:
                 k = os.pwrite(self._fd[layer], view, pos)
                 view, pos = view[k:], pos + k

@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 import concepts._activations as activations_mod
 import concepts._compute as compute_mod
-from concepts import ActivationCache, ClassifierModel, Compute, ComputeError, ImageSet, extract_activations
+from concepts import (
+    ActivationCache,
+    ClassifierModel,
+    Compute,
+    ComputeError,
+    ImageSet,
+    extract_activations,
+)
 from concepts._activations import RowWriter
 from concepts._compute import on_device, resolve_device
 from concepts._tcav_core import class_gradients
