@@ -195,7 +195,7 @@ def _one_pass(
         fn_constructor_args=(model_ref, path, layers, device, precision),
         batch_size=1,
         batch_format="numpy",
-        concurrency=min(size, len(ranges)),
+        compute=ray.data.ActorPoolStrategy(size=min(size, len(ranges))),
         **resources,  # Ray Data restarts dead actors and retries their tasks without limit by default
     )
     try:
