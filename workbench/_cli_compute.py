@@ -21,7 +21,7 @@ __all__ = ["DeviceOpt", "EngineOpt", "PrecisionOpt", "RayAddressOpt", "compute_s
 EngineOpt = Annotated[
     str,
     typer.Option("--engine", help=f"Where activations are extracted: {' or '.join(ENGINES)} (an actor pool "
-                 "on a Ray cluster; needs pip install 'concept-workbench[ray]').", rich_help_panel="Compute"),
+                 "on a Ray cluster; needs the optional ray extra, see docs/scale.md).", rich_help_panel="Compute"),
 ]
 RayAddressOpt = Annotated[
     str | None,
