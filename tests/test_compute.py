@@ -151,3 +151,14 @@ def test_cli_rejects_bad_compute_options(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "needs --engine ray" in res.output
     res = runner.invoke(app, ["train", "-w", str(tmp_path), "--device", "tpu"])
     assert res.exit_code == 1 and "unknown device 'tpu'" in res.output
+
+
+def test_training_on_an_explicit_cpu_device_matches_the_default() -> None:
+    from concepts._training import train_end_to_end
+
+    imgs = _images(24)
+    labels = np.arange(24) % 2
+    a = train_end_to_end(ClassifierModel.build("tiny-cnn", ("a", "b")), imgs, labels, epochs=1, batch_size=8)
+    b = train_end_to_end(ClassifierModel.build("tiny-cnn", ("a", "b")), imgs, labels, epochs=1, batch_size=8,
+                         device="cpu")
+    assert a.model_id == b.model_id and b.device == torch.device("cpu")
