@@ -14,6 +14,7 @@ from concepts._clusters import (
     cluster_dataset,
     name_cluster,
 )
+from concepts._compute import DEVICES, ENGINES, PRECISIONS, Compute, on_device, resolve_device
 from concepts._cooccurrence import (
     attribute_class_table,
     attribute_pair_table,
@@ -33,6 +34,7 @@ from concepts._dermsynth import (
     render_twins,
 )
 from concepts._errors import (
+    ComputeError,
     ConceptError,
     DataError,
     ImageError,
@@ -101,6 +103,9 @@ __all__ = [
     "CAV",
     "CRITERIA",
     "DERM7PT_LABELS",
+    "DEVICES",
+    "ENGINES",
+    "PRECISIONS",
     "PROBES",
     "PROGRAM_ARCHITECTURE",
     "ActivationCache",
@@ -108,6 +113,8 @@ __all__ = [
     "ClassificationMetrics",
     "ClassifierModel",
     "ClusteringResult",
+    "Compute",
+    "ComputeError",
     "Concept",
     "ConceptBank",
     "ConceptError",
@@ -176,6 +183,7 @@ __all__ = [
     "load_state_dict_safely",
     "name_cluster",
     "odds_ratio_ci",
+    "on_device",
     "paired_twins",
     "parse_confounder",
     "planted_confounders",
@@ -183,6 +191,7 @@ __all__ = [
     "real_twins",
     "render_case",
     "render_twins",
+    "resolve_device",
     "run_tcav",
     "set_linear_head",
     "threshold_maps",

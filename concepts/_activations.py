@@ -36,6 +36,8 @@ __all__ = ["ActivationCache", "ProgressFn", "RowWriter", "extract_activations", 
 
 #: progress(stage, done, total)
 ProgressFn = Callable[[str, int, int], None]
+#: Image sets smaller than this are extracted locally even with ``engine="ray"``.
+RAY_MIN_ROWS = 1024
 #: write(start_row, {layer: (rows, ...) float32})
 WriteFn = Callable[[int, dict[str, np.ndarray]], None]
 
@@ -163,8 +165,8 @@ class RowWriter:
             arr = np.ascontiguousarray(a, dtype=np.float32)
             if arr.shape[1:] != self.shapes[layer]:
                 raise ComputeError(f"{layer}: batch of shape {arr.shape[1:]}, expected {self.shapes[layer]}")
-            view = memoryview(arr).cast("B")
-            pos = self._offset[layer] + start * arr[0].nbytes if rows else 0
+            view = arr.reshape(-1).view(np.uint8).data  # the rows' bytes, no copy
+            pos = self._offset[layer] + start * (arr.nbytes // rows) if rows else 0
             while view.nbytes:
                 k = os.pwrite(self._fd[layer], view, pos)
                 view, pos = view[k:], pos + k
@@ -204,12 +206,17 @@ class ActivationCache:
         Forward batch size used for extraction.
     compute
         Engine (local or Ray), device and precision of extraction (default: local, CPU, fp32).
+    ray_min_rows
+        With the Ray engine, image sets smaller than this are extracted locally (starting an
+        actor pool costs seconds; the files are the same either way).
     """
 
-    def __init__(self, root: str | Path, batch_size: int = 64, compute: Compute | None = None):
+    def __init__(self, root: str | Path, batch_size: int = 64, compute: Compute | None = None,
+                 ray_min_rows: int = RAY_MIN_ROWS):
         self.root = Path(root)
         self.batch_size = batch_size
         self.compute = compute or Compute()
+        self.ray_min_rows = ray_min_rows
         self.hits = 0
         self.misses = 0
 
@@ -266,7 +273,7 @@ class ActivationCache:
         shapes = layer_shapes(model, layers)
         writer = RowWriter({la: self.path(model, la, image_set) for la in layers}, shapes, len(image_set))
         try:
-            if self.compute.engine == "ray":
+            if self.compute.engine == "ray" and len(image_set) >= self.ray_min_rows:
                 from concepts._engine_ray import ray_extract
 
                 ray_extract(model, image_set, layers, writer, batch_size=self.batch_size,

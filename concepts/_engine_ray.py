@@ -9,7 +9,8 @@ the activations with their row indices. The driver writes them into the cache's 
 ``.npy`` by row index (:class:`concepts._activations.RowWriter`), so the result is bit for bit
 the file of the local engine, and a batch computed twice after a retry lands on the same rows.
 
-Workers that die are replaced by Ray (actor ``max_restarts`` and ``max_task_retries``); rows
+Workers that die are replaced by Ray (Ray Data gives its actor pools ``max_restarts=-1`` and
+``max_task_retries=-1``); rows
 still missing after a pass (a range whose retries ran out) are run again, up to
 :data:`MAX_PASSES` passes; the written-rows bitmap must be complete before the file is renamed
 into place. ``import ray`` happens only here.
@@ -194,10 +195,8 @@ def _one_pass(
         fn_constructor_args=(model_ref, path, layers, device, precision),
         batch_size=1,
         batch_format="numpy",
-        concurrency=min(size, len(ranges)),
-        max_restarts=-1,
-        max_task_retries=-1,
-        **resources,
+        compute=ray.data.ActorPoolStrategy(size=min(size, len(ranges))),
+        **resources,  # Ray Data restarts dead actors and retries their tasks without limit by default
     )
     try:
         for batch in out.iter_batches(batch_size=None, batch_format="numpy"):

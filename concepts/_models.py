@@ -407,10 +407,10 @@ class ClassifierModel:
     @property
     def device(self) -> torch.device:
         """Device of the module's first parameter or buffer (``cpu`` for a module without any)."""
-        for t in self.module.parameters():
-            return t.device
-        for t in self.module.buffers():
-            return t.device
+        for p in self.module.parameters():
+            return p.device
+        for b in self.module.buffers():
+            return b.device
         return torch.device("cpu")
 
     # ---------------------------------------------------------------- layers

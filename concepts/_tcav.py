@@ -34,11 +34,11 @@ import pandas as pd
 from concepts._activations import ActivationCache
 from concepts._bank import ConceptBank
 from concepts._cav import MIN_EXAMPLES, PROBES, CAVSet, ProbeTask, cav_cosine, fit_cav_batch
+from concepts._compute import on_device
 from concepts._dataset import ImageSet
 from concepts._errors import ConceptError, ModelError, WorkspaceError
 from concepts._models import ClassifierModel
 from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random, direction
-from concepts._compute import on_device
 from concepts._tcav_core import (
     TABLE_COLUMNS,
     TARGETS,

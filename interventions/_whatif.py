@@ -9,6 +9,7 @@ alone, a few milliseconds for a whole split — fast enough for a UI slider.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from concepts import (
     StagedNet,
     extract_activations,
     hash_array,
+    resolve_device,
 )
 from concepts._errors import DataError
 from concepts._metrics import (
@@ -163,6 +165,7 @@ class WhatIf:
         batch_size: int = 2048,
         num_threads: int | str | None = "auto",
         positive_class: str | None = None,
+        device: str | torch.device | None = None,
     ):
         model.check_layer(layer)
         try:
@@ -179,6 +182,12 @@ class WhatIf:
             )
         self.images = images
         self.h = torch.from_numpy(np.ascontiguousarray(activations, dtype=np.float32))
+        self.device = resolve_device(device)
+        # spatial layers of a staged net: the stages above the layer run on the device (a copy
+        # moved once; the model itself stays where it is). Feature vectors: the affine head.
+        self._staged_dev: StagedNet | None = None
+        if self._staged is not None and self.device.type != "cpu" and self.h.ndim > 2:
+            self._staged_dev = copy.deepcopy(self._staged).to(self.device).eval()
         if num_threads == "auto":  # feature vectors: tiny matmuls, where extra threads only wait
             num_threads = 1 if self.h.ndim == 2 else None
         self.num_threads = None if num_threads is None else int(num_threads)
@@ -228,6 +237,7 @@ class WhatIf:
         progress: ProgressFn | None = None,
         twins: Sequence[TwinActivations] = (),
         positive_class: str | None = None,
+        device: str | torch.device | None = None,
     ) -> WhatIf:
         """A what-if on one split of a data set.
 
@@ -243,7 +253,12 @@ class WhatIf:
             Further twins made elsewhere (e.g. real twins, :func:`twin_activations`).
         positive_class
             Class of sensitivity/specificity/AUC.
+        device
+            Where the stages above a spatial layer run (default: the cache's ``compute.device``,
+            else the CPU).
         """
+        if device is None and cache is not None:
+            device = cache.compute.device
         idx = dataset.indices(split)
         if len(idx) == 0:
             raise InterventionError(f"split {split!r} of {dataset.info.name!r} is empty")
@@ -263,7 +278,7 @@ class WhatIf:
             case_ids=dataset.cases["case_id"].to_numpy()[idx].tolist(),
             groups=groups, twins=[t for t in [*made, *twins] if len(t.rows)], spec=spec,
             images=None if staged else np.asarray(dataset.images[idx]),
-            positive_class=positive_class,
+            positive_class=positive_class, device=device,
         )
 
     # ------------------------------------------------------------ core
@@ -304,7 +319,9 @@ class WhatIf:
             hb = h[i : i + self.batch_size]
             if op is not None:
                 hb = op.apply(hb, None if rows is None else rows[i : i + self.batch_size])
-            if self._staged is not None:
+            if self._staged_dev is not None:
+                out.append(self._staged_dev.forward_from(self.layer, hb.to(self.device)).float().cpu())
+            elif self._staged is not None:
                 out.append(self._staged.forward_from(self.layer, hb))
             else:
                 imgs = self.images if twin is None else self.twins[twin].images

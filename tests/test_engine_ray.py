@@ -66,7 +66,8 @@ def _local_and_ray(tmp_path: Path, n: int, batch_size: int, progress: Any = None
     iset = ImageSet.from_array("x", _images(n))
     local = ActivationCache(tmp_path / "local", batch_size=batch_size)
     local.get(m, LAYERS, iset)
-    remote = ActivationCache(tmp_path / "ray", batch_size=batch_size, compute=Compute(engine="ray"))
+    remote = ActivationCache(tmp_path / "ray", batch_size=batch_size, compute=Compute(engine="ray"),
+                             ray_min_rows=0)
     remote.get(m, LAYERS, iset, progress=progress)
     for layer in LAYERS:
         a, b = local.path(m, layer, iset), remote.path(m, layer, iset)

@@ -21,11 +21,20 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from concepts import DataError, Workspace, WorkspaceError
+from workbench._cli_compute import (
+    DeviceOpt,
+    EngineOpt,
+    PrecisionOpt,
+    RayAddressOpt,
+    compute_settings,
+)
 from workbench._cli_tables import print_fit_table
 from workbench._console import WorkspaceOpt, cli_errors, err_console, print_frame, progress_bars
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from concepts._compute import Compute
 
 __all__ = [
     "CLUSTERS_FILE",
@@ -97,8 +106,8 @@ _CLUSTER_TABLE_COLUMNS = [
 ]
 
 
-def _workspace(path: Path) -> Workspace:
-    ws = Workspace(path)
+def _workspace(path: Path, compute: Compute | None = None) -> Workspace:
+    ws = Workspace(path, compute=compute)
     if not ws.exists():
         raise WorkspaceError(
             f"{ws.root} is not a workspace (workspace.json missing) — build one with "
@@ -136,6 +145,10 @@ def confounders_command(
     max_twins: Annotated[
         int, typer.Option("--max-twins", help="At most this many twins per artifact (evaluation split).")
     ] = 200,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Rank the confounders of a workspace: co-occurrence x model reliance x clinical irrelevance.
 
@@ -150,7 +163,7 @@ def confounders_command(
         raise DataError(f"--alpha must lie in (0, 1), got {alpha}")
     if max_twins < 1:
         raise DataError(f"--max-twins must be at least 1, got {max_twins}")
-    ws = _workspace(workspace)
+    ws = _workspace(workspace, compute_settings(engine, ray_address, device, precision))
     if table is TableKind.report:
         df = workspace_confounders(ws, dataset=dataset, split=split, correction=correction.value,
                                    alpha=alpha, flip_rates=twins, max_twins=max_twins)
@@ -216,6 +229,10 @@ def clusters_command(
     k_max: Annotated[int, typer.Option("--k-max", help="Largest k tried.")] = 12,
     exemplars: Annotated[int, typer.Option("--exemplars", help="Exemplars per cluster.")] = 8,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Cluster a layer's activations on one split; rank the clusters by class association on another.
 
@@ -225,7 +242,7 @@ def clusters_command(
     """
     from concepts._clusters import cluster_dataset
 
-    ws = _workspace(workspace)
+    ws = _workspace(workspace, compute_settings(engine, ray_address, device, precision))
     ds = ws.dataset()
     model = ws.model()
     lay = layer or model.layers[-2]

@@ -36,6 +36,13 @@ from interventions import (
     record_effect,
     select_few_shot,
 )
+from workbench._cli_compute import (
+    DeviceOpt,
+    EngineOpt,
+    PrecisionOpt,
+    RayAddressOpt,
+    compute_settings,
+)
 from workbench._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
 
 __all__ = ["apply", "fix", "intervene", "predict", "register"]
@@ -207,12 +214,16 @@ def intervene(
     rationale: Annotated[str | None, typer.Option(help="Why (recorded with --save).")] = None,
     role: Annotated[str, typer.Option(help="Your role for the store.")] = "dermatologist",
     fmt: FormatOpt = "table",
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Mask or amplify concepts and print the before/after metrics, flips and reliance."""
     _check_format(fmt)
     if save and not (rationale and rationale.strip()):
         raise typer.BadParameter("--save needs --rationale TEXT (why this intervention)", param_hint="--rationale")
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     model = ws.model()
     ds = ws.dataset()
     lay = layer or _default_layer(model, ws)
@@ -401,10 +412,14 @@ def fix(
     seed: Annotated[int, typer.Option(help="Seed of the few-shot selection.")] = 0,
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Write the proposed spec here.")] = None,
     fmt: FormatOpt = "table",
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Propose a test-time fix from k labelled images per class of a new domain."""
     _check_format(fmt)
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     model = ws.model()
     ds = ws.dataset()
     lay = layer or _default_layer(model, ws)
@@ -413,13 +428,13 @@ def fix(
     with progress_bars(fmt == "table") as progress:
         library = ConceptLibrary.for_workspace(ws, model, progress=progress)
         directions = library.directions(library.concepts, lay)
-        acts = extract_activations(model, imgs, [lay])[lay]
+        acts = extract_activations(model, imgs, [lay], compute=ws.compute)[lay]
         source = WhatIf.from_dataset(model, ds, source_split, lay, cache=ws.activation_cache,
                                      twin_artifacts=[], progress=progress)
         ho: WhatIf | None = None
         if held_out is not None:
             h_imgs, h_labels, h_ids = _read_labelled(held_out, model, images_dir)
-            ho = WhatIf(model, lay, extract_activations(model, h_imgs, [lay])[lay], h_labels, case_ids=h_ids)
+            ho = WhatIf(model, lay, extract_activations(model, h_imgs, [lay], compute=ws.compute)[lay], h_labels, case_ids=h_ids)
         elif len(rest_idx):
             ho = WhatIf(model, lay, acts[rest_idx], labels[rest_idx], case_ids=[ids[i] for i in rest_idx])
         proposal = propose_fix(

@@ -11,6 +11,13 @@ from concepts import Workspace
 from concepts._cav import PROBES
 from concepts._significance import CORRECTIONS, TESTS, SignificanceConfig
 from concepts._tcav import run_tcav
+from workbench._cli_compute import (
+    DeviceOpt,
+    EngineOpt,
+    PrecisionOpt,
+    RayAddressOpt,
+    compute_settings,
+)
 from workbench._cli_tables import print_fit_table
 from workbench._console import cli_errors, err_console, print_frame, progress_bars
 
@@ -68,6 +75,10 @@ def tcav_command(
     seed: Annotated[int, typer.Option(help="Seed of the random sets and CAV splits.")] = 0,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")] = "table",
     all_columns: Annotated[bool, typer.Option("--all-columns", help="Print every column of the result table.")] = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """TCAV: how sensitive each class logit is to each concept direction, against random directions.
 
@@ -81,9 +92,10 @@ def tcav_command(
         raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")
     sig = SignificanceConfig(alpha=alpha, test=test, correction=correction)
     splits = _split_list(split) or ["val"]
+    ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     with progress_bars(fmt == "table") as progress:
         report = run_tcav(
-            Workspace(workspace),
+            ws,
             _split_list(layers),
             runs=runs,
             probe=probe,

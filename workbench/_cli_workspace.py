@@ -30,6 +30,13 @@ from concepts import (
     WorkspaceError,
     check_name,
 )
+from workbench._cli_compute import (
+    DeviceOpt,
+    EngineOpt,
+    PrecisionOpt,
+    RayAddressOpt,
+    compute_settings,
+)
 from workbench._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
 
 __all__ = ["analysis_layers", "register"]
@@ -408,12 +415,16 @@ def train(
     analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Precompute TCAV for the UI.")] = True,
     tcav_runs: Annotated[int, typer.Option(help="TCAV runs of the precomputation.")] = 20,
     fmt: FormatOpt = "table",
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Train a classifier on the active data set's train split, store it and make it active."""
     from concepts import train_classifier
 
     _check_format(fmt)
-    ws = Workspace(workspace)
+    ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     ws.manifest()
     ds = ws.select_dataset(dataset) if dataset else _active_dataset(ws)
     if ds is None:
