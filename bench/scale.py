@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 DEFAULT_SIZES = (10_000, 50_000, 100_000)
-QUICK_SIZES = (1_000, 4_000)
+QUICK_SIZES = (300, 1_200)
 
 
 def _peak_rss_mb(who: int) -> float:
