@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from concepts._chunks import release_pages
 from concepts._compute import Compute, autocast, on_device
 from concepts._dataset import ImageSet
 from concepts._errors import ComputeError
@@ -78,6 +79,7 @@ def _local_batches(
     with on_device(model, compute.device):
         for start in range(0, n, batch_size):
             write(start, forward_batch(model, images[start : start + batch_size], layers, compute.precision))
+            release_pages(images)  # a memory-mapped image set keeps one batch resident, not all of it
             if progress is not None:
                 progress(stage, min(start + batch_size, n), n)
 
