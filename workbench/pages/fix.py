@@ -125,7 +125,7 @@ def _gallery(run: FixRun, classes: tuple[str, ...]) -> None:
     caps = [f"{sh.case_ids[i]} · {classes[int(sh.labels[i])]} · model: {classes[int(p)]}"
             for i, p in zip(sh.few, pred, strict=True)]
     with st.expander(f"The {len(sh.few)} shots ({md(sh.source)}; {len(sh.rest)} more images held out)",
-                     expanded=False):
+                     expanded=len(sh.few) <= 16):
         st.image([sh.images[i] for i in sh.few], caption=caps, width=110)
 
 
