@@ -227,6 +227,32 @@ def _p(v: Any) -> str:
     return "< 0.001" if f < 0.001 else f"{f:.3f}"
 
 
+def _fix_evidence(fix: Event | None) -> str:
+    """The evidence a test-time fix rests on: shots, and per edit its leave-one-out stability
+    and expected gain (empty when ``fix`` is None)."""
+    ev: Mapping[str, Any] = (fix.evidence if fix else None) or {}
+    if fix is None:
+        return ""
+    edits = [x for x in ev.get("edits") or [] if isinstance(x, Mapping)]
+    raw = ev.get("few_shot")
+    shots: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    rows = []
+    for x in edits:
+        gi = x.get("gain_interval")
+        lo, hi = (num(gi[0]), num(gi[1])) if isinstance(gi, list | tuple) and len(gi) == 2 else (None, None)
+        g, st = num(x.get("gain_points")), num(x.get("stability"))
+        rows.append(f"<tr><td>{e(x.get('operation'))} <em>{e(x.get('concept'))}</em></td>"
+                    f"<td class='num'>{'—' if st is None else f'{100 * st:.0f}%'}</td>"
+                    f"<td class='num'>{'—' if g is None else f'{g:+.1f}'}"
+                    f"{'' if lo is None or hi is None else f' [{lo:+.1f}, {hi:+.1f}]'}</td></tr>")
+    table = ("<table><thead><tr><th>Edit (as proposed)</th><th class='num'>Leave-one-out stability</th>"
+             "<th class='num'>Expected gain, pts [90% interval]</th></tr></thead><tbody>"
+             + "".join(rows) + "</tbody></table>") if rows else ""
+    return (f"<p>Test-time fix fitted on {e(shots.get('n', '?'))} labelled images "
+            f"({e(shots.get('k', '?'))} per class) of {e(ev.get('source') or 'a new domain')}; "
+            f"effect measured on the {e(str(ev.get('evaluated_on') or '').replace('_', '-'))} images.</p>{table}")
+
+
 def _motivation(motivation: Sequence[Mapping[str, Any]] | None, reliance: Mapping[str, Any]) -> str:
     rows = []
     for m in motivation or []:
@@ -401,7 +427,7 @@ def render_report(
         f"<h2>What changed</h2><p>{summary_sentence(history)}</p>"
         "<h2>Why (rationale as recorded)</h2>"
         f"<div class='rationale'>{e(rationale) or '<span class=muted>none recorded</span>'}</div>"
-        f"<h2>Evidence</h2>{_motivation(motivation, reliance)}"
+        f"<h2>Evidence</h2>{_fix_evidence(_last(events, 'fix_recorded'))}{_motivation(motivation, reliance)}"
         f"<h2>Effect on held-out data</h2>{_effect_table(before, after)}{_flip_table(reliance)}"
         f"<h2>Integrity</h2><p class='{css}'>{e(chain)}</p>"
         f"{_signatures()}{_appendix(history)}"

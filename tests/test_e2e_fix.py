@@ -8,12 +8,16 @@ Uses the server and browser helpers of ``tests/test_e2e_ui.py``; the screenshot 
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest_ui import ARTIFACTS, ui_workspace_fixture  # noqa: F401
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 from test_e2e_ui import _goto, _new_page, _no_exception, _settle, _shot, _title, serve
 from test_e2e_ui import chrome as chrome  # the browser fixture (skips without chromium)
@@ -40,14 +44,50 @@ def _choose(page: Page, label: str, value: str) -> None:
     _settle(page)
 
 
-def test_engineer_fixes_a_new_clinic_and_the_audit_shows_it(chrome: Browser, e2e_clinic: Path) -> None:
+def _clinic_zip(root: Path, out: Path, per_class: int = 6) -> Path:
+    """A zip of PNGs of the clinic's val split with a labels.csv, as an engineer would upload."""
+    from concepts import Workspace
+
+    ds = Workspace(root).dataset("clinic")
+    idx = ds.indices("val")
+    labels = ds.labels(idx)
+    rows = ["file,label"]
+    with zipfile.ZipFile(out, "w") as zf:
+        for c, name in enumerate(ds.classes):
+            for i in idx[labels == c][:per_class]:
+                buf = io.BytesIO()
+                Image.fromarray(np.asarray(ds.images[i])).save(buf, "PNG")
+                zf.writestr(f"images/case{i}.png", buf.getvalue())
+                rows.append(f"images/case{i}.png,{name}")
+        zf.writestr("labels.csv", "\n".join(rows) + "\n")
+    return out
+
+
+def test_engineer_fixes_a_new_clinic_and_the_audit_shows_it(chrome: Browser, e2e_clinic: Path,
+                                                             tmp_path: Path) -> None:
     seed = proposing_draw(e2e_clinic)
+    upload = _clinic_zip(e2e_clinic, tmp_path / "clinic.zip")
     page = _new_page(chrome)
     with serve(e2e_clinic, ARTIFACTS / "logs" / "e2e-fix.log", role="engineer") as url:
         page.goto(url)
         _title(page, "Overview")
         _goto(page, "Test-time fix")
         _no_exception(page)
+
+        # an upload (zip of images + labels.csv) goes through the same proposal
+        page.get_by_text("Upload", exact=True).click()
+        _settle(page)
+        page.locator("input[type=file]").set_input_files(str(upload))
+        _settle(page)
+        expect(page.get_by_test_id("stDataFrame").or_(page.get_by_test_id("stDataFrameResizable")).first).to_be_visible()
+        page.get_by_role("button", name="Propose a fix").click()
+        _settle(page)
+        _no_exception(page)
+        expect(page.get_by_text(re.compile(r"^(Proposed: |Nothing proposed)"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"The 8 shots \(upload; 4 more images held out\)"))).to_be_visible()
+
+        page.get_by_text("From a workspace data set", exact=True).click()
+        _settle(page)
         _choose(page, "Data set of the new clinic", "clinic")
         _choose(page, "Split", "train")
         seed_box = page.get_by_label("Draw (seed)")
@@ -56,10 +96,14 @@ def test_engineer_fixes_a_new_clinic_and_the_audit_shows_it(chrome: Browser, e2e
         _settle(page)
         page.get_by_role("button", name="Propose a fix").click()
         _settle(page)
+        # the shots of this pick (not the upload's, still on screen while the run starts)
+        expect(page.get_by_text(re.compile(r"The 8 shots \(data set clinic, split train; \d+ more"))).to_be_visible()
+        _settle(page)
         _no_exception(page)
         expect(page.get_by_text(re.compile(r"^Proposed: "))).to_be_visible()
         expect(page.get_by_text("3 · Before and after")).to_be_visible()
         expect(page.get_by_text("Balanced accuracy, held-out")).to_be_visible()
+        _settle(page)
         _shot(page, "fix", height=1900)
 
         page.get_by_label("Rationale (required)").fill(

@@ -118,6 +118,7 @@ def test_fix_in_export_and_reports(store: Store, tmp_path: Path) -> None:
     assert "test-time fix" in html and "fix_recorded" in html
     assert "Ink marks nevi at the new clinic." in html
     assert "68%" in html and "55%" in html  # the held-out before/after of the evidence
+    assert "Leave-one-out stability" in html and "+6.0 [+1.0, +12.0]" in html
     hist = store.history_report_html()
     assert iid in hist and "fix_recorded" in hist
     assert store.intervention_history(iid).spec == SPEC

@@ -155,7 +155,7 @@ def test_engineer_picks_shots_adjusts_and_saves_a_fix(ui_env: pytest.MonkeyPatch
     assert (ev.spec or {}).get("edits")
     assert s.verify().ok
     assert any(f"as {ev.intervention_id}" in _plain(x.value) for x in at.success)
-    assert any(str(ev.intervention_id) in x.label for x in at.expander)
+    assert any(str(ev.intervention_id) in _plain(x.label) for x in at.expander)
     assert "Patched model (zip)" in [b.label for b in at.download_button]
 
     from concepts import Workspace

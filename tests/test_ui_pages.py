@@ -281,7 +281,7 @@ def test_empty_workspace_shows_how_to_build(ui_env: pytest.MonkeyPatch, tmp_path
     assert "workbench demo" in " ".join(c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("key", ["overview", "concepts", "cases", "interventions"])
+@pytest.mark.parametrize("key", ["overview", "concepts", "cases", "interventions", "fix"])
 def test_missing_model(ui_env: pytest.MonkeyPatch, ui_workspace: Path, tmp_path: Path, key: str) -> None:
     root = tmp_path / "ws"
     shutil.copytree(ui_workspace, root, ignore=shutil.ignore_patterns("cache"))

@@ -451,6 +451,8 @@ def fix_evidence(run: FixRun, spec: InterventionSpec, metrics: Mapping[str, Mapp
         "spec_id": spec.spec_id,
         "layer": run.layer,
         "source": run.shots.source,
+        "dataset": run.shots.acts_key[0] if run.shots.acts_key else "uploaded images",
+        "split": run.shots.acts_key[2] if run.shots.acts_key else None,
         "few_shot": {"k": run.shots.k, "n": len(run.shots.few), "cases": run.shots.shot_rows(classes)},
         "held_out": {"n": len(run.shots.rest)},
         "evaluated_on": main.replace("-", "_"),

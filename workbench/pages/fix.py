@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 import pandas as pd
@@ -125,7 +126,7 @@ def _gallery(run: FixRun, classes: tuple[str, ...]) -> None:
     caps = [f"{sh.case_ids[i]} · {classes[int(sh.labels[i])]} · model: {classes[int(p)]}"
             for i, p in zip(sh.few, pred, strict=True)]
     with st.expander(f"The {len(sh.few)} shots ({md(sh.source)}; {len(sh.rest)} more images held out)",
-                     expanded=False):
+                     expanded=len(sh.few) <= 16):
         st.image([sh.images[i] for i in sh.few], caption=caps, width=110)
 
 
@@ -256,19 +257,20 @@ def _recorded(ctx: PageContext, ws: Any) -> None:
         return
     for ev in fixes[:20]:
         iid = str(ev.intervention_id)
+        fname = re.sub(r"[^A-Za-z0-9._-]", "_", iid)
         desc = (ev.evidence or {}).get("description") or ev.concept or ""
-        with st.expander(f"{iid} · {md(desc)} · by {md(ev.actor_name)}"):
+        with st.expander(f"{md(iid)} · {md(desc)} · by {md(ev.actor_name)}"):
             st.text(f"“{ev.rationale}” — {ev.ts[:16].replace('T', ' ')} UTC")
             if ev.metric_deltas and ev.metric_deltas.get("balanced_accuracy") is not None:
                 st.caption(f"Balanced accuracy change on the {md((ev.evidence or {}).get('evaluated_on', ''))} "
                            f"images: {100 * float(ev.metric_deltas['balanced_accuracy']):+.1f} points")
             c1, c2 = st.columns(2)
-            c1.download_button("Spec (JSON)", json.dumps(ev.spec, indent=2), file_name=f"{iid}.json",
+            c1.download_button("Spec (JSON)", json.dumps(ev.spec, indent=2), file_name=f"{fname}.json",
                                mime="application/json", key=f"fix_spec_{iid}", icon=":material/data_object:",
                                on_click="ignore")
             if ctx.can(Action.MODEL_EXPORTED):
                 c2.download_button("Patched model (zip)", functools.partial(export_patched, ws, ctx.actor, iid),
-                                   file_name=f"{iid}.zip", mime="application/zip", key=f"fix_export_{iid}",
+                                   file_name=f"{fname}.zip", mime="application/zip", key=f"fix_export_{iid}",
                                    icon=":material/deployed_code:", on_click="ignore")
             st.caption(md(f"Or: workbench apply --model {ws.models_dir.name}/{ws.manifest().get('model', 'demo')} "
                           f"--spec {iid}.json --out patched-{iid}"))
