@@ -224,7 +224,7 @@ def twin_flips(cli: Cli, folder: Path, df: pd.DataFrame, model_dir: Path, patche
 def unsupervised(cli: Cli, folder: Path, df: pd.DataFrame, ws: Path, layer: str) -> dict[str, Any]:
     """The no-annotation route: import without ``ink``/``mask``, clusters, name one, mask it."""
     cli("import", "folder", str(folder / "cases_noink.csv"), "--name", "derm7pt_noink", "-w", str(ws),
-        "--overwrite", "--format", "json")
+        "--active", "--overwrite", "--format", "json")
     clusters = cli("clusters", "-w", str(ws), "--format", "json")
     saved = json.loads((ws / "results" / "clusters.json").read_text())  # members (the split clustered)
     ink = dict(zip(df["case_id"].astype(str), df["ink"].astype(int), strict=True))
@@ -325,7 +325,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     cli = Cli(ws)
     cli("workspace", "init", "-w", str(ws), json_out=False)
     res["import"] = cli("import", "folder", str(folder / "cases.csv"), "--name", "derm7pt_ink", "-w", str(ws),
-                        "--image-size", str(args.size), "--overwrite", "--format", "json")
+                        "--image-size", str(args.size), "--active", "--overwrite", "--format", "json")
     tr = cli("train", "-w", str(ws), "--no-analyse", "--overwrite", "--format", "json")
     res["model"] = tr["model"]
     for s, m in tr["metrics"].items():
