@@ -164,7 +164,8 @@ class Cli:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=ROOT, check=False)
         sec = round(time.perf_counter() - t0, 1)
-        label = " ".join(a if len(a) < 40 else "…" + a[-30:] for a in args)
+        shown = [a if len(a) < 40 else "…" + a[-30:] for a in args]
+        label = " ".join(shown if len(shown) <= 16 else [*shown[:14], f"… ({len(shown) - 14} more)"])
         self.timings.append({"command": label, "seconds": sec, "rc": proc.returncode})
         print(f"[{sec:7.1f} s] workbench {label}", flush=True)
         if proc.returncode != 0:
