@@ -164,7 +164,8 @@ class Cli:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env, cwd=ROOT, check=False)
         sec = round(time.perf_counter() - t0, 1)
-        label = " ".join(a if len(a) < 40 else "…" + a[-30:] for a in args)
+        shown = [a if len(a) < 40 else "…" + a[-30:] for a in args]
+        label = " ".join(shown if len(shown) <= 16 else [*shown[:14], f"… ({len(shown) - 14} more)"])
         self.timings.append({"command": label, "seconds": sec, "rc": proc.returncode})
         print(f"[{sec:7.1f} s] workbench {label}", flush=True)
         if proc.returncode != 0:
@@ -224,7 +225,7 @@ def twin_flips(cli: Cli, folder: Path, df: pd.DataFrame, model_dir: Path, patche
 def unsupervised(cli: Cli, folder: Path, df: pd.DataFrame, ws: Path, layer: str) -> dict[str, Any]:
     """The no-annotation route: import without ``ink``/``mask``, clusters, name one, mask it."""
     cli("import", "folder", str(folder / "cases_noink.csv"), "--name", "derm7pt_noink", "-w", str(ws),
-        "--overwrite", "--format", "json")
+        "--active", "--overwrite", "--format", "json")
     clusters = cli("clusters", "-w", str(ws), "--format", "json")
     saved = json.loads((ws / "results" / "clusters.json").read_text())  # members (the split clustered)
     ink = dict(zip(df["case_id"].astype(str), df["ink"].astype(int), strict=True))
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     cli = Cli(ws)
     cli("workspace", "init", "-w", str(ws), json_out=False)
     res["import"] = cli("import", "folder", str(folder / "cases.csv"), "--name", "derm7pt_ink", "-w", str(ws),
-                        "--image-size", str(args.size), "--overwrite", "--format", "json")
+                        "--image-size", str(args.size), "--active", "--overwrite", "--format", "json")
     tr = cli("train", "-w", str(ws), "--no-analyse", "--overwrite", "--format", "json")
     res["model"] = tr["model"]
     for s, m in tr["metrics"].items():

@@ -11,6 +11,17 @@ treat the R runs as independent evidence; runs that share one example set are no
 tests then call small shifts significant far more often than ``alpha`` (measured in
 ``tests/test_tcav_significance.py``).
 
+What is tested is a per-run statistic of the CAV's directional derivatives (``statistic``):
+``derivative`` (default), the mean directional derivative of the unit CAV over the class inputs,
+or ``sign_count``, the TCAV score (share of inputs with a positive derivative). The sign count
+saturates where the class-logit gradient barely varies across inputs (layers close to a linear
+head): every CAV, random ones included, then scores near 0 or 1, the random pseudo-concepts'
+means spread over the whole interval, and even a concept scoring 1.0 lies only ~2.5 random SDs
+from their mean — too little for a Holm-corrected test over many rows, however strong the
+concept. The mean derivative has no ceiling and keeps the same null: a random concept is
+exchangeable with the pseudo-concepts whichever statistic is compared (measured in
+``docs/concepts.md``, "Which statistic is tested").
+
 The p-values of all concepts x classes x layers are corrected together (Holm by default,
 Benjamini-Hochberg as an option). A concept counts as significant only if the corrected p is
 below ``alpha``, its CAVs beat chance and the random CAVs in held-out accuracy, and the
@@ -30,6 +41,7 @@ from concepts._errors import ConceptError
 
 __all__ = [
     "CORRECTIONS",
+    "STATISTICS",
     "TESTS",
     "SignificanceConfig",
     "adjust_pvalues",
@@ -41,6 +53,9 @@ __all__ = [
 
 TESTS: tuple[str, ...] = ("prediction", "welch", "mannwhitney")
 CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
+#: Per-run statistics the test compares: the mean directional derivative of the unit CAV, or the
+#: TCAV score (sign count).
+STATISTICS: tuple[str, ...] = ("derivative", "sign_count")
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,9 @@ class SignificanceConfig:
         Held-out CAV accuracy a concept must reach to beat chance.
     accuracy_margin
         How far the concept's CAV accuracy must exceed the random CAVs' mean accuracy.
+    statistic
+        ``derivative`` (mean directional derivative of the unit CAV, default) or ``sign_count``
+        (the TCAV score; saturates near a linear head, see the module docstring).
     """
 
     alpha: float = 0.05
@@ -68,8 +86,11 @@ class SignificanceConfig:
     correction: str = "holm"
     min_accuracy: float = 0.6
     accuracy_margin: float = 0.05
+    statistic: str = "derivative"
 
     def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ConceptError(f"unknown statistic {self.statistic!r}; choose one of {list(STATISTICS)}")
         if self.test not in TESTS:
             raise ConceptError(f"unknown test {self.test!r}; choose one of {list(TESTS)}")
         if self.correction not in CORRECTIONS:

@@ -195,6 +195,28 @@ def _alt_probe(probe: str, stability_probe: str | None) -> str | None:
     return None if stability_probe == probe else stability_probe
 
 
+def _tested(
+    concept: TCAVScores, random: TCAVScores, statistic: str, runs_per_set: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The concept's per-run values of the tested statistic and the random pseudo-concepts' means."""
+    field = "mean_derivative" if statistic == "derivative" else "sign_count"
+    return getattr(concept, field), baseline_means(getattr(random, field), runs_per_set)
+
+
+def _z(T: np.ndarray, B: np.ndarray) -> float:
+    """How many random-pseudo-concept SDs the concept's mean lies from theirs."""
+    sd = float(np.std(B, ddof=1)) if len(B) > 1 else 0.0
+    return float((T.mean() - B.mean()) / sd) if sd > 0 else float("nan")
+
+
+def _agreeing_effect(tested: float, score: np.ndarray, random_means: np.ndarray) -> float:
+    """The tested statistic's effect, or 0 (no direction) when the TCAV score moves the other way:
+    a row is called positive/negative only when both agree, so the reported score never
+    contradicts the verdict."""
+    score_effect = float(score.mean() - random_means.mean())
+    return tested if tested * score_effect > 0 else 0.0
+
+
 def _verdict(row: dict[str, Any], alpha: float, alt: str | None, acc_ok: bool) -> str:
     if not acc_ok:
         v = f"CAV not better than chance/random (accuracy {row['cav_accuracy']:.2f})"
@@ -202,7 +224,8 @@ def _verdict(row: dict[str, Any], alpha: float, alt: str | None, acc_ok: bool) -
         v = f"unstable: conclusion flips with the {alt} probe"
     elif row["significant"]:
         v = (f"{'positive' if row['effect'] > 0 else 'negative'} logit sensitivity "
-             f"(TCAV {row['score_mean']:.2f} vs random {row['random_mean']:.2f})")
+             f"(TCAV {row['score_mean']:.2f} vs random {row['random_mean']:.2f}; "
+             f"{row['statistic']} {row['test_z']:+.1f} random SDs)")
     else:
         v = "not significant"
     if row["confounded"]:
@@ -260,7 +283,8 @@ def run_tcav(
     random_set_size
         Size of each random counterpart (default: median positive-set size, at most half the pool).
     significance
-        Test, correction, level and accuracy thresholds.
+        Test, tested statistic (the mean directional derivative by default; the sign count
+        saturates near a linear head), correction, level and accuracy thresholds.
     probe_alpha, test_size
         Probe regularisation and held-out share.
     target
@@ -492,14 +516,19 @@ def run_tcav(
     pvals: dict[str, list[float]] = {pr: [] for pr in probes}
     accok: dict[str, list[bool]] = {pr: [] for pr in probes}
     effects: dict[str, list[float]] = {pr: [] for pr in probes}
+    zs: list[float] = []
     for lay in ok_layers:
         for c in class_names:
             for con in chosen:
                 for pr in probes:
-                    T = runs_scores[(pr, con.name, lay, c)].sign_count
-                    B = baseline_means(runs_scores[(pr, "random", lay, c)].sign_count, plan.runs_per_set)
+                    T, B = _tested(runs_scores[(pr, con.name, lay, c)], runs_scores[(pr, "random", lay, c)],
+                                   sig.statistic, plan.runs_per_set)
                     pvals[pr].append(compare_to_random(T, B, sig.test))
-                    effects[pr].append(float(T.mean() - B.mean()))
+                    effects[pr].append(_agreeing_effect(
+                        float(T.mean() - B.mean()), runs_scores[(pr, con.name, lay, c)].sign_count,
+                        baseline_means(runs_scores[(pr, "random", lay, c)].sign_count, plan.runs_per_set)))
+                    if pr == probe:
+                        zs.append(_z(T, B))
                     acc = float(trained[(pr, con.name, lay)].accuracies.mean())
                     racc = float(trained[(pr, "random", lay)].accuracies.mean())
                     accok[pr].append(acc >= sig.min_accuracy and acc >= racc + sig.accuracy_margin)
@@ -513,6 +542,11 @@ def run_tcav(
                     "random_mean": float(bs.mean()), "random_std": float(bs.std(ddof=1)),
                     "effect": float(ts.sign_count.mean() - bs.mean()),
                     "magnitude_mean": float(ts.magnitude.mean()),
+                    "derivative_mean": float(ts.mean_derivative.mean()),
+                    "random_derivative_mean": float(baseline_means(
+                        runs_scores[(probe, "random", lay, c)].mean_derivative, plan.runs_per_set).mean()),
+                    "statistic": sig.statistic,
+                    "test_z": zs[-1],
                     "cav_accuracy": float(cs.accuracies.mean()),
                     "random_accuracy": float(trained[(probe, "random", lay)].accuracies.mean()),
                     "stability": float(cs.stability),
@@ -537,7 +571,8 @@ def run_tcav(
     settings = {
         "runs": runs, "probe": probe, "stability_probe": alt, "layers": ok_layers, "classes": class_names,
         "concepts": [c.name for c in chosen], "random_set_size": n_rand, "random_pool_size": P,
-        "seed": seed, "test": sig.test, "correction": sig.correction, "alpha": sig.alpha,
+        "seed": seed, "test": sig.test, "statistic": sig.statistic, "correction": sig.correction,
+        "alpha": sig.alpha,
         "min_accuracy": sig.min_accuracy, "probe_alpha": probe_alpha, "test_size": test_size,
         "n_inputs": {c: len(setup.inputs[c]) for c in class_names}, "cavs_trained": n_fit,
         "target": target,

@@ -260,7 +260,8 @@ class TCAVReport:
 
 TABLE_COLUMNS: tuple[str, ...] = (
     "concept", "concept_id", "group", "class", "layer", "probe", "runs", "score_mean", "score_std",
-    "random_mean", "random_std", "effect", "magnitude_mean", "p_value", "p_adjusted",
+    "random_mean", "random_std", "effect", "magnitude_mean", "derivative_mean", "random_derivative_mean",
+    "statistic", "test_z", "p_value", "p_adjusted",
     "cav_accuracy", "random_accuracy", "stability", "stability_probe", "probe_cosine",
     "stability_p_adjusted", "stability_effect", "confounded", "significant", "unstable", "verdict",
 )

@@ -85,7 +85,11 @@ def test_the_mission_through_cli_commands_only(folder: Path, tmp_path: Path) -> 
     imp = _json("import", "folder", str(folder / "cases.csv"), "--name", "clinic", "-w", str(ws),
                 "--concept-col", "blue", "--image-size", str(SIZE))
     assert imp["artifacts"] == ["ink"] and "ink_twin" in imp["metadata"]
-    assert _json("workspace", "show", "-w", str(ws))["dataset"] == "clinic"  # the import made it active
+    assert imp["active"] and _json("workspace", "show", "-w", str(ws))["dataset"] == "clinic"
+    cases = pd.read_csv(folder / "cases.csv", keep_default_na=False)
+    cases.drop(columns=["ink", "mask"]).to_csv(folder / "noink.csv", index=False)
+    other = _json("import", "folder", str(folder / "noink.csv"), "--name", "noink", "-w", str(ws), "--no-active")
+    assert not other["active"] and _json("workspace", "show", "-w", str(ws))["dataset"] == "clinic"
 
     tr = _json("train", "-w", str(ws), "--architecture", "tiny-cnn", "--epochs", "4", "--no-analyse")
     assert tr["model"] == "clinic-tiny-cnn" and set(tr["metrics"]) == {"val", "test"}
@@ -120,7 +124,6 @@ def test_the_mission_through_cli_commands_only(folder: Path, tmp_path: Path) -> 
     assert applied["spec_id"] == rep["spec_id"] and (art / "program.pt2").is_file()
 
     # predict: the cases whose class the patch changes are the ones intervene reported as flipped
-    cases = pd.read_csv(folder / "cases.csv", keep_default_na=False)
     test = cases[cases["split"] == "test"]
     images = [str(folder / p) for p in test["path"]]
     plain = _json("predict", "--model", str(ws / "models" / "clinic-tiny-cnn"), *images)

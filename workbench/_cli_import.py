@@ -57,6 +57,9 @@ OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing data set of the same name.")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", help="Summary format: table or json.")]
+ActiveOpt = Annotated[
+    bool, typer.Option("--active/--no-active", help="Make the imported data set the active one (default).")
+]
 
 
 def _dataset_dir(workspace: Path, name: str) -> Path:
@@ -167,6 +170,7 @@ def _print_summary(ds: Dataset, fmt: str, workspace: Path | None = None) -> None
     if workspace is not None:
         _activate(workspace, ds)
     summary = dataset_summary(ds)
+    summary["active"] = workspace is not None
     if fmt == "json":
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
@@ -231,6 +235,7 @@ def folder(
     seed: SeedOpt = 0,
     split_fractions: SplitFractionsOpt = "0.6,0.2,0.2",
     overwrite: OverwriteOpt = False,
+    active: ActiveOpt = True,
     fmt: FormatOpt = "table",
 ) -> None:
     """Import a folder of images described by a CSV (id/path, label, 0/1 concept columns)."""
@@ -256,7 +261,7 @@ def folder(
             overwrite=overwrite,
             progress=progress,
         )
-    _print_summary(ds, fmt, workspace)
+    _print_summary(ds, fmt, workspace if active else None)
 
 
 @import_app.command("isic")
@@ -290,6 +295,7 @@ def isic(
     seed: SeedOpt = 0,
     split_fractions: SplitFractionsOpt = "0.6,0.2,0.2",
     overwrite: OverwriteOpt = False,
+    active: ActiveOpt = True,
     fmt: FormatOpt = "table",
 ) -> None:
     """Import an ISIC-challenge style data set (one-hot ground truth, image folder)."""
@@ -312,7 +318,7 @@ def isic(
             overwrite=overwrite,
             progress=progress,
         )
-    _print_summary(ds, fmt, workspace)
+    _print_summary(ds, fmt, workspace if active else None)
 
 
 @import_app.command("subfolders")
@@ -331,6 +337,7 @@ def subfolders(
     seed: SeedOpt = 0,
     split_fractions: SplitFractionsOpt = "0.6,0.2,0.2",
     overwrite: OverwriteOpt = False,
+    active: ActiveOpt = True,
     fmt: FormatOpt = "table",
 ) -> None:
     """Import a folder of class sub-folders of images (no CSV)."""
@@ -348,7 +355,7 @@ def subfolders(
             overwrite=overwrite,
             progress=progress,
         )
-    _print_summary(ds, fmt, workspace)
+    _print_summary(ds, fmt, workspace if active else None)
 
 
 @import_app.command("derm7pt")
@@ -362,6 +369,7 @@ def derm7pt(
     workspace: WorkspaceOpt = Path("workspace"),
     image_size: ImageSizeOpt = 224,
     overwrite: OverwriteOpt = False,
+    active: ActiveOpt = True,
     fmt: FormatOpt = "table",
 ) -> None:
     """Import the derm7pt release (meta/meta.csv, the three index files, images/)."""
@@ -370,4 +378,4 @@ def derm7pt(
     _check_format(fmt)
     out = _dataset_dir(workspace, name)
     ds = import_derm7pt(root, out, image_size=image_size, name=name, overwrite=overwrite)
-    _print_summary(ds, fmt, workspace)
+    _print_summary(ds, fmt, workspace if active else None)

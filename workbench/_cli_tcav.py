@@ -9,7 +9,7 @@ import typer
 
 from concepts import Workspace
 from concepts._cav import PROBES
-from concepts._significance import CORRECTIONS, TESTS, SignificanceConfig
+from concepts._significance import CORRECTIONS, STATISTICS, TESTS, SignificanceConfig
 from concepts._tcav import run_tcav
 from workbench._cli_compute import (
     DeviceOpt,
@@ -26,6 +26,7 @@ __all__ = ["JSON_COLUMNS", "tcav_command"]
 #: Columns printed by ``--format json|csv`` (``table`` prints a shorter selection).
 JSON_COLUMNS: tuple[str, ...] = (
     "concept", "group", "class", "layer", "score_mean", "score_std", "random_mean", "effect",
+    "derivative_mean", "random_derivative_mean", "statistic", "test_z",
     "p_value", "p_adjusted", "cav_accuracy", "stability", "probe_cosine", "confounded",
     "significant", "unstable", "verdict",
 )
@@ -69,6 +70,11 @@ def tcav_command(
         typer.Option(help=f"Significance test: {', '.join(TESTS)} (prediction: the concept's mean against "
                      "the distribution of random pseudo-concepts; welch/mannwhitney: run-level, over-claim when runs share examples)."),
     ] = "prediction",
+    statistic: Annotated[
+        str,
+        typer.Option(help=f"Per-run statistic tested: {', '.join(STATISTICS)} (derivative: mean directional "
+                     "derivative of the unit CAV; sign_count: the TCAV score, which saturates near a linear head)."),
+    ] = "derivative",
     correction: Annotated[str, typer.Option(help=f"Multiple-testing correction: {', '.join(CORRECTIONS)}.")] = "holm",
     alpha: Annotated[float, typer.Option(help="Level of the corrected test.")] = 0.05,
     target: Annotated[str, typer.Option(help="Differentiate the class 'logit' or the 'centered_logit'.")] = "logit",
@@ -90,7 +96,7 @@ def tcav_command(
     """
     if fmt not in ("table", "json", "csv"):
         raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")
-    sig = SignificanceConfig(alpha=alpha, test=test, correction=correction)
+    sig = SignificanceConfig(alpha=alpha, test=test, correction=correction, statistic=statistic)
     splits = _split_list(split) or ["val"]
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     with progress_bars(fmt == "table") as progress:
@@ -110,7 +116,7 @@ def tcav_command(
         )
     table = report.table
     cols = list(table.columns) if all_columns else list(JSON_COLUMNS if fmt != "table" else _TABLE_COLUMNS)
-    title = f"TCAV ({report.settings['probe']} probe, R = {runs}, {sig.test}, {sig.correction})"
+    title = f"TCAV ({report.settings['probe']} probe, R = {runs}, {sig.test} on {sig.statistic}, {sig.correction})"
     if fmt == "table":
         print_fit_table(table[cols], title=title)
     else:
