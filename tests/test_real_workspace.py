@@ -208,3 +208,14 @@ def test_no_page_computes_the_confounder_report_on_first_open(
     at = _open(ui_env, root, "confounders")
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.dataframe or "No confounder candidates" in _texts(at)
+
+
+def test_evaluation_splits_use_the_data_sets_own_names() -> None:
+    from workbench._summary import evaluation_splits
+
+    assert evaluation_splits(["train", "val", "test"]) == ["test", "val"]
+    assert evaluation_splits(["train", "val", "test_debiased"]) == ["test_debiased", "val"]  # the demo
+    assert evaluation_splits(["train", "validation"]) == ["validation"]
+    assert evaluation_splits(["test"]) == ["test"]  # an ISIC import put in one split
+    assert evaluation_splits(["train", "holdout"]) == ["holdout"]
+    assert evaluation_splits(["train"]) == ["train"]  # nothing else to evaluate on

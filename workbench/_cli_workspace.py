@@ -387,9 +387,12 @@ def _precompute(ws: Workspace, runs: int, progress: Callable[[str, int, int], No
         out = analyse_workspace(ws, runs=runs, progress=progress)
     except WorkbenchError as exc:  # e.g. too few inputs: the model still stands
         return f"not precomputed: {' '.join(str(exc).split())}"
-    done = [f"TCAV {out['tcav_rows']} rows ({out['tcav_significant']} significant)"]
-    done += [k for k in ("evaluation", "confounders", "clusters") if out.get(k)]
-    lines = [f"precomputed for the UI in {out['seconds']:.0f} s: {', '.join(done)}", *out.get("notes", [])]
+    done = [label for key, label in (("evaluation", "evaluation"), ("confounders", "confounder report"),
+                                     ("clusters", "clusters")) if out.get(key)]
+    head = (f"TCAV precomputed: {out['tcav_rows']} rows, {out['tcav_significant']} significant"
+            if out["tcav_rows"] else "TCAV not precomputed")
+    lines = [f"{head}; also for the UI: {', '.join(done) or 'nothing'} ({out['seconds']:.0f} s in all)",
+             *out.get("notes", [])]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "confounder_display",
     "confounder_frame",
     "cooccurrence_tables",
+    "example_split",
     "file_key",
     "graph_tables",
     "node_evidence",
@@ -61,6 +62,19 @@ def summary(ws: Workspace) -> dict[str, Any]:
     """What the workspace holds (:func:`workbench._summary.workspace_summary`): data set, model,
     stored evaluation and its headline figures, concepts, analyses — for any workspace."""
     return _summary(str(ws.root), _summary_key(ws))
+
+
+# --------------------------------------------------------------------------- splits
+def example_split(ws: Workspace) -> str:
+    """The split whose images illustrate concepts: ``val`` when the data set has it, else its
+    evaluation split (``test``, ``test_debiased``), else its first split — never assumed."""
+    from workbench._summary import evaluation_splits
+
+    splits = list((summary(ws).get("dataset") or {}).get("splits") or {})
+    if "val" in splits:
+        return "val"
+    ev = evaluation_splits(splits)
+    return ev[0] if ev else "val"
 
 
 # --------------------------------------------------------------------------- TCAV
