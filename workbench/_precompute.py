@@ -86,6 +86,25 @@ def _confounders(ws: Workspace) -> dict[str, Any]:
             "top": [f"{r['concept']} ({r['class']})" for _, r in top.iterrows()]}
 
 
+def _reuse_split_activations(ws: Workspace, model: Any, ds: Any, layer: str, splits: list[str]) -> None:
+    """Put the activations of ``splits`` together (the rows the clustering reads, in its order)
+    when every split's are cached already — ``train`` caches the head's input features per
+    split — so that the clustering does not run the model on the same images again."""
+    import numpy as np
+
+    cache = ws.activation_cache
+    parts = [ds.image_set(ds.indices(s), name=f"{ds.info.name}:{s}") for s in splits]
+    union = ds.image_set(np.concatenate([ds.indices(s) for s in splits]), name=f"{ds.info.name}:{'+'.join(splits)}")
+    paths = [cache.path(model, layer, p) for p in parts]
+    if cache.path(model, layer, union).is_file() or not all(p.is_file() for p in paths):
+        return
+    try:
+        arr = np.concatenate([np.load(p) for p in paths])
+    except (OSError, ValueError):
+        return  # unreadable entries: the clustering extracts them itself
+    cache.put(model, layer, union, arr)
+
+
 def _clusters(ws: Workspace, progress: ProgressFn | None) -> dict[str, Any]:
     """The clusters the Confounders page's gallery shows (its layer and split), saved where
     ``workbench name-cluster`` reads them."""
@@ -94,6 +113,8 @@ def _clusters(ws: Workspace, progress: ProgressFn | None) -> dict[str, Any]:
     model, ds = ws.model(), ws.dataset()
     layers = ws.layers()
     layer = layers[-1] if layers else model.layers[-2]
+    if "train" in ds.splits and "val" in ds.splits:  # cluster_dataset's "auto" test split
+        _reuse_split_activations(ws, model, ds, layer, ["train", "val"])
     res = cluster_dataset(ds, model, layer, split="train", cache=ws.activation_cache, progress=progress)
     res.save(ws.results_dir / "clusters.json")
     n_susp = int(res.clusters["suspicious"].astype(bool).sum()) if "suspicious" in res.clusters else 0
