@@ -102,7 +102,7 @@ def test_added_model_is_evaluated_and_precomputed(real_workspace: Path, tmp_path
 
 # ---------------------------------------------------------------------------- precompute
 def test_train_precomputes_what_the_pages_show(real_workspace: Path) -> None:
-    from workbench._precompute import cached_confounders
+    from workbench._precompute import cached_confounders, cached_cooccurrence
 
     ws = Workspace(real_workspace)
     analysis = ws.manifest()["analysis"]
@@ -111,6 +111,9 @@ def test_train_precomputes_what_the_pages_show(real_workspace: Path) -> None:
     assert (ws.results_dir / "clusters.json").is_file()  # what `workbench name-cluster` reads
     cf = cached_confounders(ws)
     assert cf is not None and "ink" in set(cf["concept"])
+    co = cached_cooccurrence(ws)
+    assert co is not None and "ink" in set(co[0]["attribute"])
+    assert analysis["concept_activations"]["sets"] == 4  # val and test, two classes each
     assert analysis["seconds"] > 0
 
 
@@ -188,11 +191,12 @@ def test_overview_headline_from_the_stored_evaluation(ui_env: pytest.MonkeyPatch
     assert "workbench train" in text and "end to end" in text
 
 
-def test_no_page_computes_the_confounder_report_on_first_open(
+def test_no_page_computes_the_confounder_report_or_cooccurrence_on_first_open(
     ui_env: pytest.MonkeyPatch, real_workspace: Path, tmp_path: Path,
 ) -> None:
-    """Overview and Confounders use the report `train` precomputed: computing it is made to
-    fail, and the pages still show it."""
+    """Overview and Confounders use the report and co-occurrence tables `train` precomputed:
+    computing them is made to fail, and the pages still show them."""
+    import concepts._cooccurrence
     import graph
     import graph._confounders
 
@@ -203,6 +207,8 @@ def test_no_page_computes_the_confounder_report_on_first_open(
     shutil.copytree(real_workspace, root)
     for mod in (graph, graph._confounders):
         ui_env.setattr(mod, "workspace_confounders", refuse)
+    for name in ("attribute_class_table", "attribute_pair_table"):
+        ui_env.setattr(concepts._cooccurrence, name, refuse)
     at = _open(ui_env, root, "overview")
     assert not at.exception and not at.error, [e.value for e in at.error]
     at = _open(ui_env, root, "confounders")

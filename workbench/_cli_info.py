@@ -82,10 +82,13 @@ def _eval_table(head: Mapping[str, Any] | None, source: str | None) -> Table:
     t.add_row("specificity", _pct(head["specificity"]))
     t.add_row("AUC", "—" if head["auc"] is None else f"{head['auc']:.3f}")
     wg = head.get("worst_group")
-    t.add_row("worst-group accuracy", Text(f"{_pct(head['worst_group_accuracy'])}"
-                                           + (f" ({wg}, n={head.get('worst_group_n')})" if wg else "")))
-    t.add_row("clean accuracy", Text(f"{_pct(head['clean_accuracy'])} of {head.get('n_clean')} cases "
-                                     "with no annotated artifact"))
+    if wg is None and head.get("clean_accuracy") is None:  # no artifact column: no groups to score
+        t.add_row("worst-group accuracy", "— (the data set annotates no artifact column)")
+    else:
+        t.add_row("worst-group accuracy", Text(f"{_pct(head['worst_group_accuracy'])}"
+                                               + (f" ({wg}, n={head.get('worst_group_n')})" if wg else "")))
+        t.add_row("clean accuracy", Text(f"{_pct(head['clean_accuracy'])} of {head.get('n_clean')} cases "
+                                         "with no annotated artifact"))
     for g in head["groups"]:
         t.add_row(f"  {g['group']}", Text(f"{_pct(g['accuracy'])} (n={g['n']})"))
     for split, acc in head["other_splits"].items():
@@ -110,7 +113,9 @@ def _computed_table(comp: Mapping[str, Any], concepts: list[dict[str, Any]]) -> 
     cf = comp["confounders"]
     t.add_row("confounders", Text(f"ranked ({cf.get('rows')} rows); top: {', '.join(cf.get('top') or []) or 'none'}"
                                   if cf.get("done") else "not precomputed"))
-    t.add_row("flip rates", "measured" if comp["flip_rates"].get("done") else "not measured")
+    fl = comp["flip_rates"]
+    t.add_row("flip rates", "no annotated artifact to measure" if fl.get("artifacts") == 0 and not fl.get("done")
+              else ("measured" if fl.get("done") else "not measured"))
     cl = comp["clusters"]
     t.add_row("clusters", Text(f"{cl.get('n_clusters')} clusters at {cl.get('layer')}, {cl.get('suspicious')} suspicious"
                                if cl.get("current") else ("saved (results/clusters.json)" if cl.get("done")

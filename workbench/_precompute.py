@@ -4,6 +4,8 @@ enters a workspace (``workbench train``, ``workbench models add``, ``workbench d
 * the evaluation of the active model (``results/evaluation.json``, :mod:`workbench._summary`),
 * the ranked confounder report (``results/`` :data:`CONFOUNDERS_FILE`, keyed by
   :func:`confounders_key`: model id, data-set content, TCAV results and named clusters),
+* the co-occurrence tables of the Confounders page (``results/`` :data:`COOCCURRENCE_FILES`),
+* the activations the Concepts page and the Case explorer score along the CAVs,
 * the unsupervised clusters of the Confounders page's gallery (``results/clusters.json``, the
   file ``workbench name-cluster`` reads; their activations land in the activation cache).
 
@@ -22,12 +24,21 @@ from typing import Any
 
 from concepts import WorkbenchError, Workspace
 
-__all__ = ["CONFOUNDERS_FILE", "cached_confounders", "confounders_key", "precompute_pages"]
+__all__ = [
+    "CONFOUNDERS_FILE",
+    "COOCCURRENCE_FILES",
+    "cached_confounders",
+    "cached_cooccurrence",
+    "confounders_key",
+    "precompute_pages",
+]
 
 ProgressFn = Callable[[str, int, int], None]
 
 #: The precomputed confounder report (``results/``).
 CONFOUNDERS_FILE = "confounders.parquet"
+#: The precomputed co-occurrence tables (``results/``): attribute x class, attribute x attribute.
+COOCCURRENCE_FILES = ("cooccurrence_class.parquet", "cooccurrence_pairs.parquet")
 #: Held-out associations of named clusters (``concepts.cluster_associations`` reads it).
 _NAMED_CLUSTERS = "named_clusters.json"
 
@@ -121,6 +132,63 @@ def _clusters(ws: Workspace, progress: ProgressFn | None) -> dict[str, Any]:
     return {"model_id": model.model_id, "layer": layer, "n_clusters": len(res.clusters), "suspicious": n_susp}
 
 
+def cached_cooccurrence(ws: Workspace) -> tuple[Any, Any] | None:
+    """The precomputed (attribute x class, attribute x attribute) co-occurrence tables of the
+    active data set when they are still current (same content hash), else ``None``."""
+    import pandas as pd
+
+    analysis = ws.manifest().get("analysis") or {}
+    co = analysis.get("cooccurrence") if isinstance(analysis, dict) else None
+    paths = [ws.results_dir / f for f in COOCCURRENCE_FILES]
+    if not isinstance(co, dict) or not all(p.is_file() for p in paths) or co.get("key") != _dataset_key(ws):
+        return None
+    try:
+        return pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    except (OSError, ValueError):
+        return None
+
+
+def _dataset_key(ws: Workspace) -> str:
+    from workbench._summary import _read_json
+
+    ds = str(ws.manifest().get("dataset", ""))
+    return f"{ds}:{_read_json(ws.datasets_dir / ds / 'dataset.json').get('content_hash', '')}"
+
+
+def _cooccurrence(ws: Workspace) -> dict[str, Any]:
+    from concepts._cooccurrence import attribute_class_table, attribute_pair_table
+
+    ds = ws.dataset()
+    for table, name in ((attribute_class_table(ds), COOCCURRENCE_FILES[0]),
+                        (attribute_pair_table(ds), COOCCURRENCE_FILES[1])):
+        path = ws.results_dir / name
+        tmp = path.with_name(f".{path.name}.tmp")
+        table.to_parquet(tmp)
+        tmp.replace(path)
+    return {"key": _dataset_key(ws)}
+
+
+def _concept_activations(ws: Workspace, progress: ProgressFn | None) -> dict[str, Any]:
+    """Activations at the TCAV layers of each class of the splits the Concepts page and the
+    Case explorer score along the CAVs (``val`` and the evaluation split), one pass per set."""
+    from workbench._summary import _read_json, evaluation_splits
+
+    layers = list((_read_json(ws.results_dir / "tcav.json").get("settings") or {}).get("layers") or [])
+    if not layers:
+        return {"sets": 0}
+    model, ds = ws.model(), ws.dataset()
+    splits = list(dict.fromkeys([s for s in ("val",) if s in ds.splits] + evaluation_splits(ds.splits)[:1]))
+    n = 0
+    for split in splits:
+        for cls in ds.classes:
+            rows = ds.indices(split, label=cls)
+            if len(rows):
+                ws.activation_cache.get(model, layers, ds.image_set(rows, name=f"{ds.info.name}:{split}:{cls}"),
+                                        progress=progress)
+                n += 1
+    return {"sets": n, "layers": layers, "splits": splits}
+
+
 def _timed(name: str, fn: Callable[[], dict[str, Any]], notes: list[str],
            seconds: dict[str, float]) -> dict[str, Any] | None:
     t0 = time.perf_counter()
@@ -155,7 +223,10 @@ def precompute_pages(ws: Workspace, progress: ProgressFn | None = None) -> dict[
     out["confounders"] = _timed("confounders", lambda: _confounders(ws), notes, seconds)
     if progress:
         progress("confounder report", 1, 1)
+    out["cooccurrence"] = _timed("cooccurrence", lambda: _cooccurrence(ws), notes, seconds)
     out["clusters"] = _timed("clusters", lambda: _clusters(ws, progress), notes, seconds)
+    out["concept_activations"] = _timed("concept activations", lambda: _concept_activations(ws, progress),
+                                        notes, seconds)
     out["notes"] = notes
     out["step_seconds"] = seconds
     return out

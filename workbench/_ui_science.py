@@ -219,8 +219,20 @@ def _cooccurrence(root: str, ds_name: str, ds_hash: str) -> tuple[pd.DataFrame, 
 def cooccurrence_tables(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(attribute x class, attribute x attribute) co-occurrence tables of the active data set,
     one row per split and pair (see ``concepts._cooccurrence``)."""
+    from workbench._precompute import COOCCURRENCE_FILES
+
     name, h = dataset_key(ws)
-    return _cooccurrence(str(ws.root), name, h)
+    files = "|".join(file_key(ws.results_dir / f) for f in COOCCURRENCE_FILES)
+    pre = _precomputed_cooccurrence(str(ws.root), name, h, files)
+    return pre if pre is not None else _cooccurrence(str(ws.root), name, h)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _precomputed_cooccurrence(root: str, ds_name: str, ds_hash: str,
+                              files: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    from workbench._precompute import cached_cooccurrence
+
+    return cached_cooccurrence(Workspace(root))  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- confounders
