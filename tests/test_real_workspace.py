@@ -182,13 +182,14 @@ def test_overview_headline_from_the_stored_evaluation(ui_env: pytest.MonkeyPatch
     at = _open(ui_env, real_workspace, "overview")
     labels = {m.label: m.value for m in at.metric}
     assert labels["Data set"] == REAL_DATASET and labels["Cases"] == "96"
-    for label in ("Accuracy, validation", "Accuracy, test", "Sensitivity (melanoma), test",
-                  "Worst-group accuracy, test", "Clean accuracy, test"):
+    for label in ("Accuracy, validation", "Accuracy, test", "Sensitivity (melanoma)",
+                  "Worst-group accuracy", "Clean accuracy"):
         assert labels[label].endswith("%"), label
     assert not any("debiased" in k for k in labels)  # no DermSynth vocabulary on a real data set
     text = _texts(at)
     assert "Worst group: **melanoma \\/ " in text or "Worst group: **nevus \\/ " in text  # md-escaped
     assert "workbench train" in text and "end to end" in text
+    assert "on the test split (24 cases)" in text
 
 
 def test_no_page_computes_the_confounder_report_or_cooccurrence_on_first_open(

@@ -57,14 +57,16 @@ def _headline(info: dict[str, Any]) -> None:
     accs = list(dict.fromkeys(accs))
     pos = head.get("positive_class") or "positive class"
     split = labels.get(head["split"], head["split"])
+    st.caption(f"Stored evaluation ({md((info.get('evaluation') or {}).get('source') or '?')}); sensitivity, "
+               f"worst-group and clean accuracy on the {md(split)} split ({head.get('n')} cases).")
     m = st.columns(len(accs) + 3)
     for col, (s, acc) in zip(m, accs, strict=False):
         col.metric(f"Accuracy, {labels.get(s, s)}", _pct(acc), help=f"{metrics[s].get('n')} cases of the {s} split")
-    m[len(accs)].metric(f"Sensitivity ({md(pos)}), {split}", _pct(head.get("sensitivity")),
+    m[len(accs)].metric(f"Sensitivity ({md(pos)})", _pct(head.get("sensitivity")),
                         help=f"specificity {_pct(head.get('specificity'))}")
-    m[len(accs) + 1].metric(f"Worst-group accuracy, {split}", _pct(head.get("worst_group_accuracy")),
+    m[len(accs) + 1].metric("Worst-group accuracy", _pct(head.get("worst_group_accuracy")),
                             help=md(f"group {head.get('worst_group') or '—'}: diagnosis × annotated artifact"))
-    m[len(accs) + 2].metric(f"Clean accuracy, {split}", _pct(head.get("clean_accuracy")),
+    m[len(accs) + 2].metric("Clean accuracy", _pct(head.get("clean_accuracy")),
                             help=f"{head.get('n_clean')} cases with no annotated artifact")
     if head.get("worst_group"):
         st.caption(f"Worst group: **{md(head['worst_group'])}** ({_pct(head['worst_group_accuracy'])} of "
