@@ -30,3 +30,14 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     build_demo(Workspace(root), cfg)
     return root
+
+
+@pytest.fixture(scope="session")
+def real_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A non-demo workspace made as a user would (tests/conftest_realws.py): test-made images
+    with train/val/test splits and an ``ink`` column, ``workbench import folder``, then
+    ``workbench train`` (tiny CNN, with its precomputation). Read-mostly: copy it to modify."""
+    from conftest_realws import build_real_workspace
+
+    root, _ = build_real_workspace(tmp_path_factory.mktemp("real_ws"))
+    return root

@@ -69,7 +69,10 @@ def test_info_command_prints_summary(small_workspace: Path) -> None:
     r = CliRunner().invoke(app, ["info", "--workspace", str(small_workspace), "--format", "json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
-    assert data["architecture"] == "tiny-cnn"
+    assert data["demo"] is True and data["model"]["architecture"] == "tiny-cnn"
+    assert data["model"]["how"]["origin"] == "demo"
+    assert data["headline"]["split"] == "test_debiased"  # the demo's debiased test split
+    assert set(data["evaluation"]["metrics"]) == {"val", "test_debiased"}
 
 
 def test_info_on_missing_workspace_is_a_clear_error(tmp_path: Path) -> None:

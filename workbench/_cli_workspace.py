@@ -340,8 +340,8 @@ def models_add(
                                                     "repeatable.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
     select: Annotated[bool, typer.Option("--select/--no-select", help="Make it the active model.")] = True,
-    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Precompute TCAV for the UI "
-                                          "(when selected).")] = True,
+    analyse: Annotated[bool, typer.Option("--precompute/--no-precompute", "--analyse/--no-analyse",
+                                          help="Precompute what the UI pages show (when selected).")] = True,
     tcav_runs: Annotated[int, typer.Option(help="TCAV runs of the precomputation.")] = 20,
 ) -> None:
     """Register your own model (safe formats only) and make it the active one."""
@@ -386,14 +386,21 @@ def _metrics_table(result: Any) -> Table:
 
 
 def _precompute(ws: Workspace, runs: int, progress: Callable[[str, int, int], None]) -> str:
-    """TCAV with significance for the UI (as the demo does); a note when it cannot run."""
+    """TCAV with significance, evaluation, confounder report and clusters for the UI (as the
+    demo does); one line per note when a step cannot run."""
     from workbench._demo import analyse_workspace
 
     try:
         out = analyse_workspace(ws, runs=runs, progress=progress)
-    except WorkbenchError as exc:  # e.g. no concept columns, too few inputs: the rest still stands
-        return f"TCAV not precomputed: {' '.join(str(exc).split())}"
-    return f"TCAV precomputed: {out['tcav_rows']} rows, {out['tcav_significant']} significant"
+    except WorkbenchError as exc:  # e.g. too few inputs: the model still stands
+        return f"not precomputed: {' '.join(str(exc).split())}"
+    done = [label for key, label in (("evaluation", "evaluation"), ("confounders", "confounder report"),
+                                     ("clusters", "clusters")) if out.get(key)]
+    head = (f"TCAV precomputed: {out['tcav_rows']} rows, {out['tcav_significant']} significant"
+            if out["tcav_rows"] else "TCAV not precomputed")
+    lines = [f"{head}; also for the UI: {', '.join(done) or 'nothing'} ({out['seconds']:.0f} s in all)",
+             *out.get("notes", [])]
+    return "\n".join(lines)
 
 
 @cli_errors
@@ -412,7 +419,9 @@ def train(
     dataset: Annotated[str | None, typer.Option(help="Data set (default: the active one).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model of that name.")] = False,
-    analyse: Annotated[bool, typer.Option("--analyse/--no-analyse", help="Precompute TCAV for the UI.")] = True,
+    analyse: Annotated[bool, typer.Option("--precompute/--no-precompute", "--analyse/--no-analyse",
+                                          help="Precompute what the UI pages show (TCAV, evaluation, "
+                                          "confounders, clusters).")] = True,
     tcav_runs: Annotated[int, typer.Option(help="TCAV runs of the precomputation.")] = 20,
     fmt: FormatOpt = "table",
     engine: EngineOpt = "local",
@@ -441,7 +450,7 @@ def train(
         trained[model_name] = result.to_json()
         ws.update_manifest(trained=trained, positive_class=result.positive_class)
         _activate_model(ws, model_name)
-        note = _precompute(ws, tcav_runs, progress) if analyse else "TCAV not precomputed (--no-analyse)"
+        note = _precompute(ws, tcav_runs, progress) if analyse else "not precomputed (--no-precompute)"
     if fmt == "json":
         _emit_json({"model": model_name, **result.to_json(), "analysis": note})
         return

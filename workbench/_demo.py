@@ -228,37 +228,57 @@ def build_demo(
     return summary
 
 
-def analyse_workspace(
-    workspace: Workspace, *, runs: int = 20, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Precompute what the UI shows: TCAV with significance (``results/tcav.parquet``) and the
-    model and data set registered in the store. Returns a short summary."""
-    from concepts._tcav import run_tcav
-    from graph import workspace_flip_rates
+def _register_in_store(workspace: Workspace, model: ClassifierModel, ds: Dataset) -> None:
     from store import Actor, Store
 
-    report = run_tcav(workspace, runs=runs, progress=progress)
-    table = report.table
-    ws_model = workspace.model()
-    ds = workspace.dataset()
     actor = Actor.from_os_user("engineer")
     store = Store.for_workspace(workspace.root)
     with store.session():
         store.register_model(
-            actor, ws_model.model_id, ws_model.architecture, ws_model.weights_sha256,
-            meta={"classes": list(ws_model.classes), "preprocess": ws_model.preprocess.key()},
+            actor, model.model_id, model.architecture, model.weights_sha256,
+            meta={"classes": list(model.classes), "preprocess": model.preprocess.key()},
         )
         store.register_dataset(
             actor, ds.info.name, ds.info.content_hash,
             splits={s: len(ds.indices(s)) for s in ds.splits},
             meta={"kind": ds.info.kind, "n": len(ds)},
         )
-    n_sig = int(table["significant"].sum()) if len(table) else 0
-    out: dict[str, Any] = {"tcav_rows": len(table), "tcav_significant": n_sig}
+
+
+def analyse_workspace(
+    workspace: Workspace, *, runs: int = 20, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """Precompute what the UI shows, so that no page makes its user wait on first open.
+
+    TCAV with significance (``results/tcav.parquet``), the model and data set registered in
+    the store, the artifact flip rates, and what :func:`workbench._precompute.precompute_pages`
+    adds (evaluation, confounder report, clusters). A step that cannot run on this workspace
+    (e.g. TCAV with no concept) is skipped with a note in ``notes``. Returns a short summary
+    (also the manifest's ``analysis``) with the wall time in ``seconds``.
+    """
+    from concepts import WorkbenchError
+    from concepts._tcav import run_tcav
+    from graph import workspace_flip_rates
+    from workbench._precompute import precompute_pages
+
+    t0 = time.perf_counter()
+    notes: list[str] = []
+    out: dict[str, Any] = {"tcav_rows": 0, "tcav_significant": 0}
+    try:
+        table = run_tcav(workspace, runs=runs, progress=progress).table
+        out["tcav_rows"] = len(table)
+        out["tcav_significant"] = int(table["significant"].sum()) if len(table) else 0
+    except WorkbenchError as exc:  # e.g. no concept columns: the other analyses still run
+        notes.append(f"TCAV not precomputed: {' '.join(str(exc).split())}")
+    ds = workspace.dataset()
+    _register_in_store(workspace, workspace.model(), ds)
     # the confounder report's reliance: counterfactual flip rates of every annotated artifact,
     # cached in results/ so that no page or command waits on them later
     flips = workspace_flip_rates(workspace, ds)
     out["flip_rate_artifacts"] = 0 if flips is None else len(flips)
+    # what a page would compute on first visit: evaluation, confounder report, clusters
+    pages = precompute_pages(workspace, progress=progress)
+    out.update(pages, notes=notes + pages["notes"], seconds=round(time.perf_counter() - t0, 2))
     workspace.update_manifest(analysis=out)
     return out
 

@@ -158,7 +158,8 @@ def plan_serve(
     if not workspace.exists():
         warnings.append(
             f"{workspace.root} is not a workspace yet; the UI will say how to build one "
-            f"(`workbench demo --no-serve --workspace {workspace.root}`)"
+            f"(`workbench import ... -w {workspace.root}` + `workbench train`, or "
+            f"`workbench demo --no-serve --workspace {workspace.root}`)"
         )
     argv = [sys.executable, "-m", "streamlit", "run", str(app_path())]
     options = {"server.address": host, "server.port": str(int(port)), **SERVER_OPTIONS}

@@ -24,6 +24,7 @@ __all__ = [
     "confounder_display",
     "confounder_frame",
     "cooccurrence_tables",
+    "example_split",
     "file_key",
     "graph_tables",
     "node_evidence",
@@ -43,20 +44,37 @@ def file_key(path: Path) -> str:
 
 # --------------------------------------------------------------------------- summary
 @st.cache_data(show_spinner=False, max_entries=8)
-def _summary(root: str, manifest_key: str) -> dict[str, Any]:
-    ws = Workspace(root)
-    man = ws.manifest()
-    out: dict[str, Any] = dict(man.get("demo_summary") or {})
-    out.setdefault("dataset", man.get("dataset"))
-    out.setdefault("model", man.get("model"))
-    out["layers"] = list(man.get("layers", []))
-    out["concept_sets"] = man.get("concept_sets")
-    return json.loads(json.dumps(out, default=str))  # type: ignore[no-any-return]
+def _summary(root: str, files_key: str) -> dict[str, Any]:
+    from workbench._summary import workspace_summary
+
+    return json.loads(json.dumps(workspace_summary(Workspace(root)), default=str))  # type: ignore[no-any-return]
+
+
+def _summary_key(ws: Workspace) -> str:
+    """The files the summary reads (manifest, stored evaluation, analyses, bank)."""
+    paths = (ws.manifest_path, ws.results_dir / "evaluation.json", ws.results_dir / "tcav.parquet",
+             ws.results_dir / "tcav.json", ws.results_dir / "clusters.json", ws.concepts_dir / "bank.json",
+             ws.results_dir / "confounder_flip_rates.json")
+    return "|".join(file_key(p) for p in paths)
 
 
 def summary(ws: Workspace) -> dict[str, Any]:
-    """The workspace manifest's headline figures (demo summary when there is one)."""
-    return _summary(str(ws.root), file_key(ws.manifest_path))
+    """What the workspace holds (:func:`workbench._summary.workspace_summary`): data set, model,
+    stored evaluation and its headline figures, concepts, analyses — for any workspace."""
+    return _summary(str(ws.root), _summary_key(ws))
+
+
+# --------------------------------------------------------------------------- splits
+def example_split(ws: Workspace) -> str:
+    """The split whose images illustrate concepts: ``val`` when the data set has it, else its
+    evaluation split (``test``, ``test_debiased``), else its first split — never assumed."""
+    from workbench._summary import evaluation_splits
+
+    splits = list((summary(ws).get("dataset") or {}).get("splits") or {})
+    if "val" in splits:
+        return "val"
+    ev = evaluation_splits(splits)
+    return ev[0] if ev else "val"
 
 
 # --------------------------------------------------------------------------- TCAV
@@ -77,8 +95,8 @@ def tcav_table(ws: Workspace) -> pd.DataFrame:
     key = file_key(path)
     if not key:
         raise MissingResults(
-            "no TCAV results in this workspace yet — run `workbench demo --no-serve` "
-            "(or the TCAV analysis) to compute them"
+            f"no TCAV results in this workspace yet — run `workbench tcav -w {ws.root}` "
+            "(`workbench train` and `workbench demo` compute them)"
         )
     return _tcav(str(path), key)
 
@@ -201,8 +219,20 @@ def _cooccurrence(root: str, ds_name: str, ds_hash: str) -> tuple[pd.DataFrame, 
 def cooccurrence_tables(ws: Workspace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(attribute x class, attribute x attribute) co-occurrence tables of the active data set,
     one row per split and pair (see ``concepts._cooccurrence``)."""
+    from workbench._precompute import COOCCURRENCE_FILES
+
     name, h = dataset_key(ws)
-    return _cooccurrence(str(ws.root), name, h)
+    files = "|".join(file_key(ws.results_dir / f) for f in COOCCURRENCE_FILES)
+    pre = _precomputed_cooccurrence(str(ws.root), name, h, files)
+    return pre if pre is not None else _cooccurrence(str(ws.root), name, h)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _precomputed_cooccurrence(root: str, ds_name: str, ds_hash: str,
+                              files: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    from workbench._precompute import cached_cooccurrence
+
+    return cached_cooccurrence(Workspace(root))  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- confounders
@@ -213,11 +243,26 @@ def _confounders(root: str, ds_name: str, ds_hash: str, tcav_key: str) -> pd.Dat
     return workspace_confounders(Workspace(root), dataset=ds_name)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _precomputed_confounders(root: str, key: str) -> pd.DataFrame | None:
+    from workbench._precompute import cached_confounders
+
+    return cached_confounders(Workspace(root))  # type: ignore[no-any-return]
+
+
 def confounder_frame(ws: Workspace) -> pd.DataFrame:
     """The ranked confounder report (``graph._confounders``): one row per (concept, class) with
-    ``rank, concept, class, score, ..., evidence``; rows with a positive score first."""
-    name, h = dataset_key(ws)
-    df = _confounders(str(ws.root), name, h, file_key(ws.results_dir / "tcav.parquet"))
+    ``rank, concept, class, score, ..., evidence``; rows with a positive score first.
+
+    The report precomputed by ``workbench train``/``demo`` when it is still current (same model,
+    data set, TCAV results and named clusters), else computed here once."""
+    from workbench._precompute import CONFOUNDERS_FILE, confounders_key
+
+    key = confounders_key(ws)
+    df = _precomputed_confounders(str(ws.root), f"{key}|{file_key(ws.results_dir / CONFOUNDERS_FILE)}")
+    if df is None:
+        name, h = dataset_key(ws)
+        df = _confounders(str(ws.root), name, h, key)
     return df.reset_index(drop=True)
 
 

@@ -215,8 +215,8 @@ def dataset_key(ws: Workspace) -> tuple[str, str]:
     meta = ws.datasets_dir / name / "dataset.json"
     if not meta.is_file():
         raise WorkspaceError(
-            f"the workspace has no data set {name!r} — build the demo "
-            f"(`workbench demo --no-serve --workspace {ws.root}`) or import one"
+            f"the workspace has no data set {name!r} — import one (`workbench import ... -w {ws.root}`) "
+            f"or build the demo (`workbench demo --no-serve -w {ws.root}`)"
         )
     try:
         info = json.loads(meta.read_text())
@@ -244,8 +244,8 @@ def model_key(ws: Workspace) -> tuple[str, str]:
     meta = ws.models_dir / name / "model.json"
     if not meta.is_file():
         raise WorkspaceError(
-            f"the workspace has no model {name!r} — build the demo "
-            f"(`workbench demo --no-serve --workspace {ws.root}`) or add a model to models/"
+            f"the workspace has no model {name!r} — train one (`workbench train -w {ws.root}`), add "
+            f"one (`workbench models add`) or build the demo (`workbench demo --no-serve -w {ws.root}`)"
         )
     try:
         sha = str(json.loads(meta.read_text()).get("weights_sha256", ""))
@@ -332,8 +332,9 @@ def _hint(exc: BaseException) -> str:
         return "The rest of the workbench works without it."
     if isinstance(exc, WorkspaceError):
         return (
-            f"Build the demo workspace with `workbench demo --no-serve --workspace {root}` "
-            "(or `make demo`), then reload this page."
+            f"Import a data set and train a model (`workbench import ... -w {root}`, then "
+            f"`workbench train -w {root}`), or build the demo workspace with "
+            f"`workbench demo --no-serve --workspace {root}`; then reload this page."
         )
     if isinstance(exc, StoreBusyError):
         return (

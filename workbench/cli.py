@@ -30,9 +30,11 @@ def _register_subapps() -> None:
     from workbench._cli_concepts import concepts_app
     from workbench._cli_graph import graph_app
     from workbench._cli_import import import_app
+    from workbench._cli_info import info
     from workbench._cli_tcav import tcav_command
 
     app.command("tcav")(tcav_command)
+    app.command("info")(info)
     _cli_confounders.register(app)
     _cli_interventions.register(app)
     app.add_typer(audit_app, name="audit", help="Verify, export and report the intervention history.")
@@ -138,19 +140,6 @@ def serve(
 
     check_local_role(Workspace(workspace).root, host, role)
     serve_ui(Workspace(workspace), host=host, port=port, role=role)
-
-
-@app.command()
-@cli_errors
-def info(workspace: WorkspaceOpt = Path("workspace"), fmt: Annotated[str, typer.Option("--format")] = "table") -> None:
-    """Show the workspace's data set, model and headline figures."""
-    from workbench._demo import load_summary
-
-    summary = load_summary(Workspace(workspace))
-    if fmt == "json":
-        sys.stdout.write(json.dumps(to_jsonable(summary), indent=2) + "\n")
-    else:
-        console.print(_summary_table(summary))
 
 
 _register_subapps()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from workbench._ui_concepts import concept_examples, concept_map
 from workbench._ui_figures import heat_overlay, tcav_figure
-from workbench._ui_science import tcav_table
+from workbench._ui_science import example_split, tcav_table
 from workbench._ui_state import PageContext, guard, run_page, workspace
 from workbench._ui_text import md
 
@@ -47,9 +47,9 @@ def body(ctx: PageContext) -> None:
     concept = st.selectbox("Concept", concepts, index=concepts.index(strongest), key="concepts_concept",
                            help="defaults to the concept with the largest TCAV effect on this class")
     with guard("Concept examples"):
-        ex = concept_examples(ws, concept, layer)
+        ex = concept_examples(ws, concept, layer, split=example_split(ws))
         for title, key in (("Most like the concept", "top"), ("Least like the concept", "bottom")):
-            st.markdown(f"**{title}** (score along the CAV at {md(layer)})")
+            st.markdown(f"**{title}** (score along the CAV at {md(layer)}, {md(example_split(ws))} split)")
             rows = ex[key]
             cols_ = st.columns(len(rows) or 1)
             for col, r in zip(cols_, rows, strict=False):
@@ -57,7 +57,7 @@ def body(ctx: PageContext) -> None:
     with guard("Concept maps"):
         show_maps = st.toggle("Overlay concept maps (where in the image the concept is seen)", key="concepts_maps")
         if show_maps:
-            rows = concept_examples(ws, concept, layer)["top"]
+            rows = concept_examples(ws, concept, layer, split=example_split(ws))["top"]
             cols_ = st.columns(len(rows) or 1)
             for col, r in zip(cols_, rows, strict=False):
                 heat = concept_map(ws, concept, layer, r["row"])

@@ -19,34 +19,72 @@ def _pct(v: Any) -> str:
         return "—"
 
 
-def body(ctx: PageContext) -> None:
-    ws = workspace()
-    info = summary(ws)
-
+def _model_and_data(info: dict[str, Any]) -> None:
     st.subheader("Model and data")
+    ds, model = info.get("dataset") or {}, info.get("model") or {}
     c1, c2, c3 = st.columns(3)
-    c1.metric("Model", str(info.get("architecture") or info.get("model") or "—"),
-              help=f"model id {md(info.get('model_id', '?'))}")
-    c2.metric("Data set", str(info.get("dataset") or "—"),
-              help=f"{info.get('n_images', '?')} images of {info.get('image_size', '?')} px")
-    c3.metric("Cases", str(info.get("n_images", "—")),
-              help=f"plus {info.get('n_concept_images', '?')} concept-set images")
-    if info.get("layers"):
-        st.caption("Layers analysed: " + md(", ".join(info["layers"])) + f" · model id {md(info.get('model_id', '?'))}")
+    c1.metric("Model", str(model.get("architecture") or model.get("name") or "—"),
+              help=md(f"{model.get('name', '?')} · model id {model.get('model_id', '?')}"))
+    c2.metric("Data set", str(ds.get("name") or "—"),
+              help=md(f"{ds.get('source', '?')} · images of {ds.get('image_size', '?')} px"))
+    c3.metric("Cases", str(ds.get("n", "—")),
+              help=md(", ".join(f"{s}: {n}" for s, n in (ds.get("splits") or {}).items())))
+    lines = []
+    if ds:
+        lines.append("Splits: " + md(", ".join(f"{s} {n}" for s, n in ds["splits"].items()))
+                     + " · classes: " + md(", ".join(ds["classes"])))
+        lines.append("Annotated: " + md(", ".join(ds["concepts"] + ds["artifacts"]) or "nothing"))
+    if model:
+        lines.append(md(model["how"].get("text", "")) + " · layers analysed: " + md(", ".join(model["layers"]) or "—"))
+    for line in lines:
+        st.caption(line)
 
+
+_SPLIT_LABELS = {"test": "test", "val": "validation", "test_debiased": "debiased test"}
+
+
+def _headline(info: dict[str, Any]) -> None:
+    head = info.get("headline")
     st.subheader("Headline metrics")
-    m = st.columns(4)
-    m[0].metric("Accuracy, biased validation", _pct(info.get("val_accuracy")),
-                help="validation split: same shortcut statistics as training")
-    m[1].metric("Accuracy, debiased test", _pct(info.get("test_debiased_accuracy")),
-                help="test split where artifacts are independent of the diagnosis")
-    m[2].metric("Worst-group accuracy, debiased test",
-                _pct(info.get("test_debiased_worst_group_accuracy")))
-    gap = None
-    if info.get("val_accuracy") is not None and info.get("test_debiased_accuracy") is not None:
-        gap = float(info["val_accuracy"]) - float(info["test_debiased_accuracy"])
-    m[3].metric("Shortcut gap", _pct(gap), help="biased val minus debiased test accuracy")
-    flips = info.get("flip_rates") or {}
+    if not head:
+        st.info("No stored evaluation of this model on this data set: `workbench train` stores one; "
+                "for an added model, `workbench models select` precomputes it.", icon=":material/hourglass_empty:")
+        return
+    metrics = (info.get("evaluation") or {}).get("metrics") or {}
+    demo = "test_debiased" in metrics
+    labels = {**_SPLIT_LABELS, "val": "biased validation"} if demo else _SPLIT_LABELS
+    accs = [(s, metrics[s].get("accuracy")) for s in ("val", head["split"]) if s in metrics]
+    accs = list(dict.fromkeys(accs))
+    pos = head.get("positive_class") or "positive class"
+    split = labels.get(head["split"], head["split"])
+    st.caption(f"Stored evaluation ({md((info.get('evaluation') or {}).get('source') or '?')}); sensitivity, "
+               f"worst-group and clean accuracy on the {md(split)} split ({head.get('n')} cases).")
+    m = st.columns(len(accs) + 3)
+    for col, (s, acc) in zip(m, accs, strict=False):
+        col.metric(f"Accuracy, {labels.get(s, s)}", _pct(acc), help=f"{metrics[s].get('n')} cases of the {s} split")
+    m[len(accs)].metric(f"Sensitivity ({md(pos)})", _pct(head.get("sensitivity")),
+                        help=f"specificity {_pct(head.get('specificity'))}")
+    m[len(accs) + 1].metric("Worst-group accuracy", _pct(head.get("worst_group_accuracy")),
+                            help=md(f"group {head.get('worst_group') or '—'}: diagnosis × annotated artifact"))
+    m[len(accs) + 2].metric("Clean accuracy", _pct(head.get("clean_accuracy")),
+                            help=f"{head.get('n_clean')} cases with no annotated artifact")
+    if head.get("worst_group"):
+        st.caption(f"Worst group: **{md(head['worst_group'])}** ({_pct(head['worst_group_accuracy'])} of "
+                   f"{head.get('worst_group_n')} cases). Groups: "
+                   + md("; ".join(f"{g['group']} {_pct(g['accuracy'])} (n={g['n']})" for g in head["groups"])))
+    else:
+        st.caption("No worst group: the data set annotates no artifact column (groups are diagnosis × artifact).")
+    _demo_figures(info, accs)
+
+
+def _demo_figures(info: dict[str, Any], accs: list[tuple[str, Any]]) -> None:
+    """The DermSynth demo's shortcut gap and counterfactual flip rates."""
+    if not info.get("demo"):
+        return
+    if len(accs) == 2 and accs[0][1] is not None and accs[1][1] is not None:
+        st.caption(f"Shortcut gap (biased validation minus debiased test accuracy): "
+                   f"{_pct(float(accs[0][1]) - float(accs[1][1]))}")
+    flips = (info.get("demo_figures") or {}).get("flip_rates") or {}
     if flips:
         st.caption(
             "Counterfactual flip rates (debiased test): "
@@ -56,6 +94,13 @@ def body(ctx: PageContext) -> None:
                 for art, fr in flips.items()
             )
         )
+
+
+def body(ctx: PageContext) -> None:
+    ws = workspace()
+    info = summary(ws)
+    _model_and_data(info)
+    _headline(info)
 
     left, right = st.columns(2)
     with left:
