@@ -91,6 +91,28 @@ def _matched_negatives(dataset: Dataset, positive_ids: Sequence[str], seed: int)
 
 
 # --------------------------------------------------------------------------- the bank
+
+def _add_twins(
+    dataset: Dataset, column: str, split: str | None, max_examples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``max_examples`` add-twins of clean ``split`` rows and the rows they were made from."""
+    from concepts._twins import real_twins
+
+    idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
+    try:
+        sets = real_twins(dataset, idx, column, seed=seed)
+    except DataError as exc:
+        raise ConceptError(f"column {column!r}: {exc}") from None
+    add = next((t for t in sets if t.direction == "add"), None)
+    if add is None or len(add) < 10:
+        raise ConceptError(
+            f"column {column!r}: the data set has no twin or mask column for it, or fewer than 10 clean "
+            f"cases in split {split!r} — import a `{column}_twin` or `mask` column (see docs/importers.md)"
+        )
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(add), min(max_examples, len(add)), replace=False))
+    return np.asarray(add.images[pick]), np.asarray(add.rows[pick], dtype=np.int64)
+
 class ConceptBank:
     """An ordered collection of :class:`Concept` plus the pool random counterparts are drawn from.
 
@@ -297,6 +319,45 @@ class ConceptBank:
             cname, group or default_group(column), description or CONCEPT_DESCRIPTIONS.get(column, column),
             ExampleSet.from_rows(dataset, pos), ExampleSet.from_rows(dataset, neg),
             counterpart, origin="column",
+        )
+        return self.add(concept, replace=replace)
+
+    def add_from_twins(
+        self,
+        dataset: Dataset,
+        column: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        split: str | None = "train",
+        max_examples: int = 200,
+        seed: int = 0,
+        replace: bool = False,
+    ) -> Concept:
+        """An artifact concept from counterfactual twins made with the data set's own masks.
+
+        Clean cases of ``split`` (``column`` = 0) get the artifact pasted in from a marked case's
+        mask (:func:`~concepts.real_twins`: a twin column first, else a mask column); the twins
+        are the positives and the *same* clean cases the negatives. Both sides hold the same
+        lesions and classes, so the only thing a CAV can separate is the artifact itself — the
+        column-matched concept (:meth:`add_from_column`) has to learn it across different lesions
+        from the few cases where one class lacks it. TCAV keeps the pairs together.
+
+        Raises
+        ------
+        ConceptError
+            If the column is missing, or the data set has no twin or mask column for it, or
+            fewer than 10 twins can be made.
+        """
+        if column not in dataset.cases.columns:
+            raise ConceptError(f"data set {dataset.info.name!r} has no column {column!r}")
+        self.register_dataset(dataset)
+        pos_images, rows = _add_twins(dataset, column, split, max_examples, seed)
+        concept = Concept(
+            name or f"{column}_twins", default_group(column),
+            description or f"{CONCEPT_DESCRIPTIONS.get(column, column)} (pasted into clean cases)",
+            self._store_array(pos_images), ExampleSet.from_rows(dataset, rows), "negative",
+            twins=True, origin="twins",
         )
         return self.add(concept, replace=replace)
 

@@ -149,20 +149,25 @@ def add_command(
     ] = None,
     cases: Annotated[str | None, typer.Option(help="Comma-separated case ids of the active data set.")] = None,
     cases_file: Annotated[Path | None, typer.Option(help="Text file with one case id per line.")] = None,
+    twins_of: Annotated[str | None, typer.Option(
+        "--twins-of", help="Artifact column: paste it into clean train cases with the data set's own masks "
+        "(or use its twin column); the twins are the positives, the same clean cases the negatives.")] = None,
     group: Annotated[str, typer.Option(help="custom, artifact or criterion.")] = "custom",
     description: Annotated[str, typer.Option(help="What the concept shows.")] = "",
     replace: Annotated[bool, typer.Option("--replace", help="Replace a concept of that name.")] = False,
     role: RoleOpt = "dermatologist",
     record: RecordOpt = True,
 ) -> None:
-    """Add a concept from a folder of images or from case ids."""
+    """Add a concept from a folder of images, from case ids, or from twins of an artifact column."""
     ws = _workspace(workspace)
     ids = _case_ids(cases, cases_file)
-    if (folder is None) == (ids is None):
-        raise ConceptError("give either --folder or --cases/--cases-file")
+    if sum(x is not None for x in (folder, ids, twins_of)) != 1:
+        raise ConceptError("give exactly one of --folder, --cases/--cases-file or --twins-of")
     bank = _bank(ws)
     ds = ws.dataset()
-    if folder is not None:
+    if twins_of is not None:
+        con = bank.add_from_twins(ds, twins_of, name=name, description=description or None, replace=replace)
+    elif folder is not None:
         con = bank.add_from_folder(name, folder, image_size=int(ds.info.image_size), group=group,
                                    description=description, negative_folder=negative_folder, replace=replace)
     else:
@@ -170,10 +175,12 @@ def add_command(
                                   ids or [], replace=replace, match_classes=True)
     bank.save()
     if record:
-        _record(ws, role, "added", bank, [name], source="folder" if folder is not None else "cases")
+        source = "twins" if twins_of is not None else "folder" if folder is not None else "cases"
+        _record(ws, role, "added", bank, [name], source=source)
     sys.stdout.write(
         f"added concept {con.name!r} ({len(con.positive)} positives"
-        + (f", {len(con.negative)} class-matched negatives" if con.negative is not None else ", random counterparts")
+        + (f", {len(con.negative)} {'paired clean originals' if con.twins else 'class-matched negatives'}"
+           if con.negative is not None else ", random counterparts")
         + f", id {con.id}) to {Path(ws.concepts_dir) / ConceptBank.FILE}\n"
     )
 
