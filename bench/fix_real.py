@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
           f"concepts: {', '.join(d.concept for d in dirs)}; setup {time.perf_counter() - t_all:.0f} s", flush=True)
     k4: list[float] = []
     for k in (int(v) for v in args.ks.split(",")):
-        gains, drops, edits, t0 = [], [], collections.Counter[str](), time.perf_counter()
+        gains, drops, befores, edits, t0 = [], [], [], collections.Counter[str](), time.perf_counter()
         for draw in range(args.draws):
             few, rest = select_few_shot(y, k, seed=draw)
             p = propose_fix(model, dirs, acts[few], y[few], source=source,
@@ -123,12 +123,12 @@ def run(args: argparse.Namespace) -> None:
             gains.append(100 * (h["after"]["balanced_accuracy"] - h["before"]["balanced_accuracy"]))
             drops.append(100 * (p.source_drop or 0.0))
             edits.update(f"{e['operation']} {e['concept']}" for e in p.edits)
-            before = h["before"]["balanced_accuracy"]
+            befores.append(100 * h["before"]["balanced_accuracy"])
         g = np.array(gains)
         if k == 4:
             k4.extend(gains)
         common = ", ".join(f"{e} ({n})" for e, n in edits.most_common(3)) or "none"
-        print(f"k={k}: held-out balanced accuracy {100 * before:.1f} % before, {g.mean():+.2f} points "
+        print(f"k={k}: held-out balanced accuracy {np.mean(befores):.1f} % before, {g.mean():+.2f} points "
               f"(min {g.min():+.1f}, max {g.max():+.1f}), improved {(g > 0).sum()}/{len(g)}, fell {(g < 0).sum()}, "
               f"source clean drop {np.mean(drops):+.2f} (max {np.max(drops):+.2f}) points; edits: {common}; "
               f"{(time.perf_counter() - t0) / len(g):.2f} s/draw", flush=True)
