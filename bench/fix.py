@@ -7,7 +7,9 @@ reverses one of them (DermSynth, 1,000 images):
 
 * ``ink-on-nevi``: ink planted on 60 % of the nevi instead of the melanomas (seed 77),
 * ``patch-on-melanoma``: the patch planted on 60 % of the melanomas instead of the nevi
-  (seed 78).
+  (seed 78),
+* ``no-shift`` (control): the source's own shortcuts (ink on melanomas, patch on nevi), seed 79
+  — the fix should propose nothing or do no harm there.
 
 For every k and draw, k images per class are drawn (``select_few_shot(seed=draw)``), the fix is
 proposed from them (``propose_fix`` with the source ``val`` split as anchor and guard) and the
@@ -16,7 +18,8 @@ domain and k: mean held-out gain in points, draws improved / fallen, mean source
 drop, the edits proposed most often. The domains and their pooled features are kept under
 ``--data`` (default ``<workspace>/bench-fix``) and reused.
 
-Last line: ``fix_gain_k4: <mean points>, draws_improved_k4: <n>/<N>`` over both domains.
+Last line: ``fix_gain_k4: <mean points>, draws_improved_k4: <n>/<N>`` over the two reversed
+domains.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ from concepts import Workspace, extract_activations
 from concepts._dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
 from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
 
-DOMAINS = {"ink-on-nevi": ("ink:nevus:0.6", 77), "patch-on-melanoma": ("patch:melanoma:0.6", 78)}
+#: name: (planted confounders, seed); the reversed-shortcut domains count in the last line, the
+#: no-shift control (the source's own shortcuts, a new seed) must show no harm.
+DOMAINS = {"ink-on-nevi": (("ink:nevus:0.6",), 77), "patch-on-melanoma": (("patch:melanoma:0.6",), 78),
+           "no-shift": (("ink:melanoma:0.6", "patch:nevus:0.6"), 79)}
+REVERSED = ("ink-on-nevi", "patch-on-melanoma")
 
 
 def _domain(ws: Workspace, data: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +49,8 @@ def _domain(ws: Workspace, data: Path, name: str) -> tuple[np.ndarray, np.ndarra
         z = np.load(out)
         return z["acts"], z["labels"]
     conf, seed = DOMAINS[name]
-    cfg = DermSynthConfig(n_images=1000, seed=seed, confounders=(parse_confounder(conf),), concept_examples=2, random_pool=2)
+    cfg = DermSynthConfig(n_images=1000, seed=seed, confounders=tuple(parse_confounder(c) for c in conf),
+                          concept_examples=2, random_pool=2)
     ds = generate_dermsynth(cfg, data / name).main
     acts = extract_activations(ws.model(), np.asarray(ds.images), ["pool"])["pool"]
     labels = ds.labels(np.arange(len(ds.cases)))
@@ -83,7 +91,7 @@ def main() -> None:
                 drops.append(100 * (p.source_drop or 0.0))
                 edits.update(f"{e['operation']} {e['concept']}" for e in p.edits)
             g = np.array(gains)
-            if k == 4:
+            if k == 4 and name in REVERSED:
                 k4.extend(gains)
             common = ", ".join(f"{e} ({n})" for e, n in edits.most_common(3)) or "none"
             print(f"{name} k={k}: held-out balanced accuracy {g.mean():+.2f} points (min {g.min():+.1f}, "

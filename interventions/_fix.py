@@ -35,6 +35,7 @@ import numpy as np
 from concepts import ClassifierModel
 from interventions._effects import _clean
 from interventions._fix_search import (
+    ANCHORS,
     Problem,
     balance_weights,
     base_logits,
@@ -87,7 +88,8 @@ class FixProposal:
         ``strength_all`` (jointly fitted magnitude on all shots), ``stability`` (share of the
         leave-one-out runs that chose it), ``role`` and ``proposed``; proposed first.
     edits
-        One row per proposed edit: ``concept``, ``operation``, ``strength``, ``stability``,
+        One row per proposed edit: ``concept``, ``operation``, ``strength``, ``level`` (the
+        component level a mask moves to; None for an amplification), ``stability``,
         ``gain_points`` (expected change of the left-out shots' balanced accuracy when the edit
         is dropped from the fix, in points), ``gain_interval`` (90 % bootstrap interval),
         ``gain_nats`` and ``gain_nats_interval`` (the same for the log-likelihood).
@@ -189,6 +191,8 @@ class _Settings:
     max_edits: int
     shift_z: float
     refit_penalty: float
+    anchor: str = "ce"
+    mask_level: str = "source"
 
 
 @dataclass(frozen=True)
@@ -245,7 +249,7 @@ def _problem(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray,
         k = len(ctx.model.classes)
         z_src, d_src, y_src = np.zeros((0, k)), np.zeros((0, len(dirs), k)), np.zeros(0, np.int64)
     return Problem(base_logits(ctx.few), edit_deltas(ctx.few, dirs), ctx.y, balance_weights(ctx.y),
-                   z_src, d_src, y_src, signs, upper, penalty, ctx.cfg.source_weight)
+                   z_src, d_src, y_src, signs, upper, penalty, ctx.cfg.source_weight, ctx.cfg.anchor)
 
 
 def _folds(y: np.ndarray) -> list[np.ndarray]:
@@ -497,7 +501,7 @@ def _decide(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], r
             e = spec.edit(d.concept)
             stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
             edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
-                          "stability": stab, **(_gain(p, loo, drop=i) if len(loo.held) else {})})
+                          "level": d.mu0 if e.operation == "mask" else None, "stability": stab, **(_gain(p, loo, drop=i) if len(loo.held) else {})})
     return spec, edits, overall
 
 
@@ -518,6 +522,8 @@ def propose_fix(
     max_edits: int = 4,
     shift_z: float = 2.0,
     refit_penalty: float = 0.0,
+    anchor: str = "ce",
+    mask_level: str = "source",
     case_ids: Sequence[str] | None = None,
 ) -> FixProposal:
     """Search masks and amplifications jointly on a few labelled images of a new domain.
@@ -550,6 +556,18 @@ def propose_fix(
         Level from which a concept counts as present on an image.
     max_edits
         Most concepts in the proposal.
+    shift_z
+        Level shift (standard errors) from which a concept's L1 weight is mostly waived.
+    refit_penalty
+        Share of the L1 weights kept when the chosen edits are refit.
+    anchor
+        Source anchor of the search: ``"ce"`` (change of the clean source images'
+        cross-entropy), ``"hinge"`` (only its rise counts) or ``"kl"`` (divergence from the
+        unpatched predictions: they should not move).
+    mask_level
+        Level a mask moves a component to: ``"source"`` (mean over the source's clean images,
+        per class then averaged; the examples' absent level without a source) or ``"absent"``
+        (the concept examples' absent level ``mu0``).
     case_ids
         Ids of the few-shot images (for reports).
 
@@ -568,17 +586,34 @@ def propose_fix(
         raise InterventionError("the few-shot set needs labelled images of at least two classes")
     if not 1.0 < gamma <= 10.0:
         raise InterventionError(f"gamma must be in (1, 10], got {gamma}")
+    if anchor not in ANCHORS:
+        raise InterventionError(f"unknown anchor {anchor!r}; use one of {', '.join(ANCHORS)}")
+    if mask_level not in ("source", "absent"):
+        raise InterventionError(f"unknown mask level {mask_level!r}; use 'source' or 'absent'")
     cfg = _Settings(gamma, max_source_drop, sparsity, source_weight, min_stability, fire_level, max_edits, shift_z,
-                    refit_penalty)
+                    refit_penalty, anchor, mask_level)
     fs = WhatIf(model, layer, few_shot_acts, y, case_ids=case_ids)
     ctx = _Context(model, layer, fs, y, source, _source_rows(source), cfg)
     return _propose(ctx, directions, held_out)
+
+
+def _relevel(ctx: _Context, d: ConceptDirection) -> ConceptDirection:
+    """The direction a mask uses: with ``mask_level="source"`` its absent level is the mean
+    component of the source's clean images (per class, then averaged), so that a full mask
+    leaves an image without the artifact where the source's clean images are on average;
+    otherwise (or without a source) the concept examples' absent level ``mu0``."""
+    if ctx.cfg.mask_level != "source" or ctx.source is None or not len(ctx.src_rows):
+        return d
+    comp = ctx.source.h.numpy()[ctx.src_rows].reshape(len(ctx.src_rows), -1) @ d.vector
+    y = ctx.source.labels[ctx.src_rows]
+    return replace(d, mu0=round(float(np.mean([comp[y == c].mean() for c in np.unique(y)])), 6))
 
 
 def _propose(ctx: _Context, directions: Sequence[ConceptDirection], held_out: WhatIf | None) -> FixProposal:
     notes: list[str] = []
     cands = _allowed(directions, ctx.model.classes, notes)
     rows = _evidence(ctx, cands)
+    cands = [(_relevel(ctx, d) if op == "mask" else d, e, op) for d, e, op in cands]
     keep = _select(ctx, cands, rows, notes)
     spec, edits, overall = _decide(ctx, cands, rows, keep, notes)
     for r in rows:

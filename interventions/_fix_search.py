@@ -12,6 +12,9 @@ logits of an input ``h``, where ``D_i(h)`` is the logit change of a unit step of
 a smooth convex problem (cross-entropy of linear logits plus a linear term; the signs are fixed
 by the clinical graph so the L1 penalty is linear) that L-BFGS-B solves in milliseconds; the
 source term anchors the fix to the source domain's clean images, the L1 term keeps it sparse.
+Two other anchors are available (``Problem.anchor``): ``hinge`` counts only a rise of the source
+cross-entropy (a smoothed ``max(0, ·)`` of a convex function, still convex), ``kl`` the divergence
+of the source predictions from the unpatched ones (a cross-entropy against soft targets).
 """
 
 from __future__ import annotations
@@ -27,7 +30,12 @@ from interventions._ops import CompiledSpec
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionSpec
 from interventions._whatif import WhatIf
 
-__all__ = ["Problem", "edit_deltas", "fit_strengths", "logits_at"]
+__all__ = ["ANCHORS", "Problem", "edit_deltas", "fit_strengths", "logits_at"]
+
+
+#: Source anchors: cross-entropy change, its rise only (hinge), divergence from the unpatched
+#: predictions.
+ANCHORS: tuple[str, ...] = ("ce", "hinge", "kl")
 
 
 def edit_deltas(wi: WhatIf, directions: Sequence[ConceptDirection], rows: np.ndarray | None = None) -> np.ndarray:
@@ -86,6 +94,11 @@ class Problem:
         ``(m,)`` L1 weight per edit.
     source_weight
         Weight of the source anchor.
+    anchor
+        ``"ce"`` (default): the cross-entropy of the source images against their labels (its
+        change: edits that also improve the source are rewarded); ``"hinge"``: only its rise
+        counts (smoothed); ``"kl"``: the divergence of their predictions from the unpatched
+        model's (the fix should not move them).
     """
 
     z_few: np.ndarray
@@ -99,12 +112,13 @@ class Problem:
     upper: np.ndarray
     penalty: np.ndarray
     source_weight: float
+    anchor: str = "ce"
 
     def subset(self, rows: np.ndarray) -> Problem:
         """The same problem on some few-shot rows (weights re-balanced)."""
         y = self.y_few[rows]
         return Problem(self.z_few[rows], self.d_few[rows], y, balance_weights(y), self.z_src, self.d_src,
-                       self.y_src, self.signs, self.upper, self.penalty, self.source_weight)
+                       self.y_src, self.signs, self.upper, self.penalty, self.source_weight, self.anchor)
 
 
 def balance_weights(y: np.ndarray) -> np.ndarray:
@@ -113,23 +127,44 @@ def balance_weights(y: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / counts[y], dtype=np.float64)
 
 
+#: Smoothing (nats) of the one-sided source anchor's hinge.
+_HINGE_TAU = 0.005
+
+
+def _ce_grad(z0: np.ndarray, d: np.ndarray, target: np.ndarray, w: np.ndarray,
+             t: np.ndarray) -> tuple[float, np.ndarray]:
+    """Weighted cross-entropy (soft targets) of the logits ``z0 + D t`` and its gradient in ``t``."""
+    ls = _log_softmax(logits_at(z0, d, t))
+    g = np.exp(ls) - target
+    return float(-(w[:, None] * target * ls).sum()), np.einsum("nk,nmk->m", g * w[:, None], d)
+
+
+def _anchor(p: Problem, t: np.ndarray) -> tuple[float, np.ndarray]:
+    """The source anchor and its gradient in ``t`` (see :class:`Problem`)."""
+    n = len(p.y_src)
+    if n == 0 or p.source_weight == 0.0:
+        return 0.0, np.zeros_like(t)
+    w = np.full(n, 1.0 / n)
+    if p.anchor == "kl":
+        target = np.exp(_log_softmax(p.z_src))
+    else:
+        target = np.eye(p.z_src.shape[1])[p.y_src]
+    ce, g = _ce_grad(p.z_src, p.d_src, target, w, t)
+    if p.anchor != "hinge":
+        return p.source_weight * ce, p.source_weight * g
+    ce0, _ = _ce_grad(p.z_src, p.d_src, target, w, np.zeros_like(t))
+    x = (ce - ce0) / _HINGE_TAU
+    soft = _HINGE_TAU * (max(x, 0.0) + np.log1p(np.exp(-abs(x))))
+    return p.source_weight * soft, p.source_weight / (1.0 + np.exp(-x)) * g
+
+
 def _loss_grad(a: np.ndarray, p: Problem, free: np.ndarray) -> tuple[float, np.ndarray]:
     t = np.where(free, p.signs * a, 0.0)
-    total, grad_t = 0.0, np.zeros_like(a)
-    for z0, d, y, w, scale in ((p.z_few, p.d_few, p.y_few, p.w_few, 1.0),
-                               (p.z_src, p.d_src, p.y_src, None, p.source_weight)):
-        if len(y) == 0 or scale == 0.0:
-            continue
-        ww = np.ones(len(y)) if w is None else w
-        ww = ww / ww.sum()
-        z = logits_at(z0, d, t)
-        ls = _log_softmax(z)
-        total += scale * float(-(ww * ls[np.arange(len(y)), y]).sum())
-        g = np.exp(ls)
-        g[np.arange(len(y)), y] -= 1.0
-        grad_t += scale * np.einsum("nk,nmk->m", g * ww[:, None], d)
-    total += float((p.penalty * a)[free].sum())
-    grad = np.where(free, p.signs * grad_t + p.penalty, 0.0)
+    w = p.w_few / p.w_few.sum()
+    total, grad_t = _ce_grad(p.z_few, p.d_few, np.eye(p.z_few.shape[1])[p.y_few], w, t)
+    src, g_src = _anchor(p, t)
+    total += src + float((p.penalty * a)[free].sum())
+    grad = np.where(free, p.signs * (grad_t + g_src) + p.penalty, 0.0)
     return total, grad
 
 
