@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from bench.real import build_folder, draw_marker, train
+from bench.real import build_folder, draw_marker
 
 
 def _source(ws: Any, root: Path, size: int, seed: int) -> tuple[Any, Any]:
@@ -49,7 +49,26 @@ def _source(ws: Any, root: Path, size: int, seed: int) -> tuple[Any, Any]:
     folder = ws.root / "fix-real-source"
     build_folder(root, folder, size, seed)
     ds = import_folder(folder / "cases.csv", ddir, image_size=size, overwrite=True)
-    return ds, train(ws, ds, None)
+    return ds, _train(ws, ds)
+
+
+def _train(ws: Any, ds: Any) -> Any:
+    """Frozen EfficientNet-Lite0 + class-balanced logistic head on ``train`` pooled features."""
+    from concepts import ClassifierModel, fit_linear_head, set_linear_head
+
+    model = ClassifierModel.build("efficientnet-lite0", ds.classes, seed=0)
+    cache = ws.activation_cache
+    isets = {s: ds.image_set(ds.indices(s), name=f"{ds.info.name}:{s}") for s in ("train", "val", "test")}
+    feats = {s: cache.get(model, "pool", iset)["pool"] for s, iset in isets.items()}
+    w, b = fit_linear_head(np.asarray(feats["train"]), ds.labels(ds.indices("train")), len(ds.classes),
+                           class_balanced=True, seed=0)
+    set_linear_head(model, w, b)
+    for s, iset in isets.items():
+        cache.put(model, "pool", iset, feats[s])
+    model.save(ws.models_dir / "real")
+    ws.update_manifest(dataset=ds.info.name, model="real", model_dir="models/real",
+                       layers=["block10", "block15", "pool"])
+    return model
 
 
 def _clinic(ws: Any, model: Any, root: Path, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
