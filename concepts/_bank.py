@@ -330,7 +330,7 @@ class ConceptBank:
         name: str | None = None,
         description: str | None = None,
         split: str | None = "train",
-        max_examples: int = 200,
+        max_examples: int = 400,
         seed: int = 0,
         replace: bool = False,
     ) -> Concept:

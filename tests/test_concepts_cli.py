@@ -84,7 +84,8 @@ def test_list_build_add_remove_and_the_store(ws, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["add", "x"], "either --folder or --cases"),
+    (["add", "x"], "exactly one of --folder, --cases"),
+    (["add", "x", "--twins-of", "nope"], "no column 'nope'"),
     (["add", "x", "--folder", "/nonexistent/folder"], "not a folder"),
     (["add", "x", "--cases", "nope"], "not in data set"),
     (["remove", "nope"], "no concept 'nope'"),

@@ -108,3 +108,32 @@ def test_intervene_refuses_an_unknown_positive_class(app: typer.Typer, ws: Path)
     assert res.exit_code != 0
     assert "positive class 'MEL' is not one of" in (res.output + str(res.exception))
     assert cli_errors is not None
+
+
+def test_concept_from_twins_pastes_the_artifact_into_the_same_clean_cases(ws: Path) -> None:
+    """`concepts add --twins-of ink`: positives are clean train cases with a donor's stroke pasted
+    in, negatives the same cases untouched — the pairs differ inside the stroke only."""
+    from concepts import ConceptBank
+    from workbench._cli_concepts import concepts_app
+
+    a = typer.Typer(pretty_exceptions_enable=False)
+    a.add_typer(concepts_app, name="concepts")
+    res = runner.invoke(a, ["concepts", "add", "ink_pasted", "-w", str(ws), "--twins-of", "ink",
+                            "--group", "artifact", "--no-record"])
+    assert res.exit_code == 0, res.output
+    assert "paired clean originals" in res.output
+    w = Workspace(ws)
+    bank = ConceptBank.for_workspace(w)
+    con = bank["ink_pasted"]
+    assert con.twins and con.origin == "twins" and con.counterpart == "negative"
+    ds = w.dataset()
+    train = ds.cases[ds.cases["split"] == "train"]
+    assert len(con.positive) == len(con.negative) == int((train["ink"] == 0).sum())
+    assert set(con.negative.case_ids) <= set(train.loc[train["ink"] == 0, "case_id"])
+    pos = bank.image_set(con.positive).images.astype(int)
+    neg = bank.image_set(con.negative).images.astype(int)
+    changed = np.abs(pos - neg).sum(-1) > 0
+    frac = changed.reshape(len(pos), -1).mean(1)
+    assert (frac > 0).all() and (frac < 0.3).all()  # a stroke, not a different image
+    # the pasted pixels are the stroke's colour
+    assert np.allclose(pos[changed].mean(0), (140, 60, 200), atol=12)

@@ -152,6 +152,7 @@ def add_command(
     twins_of: Annotated[str | None, typer.Option(
         "--twins-of", help="Artifact column: paste it into clean train cases with the data set's own masks "
         "(or use its twin column); the twins are the positives, the same clean cases the negatives.")] = None,
+    max_examples: Annotated[int, typer.Option(min=10, help="Most twins made with --twins-of.")] = 400,
     group: Annotated[str, typer.Option(help="custom, artifact or criterion.")] = "custom",
     description: Annotated[str, typer.Option(help="What the concept shows.")] = "",
     replace: Annotated[bool, typer.Option("--replace", help="Replace a concept of that name.")] = False,
@@ -166,7 +167,8 @@ def add_command(
     bank = _bank(ws)
     ds = ws.dataset()
     if twins_of is not None:
-        con = bank.add_from_twins(ds, twins_of, name=name, description=description or None, replace=replace)
+        con = bank.add_from_twins(ds, twins_of, name=name, description=description or None,
+                                  max_examples=max_examples, replace=replace)
     elif folder is not None:
         con = bank.add_from_folder(name, folder, image_size=int(ds.info.image_size), group=group,
                                    description=description, negative_folder=negative_folder, replace=replace)
