@@ -70,7 +70,8 @@ def test_concept_from_cases_masked_saved_and_audited(chrome: Browser, ui_real_wo
         expect(page.get_by_role("heading", name=re.compile(r"^History — [2-9] of \d+ events"))).to_be_visible()
         applied = Store.for_workspace(root).events(EventFilter(action="applied"))
         assert len(applied) == 1 and applied[0].concept == "marker"
-        expect(page.get_by_text(str(applied[0].intervention_id)).first).to_be_visible()
+        report = page.get_by_role("combobox", name="Report for intervention")
+        expect(report).to_have_value(str(applied[0].intervention_id))
         _shot(page, "real_audit")
 
     named = Store.for_workspace(root).events(EventFilter(action="concept_named"))
