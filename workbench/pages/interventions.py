@@ -167,8 +167,9 @@ def _reliance(ws: Any, split: str, layer: str, before: Any, after: Any, note: st
             width="stretch", key="iv_reliance_fig",
         )
         methods = sorted({t.method or "render" for t in twins.values() if t.key in fb})
-        st.caption(md("Twins: " + ", ".join(methods)
-                      + "".join(f" · {label(k)}: {len(twins[k].rows)} cases" for k in fb if k in twins)))
+        st.caption(md("Twins: " + ", ".join(methods) + "".join(
+            f" · {label(k)}: {len(twins[k].rows)} cases, {_pct(fb[k])} → {_pct(fa.get(k))} flip"
+            for k in fb if k in twins)))
     if note:
         st.info(md(note), icon=":material/info:")
     elif not fb:
