@@ -94,8 +94,10 @@ def _sync_ticks(ticked: list[str]) -> None:
     st.session_state[_TICKED_KEY] = ticked
 
 
+@st.fragment
 def _concept_builder(ctx: PageContext, ws: Any) -> None:
-    """Name a concept from the ticked cases; negatives matched per class or chosen."""
+    """Name a concept from the ticked cases; negatives matched per class or chosen (a fragment:
+    picking a case id reruns only this part, not the case's maps and attribution)."""
     ids = dataset(ws).cases["case_id"].astype(str).tolist()
     st.markdown("**Concept from cases** — tick rows in the table (or pick ids), name what they "
                 "share, and it joins the concept bank")
@@ -125,7 +127,7 @@ def _concept_builder(ctx: PageContext, ws: Any) -> None:
                                                negative_ids=neg, run_tcav=tcav, progress=progress)
             st.session_state["cx_concept_added"] = added.summary()
             st.session_state["cx_concept_last"] = added.name
-            st.rerun()
+            st.rerun(scope="app")
     msg, last = st.session_state.get("cx_concept_added"), st.session_state.get("cx_concept_last")
     if msg:
         st.success(md(msg), icon=":material/check_circle:")
