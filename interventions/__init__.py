@@ -31,6 +31,7 @@ from interventions._directions import (
 from interventions._effects import (
     METRIC_KEYS,
     EffectReport,
+    artifact_twins,
     measure_effect,
     record_effect,
     tcav_reliance,
@@ -86,6 +87,7 @@ __all__ = [
     "WhatIf",
     "WhatIfResult",
     "apply_spec",
+    "artifact_twins",
     "concept_scores",
     "direction_from_examples",
     "direction_from_twins",

@@ -24,6 +24,7 @@ from concepts import (
     ARTIFACTS,
     ActivationCache,
     ClassifierModel,
+    DataError,
     Dataset,
     ImageSet,
     ModelError,
@@ -45,6 +46,7 @@ from interventions._whatif import TwinActivations, WhatIf
 __all__ = [
     "METRIC_KEYS",
     "EffectReport",
+    "artifact_twins",
     "measure_effect",
     "record_effect",
     "tcav_reliance",
@@ -342,6 +344,80 @@ def _real_twin_sets(
         "(a case's twin: case id or image path) nor a mask column to transplant the artifact — "
         "name them with --twins / --masks"
     )
+
+
+def artifact_twins(
+    model: ClassifierModel,
+    dataset: Dataset,
+    split: str,
+    layer: str,
+    *,
+    cache: ActivationCache | None = None,
+    artifacts: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+) -> tuple[list[TwinActivations], str | None]:
+    """Real counterfactual twins of a data set's annotated artifacts on ``split``, as
+    activations at ``layer``, for a :class:`WhatIf` (``twins=``) — and a note saying which
+    artifacts' flips cannot be measured and why.
+
+    DermSynth data get ``([], None)``: the what-if re-renders their planted artifacts itself.
+    Other data get their twins from the data (:func:`concepts.real_twins`: a twin column
+    ``<artifact>_twin``/``twin`` first, else the artifact transplanted with a mask column
+    ``<artifact>_mask``/``mask`` from the split's marked cases); never a synthetic renderer.
+
+    Parameters
+    ----------
+    artifacts
+        The artifacts (default: the annotated artifact columns, :func:`concepts.annotated_artifacts`).
+    seed
+        Seed of the transplant donors.
+    """
+    if is_dermsynth(dataset):
+        return [], None
+    cols = dataset.cases.columns
+    arts = [a for a in (artifacts if artifacts is not None else annotated_artifacts(dataset)) if a in cols]
+    if not arts:
+        return [], ("flips cannot be measured: the data set has no annotated artifact column, so there "
+                    "is no artifact to add to or remove from its images")
+    return _artifact_twins(model, dataset, split, layer, arts, cache, seed, progress)
+
+
+def _artifact_twins(
+    model: ClassifierModel, dataset: Dataset, split: str, layer: str, arts: Sequence[str],
+    cache: ActivationCache | None, seed: int, progress: ProgressFn | None,
+) -> tuple[list[TwinActivations], str | None]:
+    idx = dataset.indices(split)
+    keep = not isinstance(model.module, StagedNet)  # other models re-run from the images
+    out: list[TwinActivations] = []
+    missing: list[str] = []
+    failed: list[str] = []
+    for art in arts:
+        try:
+            sets = real_twins(dataset, idx, art, seed=seed)
+        except DataError as exc:
+            failed.append(f"{art} ({' '.join(str(exc).split())})")
+            continue
+        acts = [twin_activations(model, t, idx, layer, cache=cache, keep_images=keep, progress=progress)
+                for t in sets if len(t)]
+        acts = [a for a in acts if len(a.rows)]
+        if not acts:
+            missing.append(art)
+        out += acts
+    notes = []
+    if missing:
+        twin = ", ".join(f"`{a}_twin`" for a in missing)
+        mask = ", ".join(f"`{a}_mask`" for a in missing)
+        notes.append(
+            f"flips of {', '.join(missing)} cannot be measured on the {split} split: the data set has no "
+            f"twin column ({twin} or `twin`: each case's twin, a case id or an image path) nor a mask "
+            f"column ({mask} or `mask`: an image of the artifact's pixels, to transplant it from real "
+            "images into clean ones) with entries for this split — import them as extra columns; "
+            "a renderer's synthetic artifact is never used on real photographs"
+        )
+    if failed:
+        notes.append("twins could not be made for " + "; ".join(failed))
+    return out, " ".join(notes) or None
 
 
 # ---------------------------------------------------------------------------------- measurement

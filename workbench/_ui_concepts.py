@@ -1,5 +1,6 @@
 """The UI's bridge to concept space: saved CAVs, concept scores and examples, concept maps,
-attribution, per-case views, and the cluster gallery with cluster naming.
+attribution, per-case views, the cluster gallery with cluster naming, and concepts built from
+cases a dermatologist picks (:func:`add_concept_from_cases`, the path of ``workbench concepts add``).
 
 Heavy results are cached in ``st.cache_data`` keyed by explicit ids (workspace path, model
 weights hash, data-set content hash, a key of the CAV files); work that runs the shared model
@@ -19,11 +20,13 @@ import pandas as pd
 import streamlit as st
 
 from concepts import CRITERIA, ConceptError, Workspace
-from concepts._cav import CAV, CAVSet
+from concepts._cav import CAV, MIN_EXAMPLES, CAVSet
+from store import Action, PermissionDenied
 from workbench._ui_science import file_key, tcav_table
 from workbench._ui_state import MissingResults, dataset, dataset_key, model, model_key, model_lock
 
 __all__ = [
+    "add_concept_from_cases",
     "attribution",
     "case_concept_scores",
     "case_table",
@@ -315,3 +318,99 @@ def name_cluster_as_concept(ws: Workspace, actor: Any, cluster: int, name: str, 
     sig = int(rows["significant"].sum()) if len(rows) else 0
     return (f"{len(concept.positive)} examples; TCAV on {len(rows)} class/layer pairs, "
             f"{sig} significant")
+
+
+# --------------------------------------------------------------------------- concepts from cases
+@st.cache_resource(show_spinner=False)
+def _bank_lock(root: str) -> threading.Lock:
+    """One writer of a workspace's concept bank per server."""
+    return threading.Lock()
+
+
+@dataclass(frozen=True)
+class AddedConcept:
+    """A concept added from cases: its name, id, example counts and the store event."""
+
+    name: str
+    concept_id: str
+    n_positive: int
+    n_negative: int
+    matched: bool
+    event_seq: int
+    tcav: str = ""
+
+    def summary(self) -> str:
+        neg = (f"{self.n_negative} class-matched negatives drawn from the other cases" if self.matched
+               else f"{self.n_negative} chosen negatives")
+        return (f"Added concept {self.name!r} ({self.n_positive} cases, {neg}; id {self.concept_id}), "
+                f"recorded as event #{self.event_seq}." + (f" {self.tcav}" if self.tcav else ""))
+
+
+def add_concept_from_cases(
+    ws: Workspace, actor: Any, name: str, positive_ids: list[str], *, group: str = "custom",
+    description: str = "", negative_ids: list[str] | None = None, run_tcav: bool = False,
+    progress: ProgressFn | None = None,
+) -> AddedConcept:
+    """Add a concept to the workspace's bank from case ids picked in the UI and record it as
+    ``concept_named`` by ``actor`` — what ``workbench concepts add NAME --cases ...`` does.
+
+    Without ``negative_ids`` the negatives are drawn from the other cases with the positives'
+    class mix (``match_classes``), so its CAVs cannot separate the label instead of the concept.
+    With ``run_tcav`` its CAVs are learned and TCAV re-run with the saved run's settings.
+
+    Raises
+    ------
+    ConceptError
+        Too few cases, unknown ids, a name in use or not allowed, positives among the negatives.
+    store.PermissionDenied
+        ``actor`` may not name concepts (only dermatologists may).
+    """
+    name = name.strip()
+    pos = list(dict.fromkeys(str(c) for c in positive_ids))
+    neg = list(dict.fromkeys(str(c) for c in negative_ids)) if negative_ids else None
+    if not name:
+        raise ConceptError("give the concept a name")
+    if len(pos) < MIN_EXAMPLES:
+        raise ConceptError(f"pick at least {MIN_EXAMPLES} cases that show the concept ({len(pos)} picked)")
+    if neg and set(neg) & set(pos):
+        raise ConceptError("a case cannot be both a positive and a negative example: "
+                           + ", ".join(sorted(set(neg) & set(pos))[:5]))
+    if not actor.can(Action.CONCEPT_NAMED):
+        raise PermissionDenied("only a dermatologist may name a concept")
+    return _add_concept(ws, actor, name, pos, group, description.strip(), neg, run_tcav, progress)
+
+
+def _add_concept(ws: Workspace, actor: Any, name: str, pos: list[str], group: str, description: str,
+                 neg: list[str] | None, run_tcav: bool, progress: ProgressFn | None) -> AddedConcept:
+    from concepts import ConceptBank
+    from workbench._ui_state import store
+
+    with _bank_lock(str(ws.root)):
+        bank = ConceptBank.for_workspace(ws)
+        if name in bank:
+            raise ConceptError(f"a concept {name!r} already exists — choose another name "
+                               f"(or remove it with `workbench concepts remove {name}`)")
+        con = bank.add_from_cases(name, group, description or f"{len(pos)} selected cases", dataset(ws),
+                                  pos, neg, match_classes=neg is None)
+        bank.save()
+    n_neg = len(con.negative) if con.negative is not None else 0
+    meta = {"op": "added", "name": name, "bank_revision": bank.revision, "group": con.group,
+            "origin": con.origin, "counterpart": con.counterpart, "n_positive": len(con.positive),
+            "n_negative": n_neg, "source": "ui-cases", "matched_negatives": neg is None,
+            "concept_id": con.id}
+    event = store(ws).append_event(actor, Action.CONCEPT_NAMED, concept=name, spec=meta,
+                                   rationale=con.description or None)
+    tcav = _tcav_of(ws, name, progress) if run_tcav else ""
+    return AddedConcept(name, con.id, len(con.positive), n_neg, neg is None, int(event.seq), tcav)
+
+
+def _tcav_of(ws: Workspace, name: str, progress: ProgressFn | None) -> str:
+    from concepts._tcav import run_tcav
+
+    settings = _tcav_settings(ws)
+    kw: dict[str, Any] = {k: settings[k] for k in ("runs", "probe", "seed") if k in settings}
+    m = model(ws)
+    with model_lock(m.model_id):
+        report = run_tcav(ws, settings.get("layers") or None, reuse=True, save=True, progress=progress, **kw)
+    rows = report.table[report.table["concept"] == name]
+    return f"TCAV on {len(rows)} class/layer pairs, {int(rows['significant'].sum()) if len(rows) else 0} significant."

@@ -4,6 +4,12 @@ measured effects and their recording in the store.
 What-if engines are built once per (workspace, model weights, data set, split, layer) and kept
 for the server's lifetime; evaluations are memoised per spec id, so dragging a slider back to a
 value already seen costs nothing.
+
+The splits evaluated come from the data set (:func:`eval_splits`: DermSynth's debiased test and
+biased validation splits, otherwise ``test`` and ``val``). Flip rates come from counterfactual
+twins: re-rendered for DermSynth, real twins (a twin column, or the artifact transplanted with a
+mask column) for any other data set, whose activations go through the activation cache; when
+no twin can be made, :func:`twin_note` says why.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from concepts import Workspace
+from concepts import Workspace, WorkspaceError
 from interventions import (
     ConceptEdit,
     ConceptLibrary,
     InterventionSpec,
     Scope,
+    TwinActivations,
     WhatIf,
     WhatIfResult,
+    artifact_twins,
 )
 from interventions._effects import METRIC_KEYS, EffectReport, measure_effect, record_effect
 from store import Action, Actor, Event, EventFilter
@@ -37,12 +45,14 @@ __all__ = [
     "EvalSplits",
     "build_spec",
     "concept_library",
+    "eval_splits",
     "evaluate",
     "flipped_table",
     "intervention_id",
     "is_proposed",
     "revert_intervention",
     "save_intervention",
+    "twin_note",
     "whatif",
     "whatif_ready",
 ]
@@ -52,15 +62,35 @@ ProgressFn = Callable[[str, int, int], None]
 #: Session key other pages set to open the Interventions page with concepts preselected.
 PRESET_KEY = "iv_preset"
 
-#: Splits evaluated live: (split, label). The debiased test split is the one that tells whether
-#: a shortcut was removed; the biased validation split shows what the shortcut was worth.
+#: DermSynth's splits evaluated live: (split, label). The debiased test split is the one that
+#: tells whether a shortcut was removed; the biased validation split shows what it was worth.
 EvalSplits: tuple[tuple[str, str], ...] = (("test_debiased", "debiased test"), ("val", "biased validation"))
+
+#: Other data sets: their own held-out splits, in this order.
+_PLAIN_SPLITS: tuple[tuple[str, str], ...] = (("test", "test"), ("val", "validation"))
+
+
+def eval_splits(ws: Workspace) -> tuple[tuple[str, str], ...]:
+    """The splits of the active data set evaluated live, as (split, label), main one first:
+    DermSynth's debiased test and biased validation splits, else ``test`` and ``val`` (those
+    present and non-empty; the first non-empty split when neither is)."""
+    ds = dataset(ws)
+    present = {s for s in ds.splits if len(ds.indices(s))}
+    for choice in (EvalSplits, _PLAIN_SPLITS):
+        found = tuple((s, label) for s, label in choice if s in present)
+        if found and (choice is _PLAIN_SPLITS or found[0][0] == "test_debiased"):
+            return found
+    if not present:
+        raise WorkspaceError(f"data set {ds.info.name!r} has no cases in any split — re-import it")
+    first = sorted(present)[0]
+    return ((first, first),)
 
 
 @dataclass
 class _Registry:
     lock: threading.Lock = field(default_factory=threading.Lock)
     engines: dict[tuple[str, ...], WhatIf] = field(default_factory=dict)
+    notes: dict[tuple[str, ...], str | None] = field(default_factory=dict)
     results: OrderedDict[tuple[str, ...], WhatIfResult] = field(default_factory=OrderedDict)
     libraries: dict[tuple[str, ...], ConceptLibrary] = field(default_factory=dict)
 
@@ -102,20 +132,36 @@ def whatif_ready(ws: Workspace, split: str, layer: str) -> bool:
 
 def whatif(ws: Workspace, split: str, layer: str, progress: ProgressFn | None = None) -> WhatIf:
     """The what-if engine of ``split`` at ``layer`` (built on first use: activations and
-    counterfactual twins come from the activation cache)."""
+    counterfactual twins come from the activation cache). Evaluation splits carry twins for
+    flip rates: DermSynth's re-rendered planted artifacts, real twins of any other data set."""
     key = (str(ws.root), *model_key(ws), *dataset_key(ws), split, layer)
     reg = _registry()
     with reg.lock:
         wi = reg.engines.get(key)
     if wi is None:
-        m = model(ws)
+        m, ds = model(ws), dataset(ws)
+        twins: list[TwinActivations] = []
+        note: str | None = None
         with model_lock(m.model_id):
+            if split in dict(eval_splits(ws)):
+                twins, note = artifact_twins(m, ds, split, layer, cache=ws.activation_cache,
+                                             progress=progress)
             wi = WhatIf.from_dataset(
-                m, dataset(ws), split, layer, cache=ws.activation_cache, progress=progress
+                m, ds, split, layer, cache=ws.activation_cache, progress=progress, twins=twins
             )
         with reg.lock:
             reg.engines[key] = wi
+            reg.notes[key] = note
     return wi
+
+
+def twin_note(ws: Workspace, split: str, layer: str) -> str | None:
+    """Why flip rates are missing on ``split`` (None when every annotated artifact has twins)."""
+    key = (str(ws.root), *model_key(ws), *dataset_key(ws), split, layer)
+    whatif(ws, split, layer)
+    reg = _registry()
+    with reg.lock:
+        return reg.notes.get(key)
 
 
 def build_spec(ws: Workspace, layer: str, edits: Sequence[tuple[str, str, float]]) -> InterventionSpec | None:
@@ -188,14 +234,15 @@ def save_intervention(
     rerun_tcav: bool = False,
     progress: ProgressFn | None = None,
 ) -> tuple[Event, EffectReport]:
-    """Measure the effect of ``spec`` on the debiased test split and record it (proposed if
-    new, applied, effect) with ``rationale``; returns the ``applied`` event and the report."""
+    """Measure the effect of ``spec`` on the main evaluation split (:func:`eval_splits`) and
+    record it (proposed if new, applied, effect) with ``rationale``; returns the ``applied``
+    event and the report."""
     if not rationale.strip():
         from interventions import InterventionError
 
         raise InterventionError("a rationale is required: say why this change is clinically right")
     m = model(ws)
-    split, _ = EvalSplits[0]
+    split, _ = eval_splits(ws)[0]
     lib = concept_library(ws)
     with model_lock(m.model_id):
         report = measure_effect(

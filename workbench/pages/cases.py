@@ -1,5 +1,6 @@
 """Case explorer: filter cases, then one case's image, prediction, concept scores, concept map,
-attribution, its checklist score (ground truth and model-implied) and a per-case what-if."""
+attribution, its checklist score (ground truth and model-implied) and a per-case what-if; a
+dermatologist can tick cases and build a concept from them (masked on Interventions)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench._ui_concepts import attribution, case_concept_scores, case_table, concept_map
+from store import Action
+from workbench._ui_concepts import (
+    add_concept_from_cases,
+    attribution,
+    case_concept_scores,
+    case_table,
+    concept_map,
+)
 from workbench._ui_figures import heat_overlay, reliance_bar
 from workbench._ui_interventions import (
-    EvalSplits,
+    PRESET_KEY,
     build_spec,
     concept_library,
+    eval_splits,
     evaluate,
     whatif,
     whatif_ready,
@@ -21,6 +30,9 @@ from workbench._ui_interventions import (
 from workbench._ui_science import tcav_table
 from workbench._ui_state import PageContext, dataset, guard, progress_bar, run_page, workspace
 from workbench._ui_text import md
+
+_GROUPS = ("custom", "artifact", "criterion")
+_POS_KEY, _NEG_KEY, _TICKED_KEY = "cx_concept_cases", "cx_concept_neg", "cx_ticked_prev"
 
 
 def _filters(cases: pd.DataFrame, arts: list[str]) -> pd.DataFrame:
@@ -70,31 +82,92 @@ def _what_if(ws: Any, split: str, layer: str, case: pd.Series, concepts: list[st
         st.caption(f"The prediction stays **{md(new)}**.")
 
 
+def _sync_ticks(ticked: list[str]) -> None:
+    """Ticking a row adds the case to the concept's cases, unticking removes it (before the
+    multiselect is drawn, so its state may change)."""
+    prev = list(st.session_state.get(_TICKED_KEY, []))
+    if ticked == prev:
+        return
+    added, removed = set(ticked) - set(prev), set(prev) - set(ticked)
+    cur = [c for c in st.session_state.get(_POS_KEY, []) if c not in removed]
+    st.session_state[_POS_KEY] = cur + [c for c in ticked if c in added and c not in cur]
+    st.session_state[_TICKED_KEY] = ticked
+
+
+@st.fragment
+def _concept_builder(ctx: PageContext, ws: Any) -> None:
+    """Name a concept from the ticked cases; negatives matched per class or chosen (a fragment:
+    picking a case id reruns only this part, not the case's maps and attribution)."""
+    ids = dataset(ws).cases["case_id"].astype(str).tolist()
+    st.markdown("**Concept from cases** — tick rows in the table (or pick ids), name what they "
+                "share, and it joins the concept bank")
+    pos: list[str] = st.multiselect("Cases showing the concept", ids, key=_POS_KEY,
+                                    placeholder="tick rows above or type case ids")
+    how = st.radio("Negatives (cases without it)", ["matched per class", "chosen"], horizontal=True,
+                   key="cx_concept_neg_mode",
+                   help="matched per class: drawn from the other cases with the same class mix as "
+                        "the chosen cases, so the concept cannot stand for the diagnosis")
+    neg: list[str] | None = None
+    if how == "chosen":
+        neg = st.multiselect("Cases without the concept", [i for i in ids if i not in set(pos)],
+                             key=_NEG_KEY)
+    with st.form("cx_concept_form", clear_on_submit=False):
+        a, b = st.columns([2, 1])
+        name = a.text_input("Concept name", key="cx_concept_name", placeholder="e.g. ink_marks")
+        group = b.selectbox("Group", _GROUPS, key="cx_concept_group")
+        desc = st.text_input("What it shows", key="cx_concept_desc",
+                             placeholder="e.g. violet skin-marker lines around the lesion")
+        tcav = st.checkbox("Also learn its CAVs and run TCAV (Concepts page; slower)", key="cx_concept_tcav")
+        go = st.form_submit_button(f"Build concept from {len(pos)} cases", type="primary",
+                                   icon=":material/add_circle:")
+    if go:
+        with st.spinner("Adding the concept…"), guard("Concept"):
+            with progress_bar("Learning the concept") as progress:
+                added = add_concept_from_cases(ws, ctx.actor, name, pos, group=str(group), description=desc,
+                                               negative_ids=neg, run_tcav=tcav, progress=progress)
+            st.session_state["cx_concept_added"] = added.summary()
+            st.session_state["cx_concept_last"] = added.name
+            st.rerun(scope="app")
+    msg, last = st.session_state.get("cx_concept_added"), st.session_state.get("cx_concept_last")
+    if msg:
+        st.success(md(msg), icon=":material/check_circle:")
+    if last and st.button(f"Mask {last} on Interventions", icon=":material/tune:", key="cx_concept_open"):
+        st.session_state[PRESET_KEY] = [last]
+        st.switch_page("pages/interventions.py")
+
+
 def body(ctx: PageContext) -> None:
     ws = workspace()
     layers = ws.layers()
-    split_names = [s for s, _ in EvalSplits]
-    labels = dict(EvalSplits)
-    split = st.selectbox("Split", split_names, format_func=lambda s: labels.get(s, s), key="cx_split")
+    labels = dict(eval_splits(ws))
+    if "train" in dataset(ws).splits and "train" not in labels:
+        labels["train"] = "train"
+    split = st.selectbox("Split", list(labels), format_func=lambda s: labels.get(s, s), key="cx_split")
     pred_layer = layers[-1] if layers else concept_library(ws).model.layers[-2]
     if not whatif_ready(ws, split, pred_layer):
         with progress_bar("Preparing predictions (first time only)") as progress:
             whatif(ws, split, pred_layer, progress=progress)
     cases = case_table(ws, split, pred_layer)
-    arts = [c for c in ("ruler", "ink", "hair", "dark_corner", "patch", "gel_bubble") if c in cases]
+    arts = [c for c in dataset(ws).info.artifacts if c in cases]
     shown = _filters(cases, arts)
     st.caption(f"{len(shown)} of {len(cases)} cases · accuracy on these "
                f"{100 * shown['correct'].mean():.1f}%" if len(shown) else "No case matches the filters.")
     event = st.dataframe(
         shown.drop(columns=["row", *arts]), hide_index=True, width="stretch", height=260,
-        on_select="rerun", selection_mode="single-row", key="cx_table",
+        on_select="rerun", selection_mode="multi-row", key="cx_table",
     )
-    sel = event.selection.rows if event is not None else []  # type: ignore[union-attr]
+    sel = [r for r in (event.selection.rows if event is not None else []) if r < len(shown)]  # type: ignore[union-attr]
+    writer = ctx.can(Action.CONCEPT_NAMED) and not ctx.read_only
+    if writer:
+        _sync_ticks([str(shown.iloc[r]["case_id"]) for r in sel])
+        with st.expander("Build a concept from cases", expanded=bool(st.session_state.get(_POS_KEY))), \
+                guard("Concept from cases"):
+            _concept_builder(ctx, ws)
     if not len(shown):
         return
-    case = shown.iloc[sel[0]] if sel else shown.iloc[0]
+    case = shown.iloc[sel[-1]] if sel else shown.iloc[0]
     if not sel:
-        st.caption("Select a row to inspect another case.")
+        st.caption("Tick a row to inspect another case" + (" (ticked cases can make a concept)." if writer else "."))
 
     st.subheader(f"Case {md(case['case_id'])}")
     left, mid, right = st.columns(3)

@@ -15,14 +15,15 @@ from workbench._ui_history import active_interventions, intervention_report_byte
 from workbench._ui_interventions import (
     METRIC_KEYS,
     PRESET_KEY,
-    EvalSplits,
     build_spec,
     concept_library,
+    eval_splits,
     evaluate,
     flipped_table,
     is_proposed,
     revert_intervention,
     save_intervention,
+    twin_note,
     whatif,
     whatif_ready,
 )
@@ -102,13 +103,14 @@ def _what_if(ctx: PageContext) -> None:
     ws = workspace()
     lib = concept_library(ws)
     layer, edits = _controls(ws, lib.concepts)
-    for split, label in EvalSplits:
+    splits = eval_splits(ws)
+    for split, label in splits:
         if not whatif_ready(ws, split, layer):
             with progress_bar(f"Preparing the {label} split (first time only)") as progress:
                 whatif(ws, split, layer, progress=progress)
     spec = build_spec(ws, layer, edits)
     results = {}
-    for split, label in EvalSplits:
+    for split, label in splits:
         before = evaluate(ws, split, layer, None)
         after = evaluate(ws, split, layer, spec)
         results[split] = (before, after)
@@ -119,13 +121,16 @@ def _what_if(ctx: PageContext) -> None:
             col.metric(_LABELS[k], _pct(after.metrics.get(k)),
                        _delta(after.metrics.get(k), before.metrics.get(k)),
                        help=f"before: {_pct(before.metrics.get(k))}")
+    main_split, main_label = splits[0]
+    note = twin_note(ws, main_split, layer)
     if spec is None:
         st.info("Choose concepts above to see what the model would do without (or with more of) them.")
+        if note:
+            st.caption(md(note))
         return
-    st.caption(md(f"Intervention: {spec.describe()} · spec {spec.spec_id}"))
-
-    main_split, main_label = EvalSplits[0]
     before, after = results[main_split]
+    st.caption(md(f"Intervention: {spec.describe()} · spec {spec.spec_id} · updated in "
+                  f"{after.elapsed_ms:.0f} ms"))
     left, right = st.columns(2)
     left.plotly_chart(
         metrics_compare_bar({k: before.metrics.get(k) for k in METRIC_KEYS},
@@ -133,22 +138,42 @@ def _what_if(ctx: PageContext) -> None:
                             title=f"Metrics, {main_label}"),
         width="stretch", key="iv_metrics_fig",
     )
-    fb, fa = before.metrics.get("flip_rates") or {}, after.metrics.get("flip_rates") or {}
-    if fb:
-        rel = pd.DataFrame(
-            [{"artifact": a, "when": w, "flip rate": v}
-             for a in fb for w, v in (("before", fb[a]), ("after", fa.get(a)))]
-        )
-        right.plotly_chart(
-            reliance_bar(rel, x="artifact", y="flip rate", color="when",
-                         title="Reliance: predictions that flip when the artifact is added"),
-            width="stretch", key="iv_reliance_fig",
-        )
+    with right:
+        _reliance(ws, main_split, layer, before, after, note)
     flips = flipped_table(ws, main_split, layer, after)
     with st.expander(f"Flipped cases ({len(flips)}, {main_label})", expanded=bool(len(flips)) and len(flips) <= 20):
         st.dataframe(flips, hide_index=True, width="stretch")
 
     _save_form(ctx, ws, spec)
+
+
+def _reliance(ws: Any, split: str, layer: str, before: Any, after: Any, note: str | None) -> None:
+    """Counterfactual flip rates before/after (twins named by how they were made), or why none."""
+    fb, fa = before.metrics.get("flip_rates") or {}, after.metrics.get("flip_rates") or {}
+    if fb:
+        twins = {t.key: t for t in whatif(ws, split, layer).twins}
+
+        def label(key: str) -> str:
+            t = twins.get(key)
+            return key if t is None else f"{t.direction} {t.artifact}"
+
+        rel = pd.DataFrame(
+            [{"twins": label(a), "when": w, "flip rate": v}
+             for a in fb for w, v in (("before", fb[a]), ("after", fa.get(a)))]
+        )
+        st.plotly_chart(
+            reliance_bar(rel, x="twins", y="flip rate", color="when",
+                         title="Reliance: predictions that flip when the artifact is added / removed"),
+            width="stretch", key="iv_reliance_fig",
+        )
+        methods = sorted({t.method or "render" for t in twins.values() if t.key in fb})
+        st.caption(md("Twins: " + ", ".join(methods) + "".join(
+            f" · {label(k)}: {len(twins[k].rows)} cases, {_pct(fb[k])} → {_pct(fa.get(k))} flip"
+            for k in fb if k in twins)))
+    if note:
+        st.info(md(note), icon=":material/info:")
+    elif not fb:
+        st.caption("No counterfactual twins: flip rates are not measured on this data set.")
 
 
 def _save_form(ctx: PageContext, ws: Any, spec: Any) -> None:
