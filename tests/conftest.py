@@ -41,3 +41,13 @@ def real_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root, _ = build_real_workspace(tmp_path_factory.mktemp("real_ws"))
     return root
+
+
+@pytest.fixture(scope="session")
+def ui_real_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A non-demo workspace with a mask per inked case (tests/conftest_ui_real.py), for the Case
+    explorer and Interventions pages: built once per session; copy it before writing."""
+    from conftest_ui_real import build_ui_real_workspace
+
+    ws, _ = build_ui_real_workspace(tmp_path_factory.mktemp("ui_real"))
+    return ws

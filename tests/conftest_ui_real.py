@@ -3,8 +3,8 @@ Interventions pages: a folder of test-made images (``train/val/test`` split colu
 artifact column with a mask file per inked case, one 7-point criterion), imported with
 ``workbench import folder`` and a tiny CNN trained with ``workbench train``.
 
-Import :func:`ui_real_workspace_fixture` into a test module to use the session fixture
-``ui_real_workspace`` (read-mostly: copy it before writing to its store).
+The session fixture ``ui_real_workspace`` (tests/conftest.py) builds it once (read-mostly:
+copy it before writing to its store).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image
 
-__all__ = ["INKED", "build_ui_real_workspace", "make_marked_folder", "ui_real_workspace_fixture"]
+__all__ = ["INKED", "build_ui_real_workspace", "copy_workspace", "make_marked_folder"]
 
 SIZE = 32
 _SPLITS = ("train", "train", "val", "test")
@@ -89,14 +88,6 @@ def build_ui_real_workspace(base: Path, *, epochs: int = 4, tcav_runs: int = 4) 
     out = _cli("train", "-w", str(ws), "--architecture", "tiny-cnn", "--epochs", str(epochs),
                "--tcav-runs", str(tcav_runs), "--format", "json")
     return ws, json.loads(out[out.index("{"):])
-
-
-@pytest.fixture(scope="session", name="ui_real_workspace")
-def ui_real_workspace_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The non-demo workspace (built once per session; copy it before writing)."""
-    base = tmp_path_factory.mktemp("ui_real")
-    ws, _ = build_ui_real_workspace(base)
-    return ws
 
 
 def copy_workspace(src: Path, dst: Path) -> Path:

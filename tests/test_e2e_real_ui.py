@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest_ui import ARTIFACTS
-from conftest_ui_real import INKED, copy_workspace, ui_real_workspace_fixture  # noqa: F401
+from conftest_ui_real import INKED, copy_workspace
 from test_e2e_ui import _goto, _new_page, _settle, _shot, _title, chrome, serve  # noqa: F401
 
 from store import EventFilter, Store

@@ -155,15 +155,12 @@ _EXPECTED: dict[str, tuple[str, ...]] = {
     "confounders": (),
     "cases": (),
     "interventions": (),
+    "fix": (),
     "audit": ("History",),
 }
 
-_OTHER_HELPER = pytest.mark.xfail(
-    reason="Case explorer / Interventions on train/val/test splits are fixed on branch s2-ui", strict=False)
-
-
 @pytest.mark.parametrize(
-    "key", [pytest.param(k, marks=_OTHER_HELPER) if k in ("cases", "interventions") else k for k in PAGES])
+    "key", list(PAGES))
 def test_every_page_renders_on_an_imported_workspace(
     ui_env: pytest.MonkeyPatch, real_workspace: Path, tmp_path: Path, key: str,
 ) -> None:

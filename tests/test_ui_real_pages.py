@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest_ui import APP, ui_env_fixture  # noqa: F401
-from conftest_ui_real import INKED, copy_workspace, ui_real_workspace_fixture  # noqa: F401
+from conftest_ui_real import INKED, copy_workspace
 from streamlit.testing.v1 import AppTest
 
 from concepts import ConceptBank, Dataset, Workspace
