@@ -6,6 +6,8 @@ enters a workspace (``workbench train``, ``workbench models add``, ``workbench d
   :func:`confounders_key`: model id, data-set content, TCAV results and named clusters),
 * the co-occurrence tables of the Confounders page (``results/`` :data:`COOCCURRENCE_FILES`),
 * the activations the Concepts page and the Case explorer score along the CAVs,
+* the activations the Interventions page and the Case explorer's what-if start from: every
+  concept's example sets and the evaluation splits with their real twins, at the last layer,
 * the unsupervised clusters of the Confounders page's gallery (``results/clusters.json``, the
   file ``workbench name-cluster`` reads; their activations land in the activation cache).
 
@@ -189,6 +191,30 @@ def _concept_activations(ws: Workspace, progress: ProgressFn | None) -> dict[str
     return {"sets": n, "layers": layers, "splits": splits}
 
 
+def _intervention_activations(ws: Workspace, progress: ProgressFn | None) -> dict[str, Any]:
+    """What the Interventions page and the Case explorer build on first open, at the last
+    workspace layer (their default): every concept's direction (its example sets' activations)
+    and the what-if engine of the evaluation splits with their real twins' activations."""
+    from interventions import ConceptLibrary, InterventionError, WhatIf, artifact_twins
+    from workbench._summary import evaluation_splits
+
+    model, ds = ws.model(), ws.dataset()
+    layers = ws.layers()
+    layer = layers[-1] if layers else model.layers[-2]
+    lib = ConceptLibrary.for_workspace(ws, model, progress=progress)
+    skipped = []
+    for name in lib.concepts:
+        try:
+            lib.direction(name, layer)
+        except InterventionError:  # too few examples: the page says so too
+            skipped.append(name)
+    splits = [s for s in evaluation_splits(ds.splits)[:2] if s in ds.splits]
+    for split in splits:
+        twins, _ = artifact_twins(model, ds, split, layer, cache=ws.activation_cache, progress=progress)
+        WhatIf.from_dataset(model, ds, split, layer, cache=ws.activation_cache, progress=progress, twins=twins)
+    return {"layer": layer, "concepts": len(lib.concepts) - len(skipped), "splits": splits}
+
+
 def _timed(name: str, fn: Callable[[], dict[str, Any]], notes: list[str],
            seconds: dict[str, float]) -> dict[str, Any] | None:
     t0 = time.perf_counter()
@@ -227,6 +253,8 @@ def precompute_pages(ws: Workspace, progress: ProgressFn | None = None) -> dict[
     out["clusters"] = _timed("clusters", lambda: _clusters(ws, progress), notes, seconds)
     out["concept_activations"] = _timed("concept activations", lambda: _concept_activations(ws, progress),
                                         notes, seconds)
+    out["intervention_activations"] = _timed(
+        "intervention activations", lambda: _intervention_activations(ws, progress), notes, seconds)
     out["notes"] = notes
     out["step_seconds"] = seconds
     return out
