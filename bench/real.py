@@ -22,8 +22,10 @@ time of every command is printed and kept:
    columns (the import makes the data set active).
 4. ``train`` the default classifier: frozen EfficientNet-Lite0 (ImageNet) + a class-balanced
    logistic head (``--no-analyse``: TCAV is the next step).
-5. ``tcav`` of the seven criteria and the marker on the workspace's default bank, then
-   ``confounders``.
+5. ``concepts add ink_twins --twins-of ink`` (the drawn strokes pasted into clean train cases
+   with the ``mask`` column: positives and negatives are the same lesions), then ``tcav
+   --probe ridge --stability-probe pattern`` of the seven criteria, the annotated marker and
+   the twin concept; then ``confounders``.
 6. ``intervene --mask ink`` at ``--layer`` with the transplant (twin-difference) direction
    (fitted on ``train`` twins made by transplanting the drawn strokes, the ``mask`` column,
    into clean train cases) at the class-balanced level, measured on ``test`` with the
@@ -260,8 +262,8 @@ def done_when(res: dict[str, Any]) -> None:
     print("--- done when ---")
     print(f"marker ranks first among confounders: {first == 'ink'} (first: {first})")
     for r in res.get("tcav", []):
-        if r.get("concept") == "ink" and r.get("class") == "melanoma":
-            print(f"ink TCAV for melanoma at {r.get('layer')}: score {r.get('score_mean')} vs random "
+        if r.get("concept") in ("ink", "ink_twins") and r.get("class") == "melanoma":
+            print(f"{r.get('concept')} TCAV for melanoma at {r.get('layer')}: score {r.get('score_mean')} vs random "
                   f"{r.get('random_mean')}, p_adj {r.get('p_adjusted')}, significant {r.get('significant')}, "
                   f"CAV accuracy {r.get('cav_accuracy')}")
     for k in ("add", "remove"):
@@ -335,7 +337,12 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
               f"{m['sensitivity']:.3f} worst group {m['worst_group']} {m['worst_group_accuracy']:.3f} "
               f"clean {m['clean_accuracy']:.3f}", flush=True)
     if not args.no_tcav:
-        res["tcav"] = tcav_rows(cli("tcav", "-w", str(ws), "--runs", str(args.runs), "--format", "json"))
+        # the marker as counterfactual twins: its stroke pasted into clean train cases with the
+        # data set's own masks (same lesions on both sides), next to the annotated column
+        cli("concepts", "add", "ink_twins", "-w", str(ws), "--twins-of", "ink", "--group", "artifact",
+            json_out=False)
+        res["tcav"] = tcav_rows(cli("tcav", "-w", str(ws), "--runs", str(args.runs), "--probe", "ridge",
+                                    "--stability-probe", "pattern", "--format", "json"))
         for row in res["tcav"]:
             if row["class"] == "melanoma":
                 print("tcav:", row, flush=True)
