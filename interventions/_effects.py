@@ -13,7 +13,9 @@ store (``proposed`` if new, ``applied`` with evidence and metric deltas, ``effec
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,14 +395,21 @@ def _artifact_twins(
     missing: list[str] = []
     failed: list[str] = []
     for art in arts:
-        try:
-            sets = real_twins(dataset, idx, art, seed=seed)
-        except DataError as exc:
-            failed.append(f"{art} ({' '.join(str(exc).split())})")
-            continue
-        acts = [twin_activations(model, t, idx, layer, cache=cache, keep_images=keep, progress=progress)
-                for t in sets if len(t)]
-        acts = [a for a in acts if len(a.rows)]
+        key = hash_array(np.asarray(idx), dataset.info.content_hash, "artifact-twins-v1", art, str(seed))
+        acts_or_none = _cached_twins(model, dataset, layer, art, cache, key) if cache is not None and not keep else None
+        if acts_or_none is None:
+            try:
+                sets = real_twins(dataset, idx, art, seed=seed)
+            except DataError as exc:
+                failed.append(f"{art} ({' '.join(str(exc).split())})")
+                continue
+            acts = [twin_activations(model, t, idx, layer, cache=cache, keep_images=keep, progress=progress)
+                    for t in sets if len(t)]
+            acts = [a for a in acts if len(a.rows)]
+            if cache is not None:
+                _store_twins(model, dataset, layer, art, cache, key, acts)
+        else:
+            acts = acts_or_none
         if not acts:
             missing.append(art)
         out += acts
@@ -419,6 +428,49 @@ def _artifact_twins(
         notes.append("twins could not be made for " + "; ".join(failed))
     return out, " ".join(notes) or None
 
+
+
+def _twin_probe(dataset: Dataset, art: str, key: str) -> ImageSet:
+    return ImageSet(name=f"{dataset.info.name}:twins:{art}", images=np.zeros((0, 1, 1, 3), np.uint8), key=key)
+
+
+def _cached_twins(
+    model: ClassifierModel, dataset: Dataset, layer: str, art: str, cache: ActivationCache, key: str,
+) -> list[TwinActivations] | None:
+    """The twins' activations stored by an earlier call (``train``'s precomputation), without
+    making the twin images again; None when absent or unreadable (then they are remade)."""
+    path = cache.root / model.model_id / layer / f"twins-{key}.json"
+    try:
+        entries = json.loads(path.read_text())
+        out = []
+        for i, e in enumerate(entries):
+            probe = _twin_probe(dataset, art, f"{key}-{i}")
+            if not cache.path(model, layer, probe).is_file():
+                return None
+            rows = np.asarray(e["rows"], dtype=np.int64)
+            acts = np.asarray(cache.get(model, layer, probe)[layer])
+            if len(rows) != len(acts) or e["direction"] not in ("add", "remove") or (rows < 0).any():
+                return None
+            out.append(TwinActivations(art, rows, acts, None, None, direction=str(e["direction"]),
+                                       method=str(e["method"])))
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _store_twins(
+    model: ClassifierModel, dataset: Dataset, layer: str, art: str, cache: ActivationCache, key: str,
+    acts: Sequence[TwinActivations],
+) -> None:
+    entries = []
+    for i, a in enumerate(acts):
+        cache.put(model, layer, _twin_probe(dataset, art, f"{key}-{i}"), a.acts)
+        entries.append({"rows": a.rows.tolist(), "direction": a.direction, "method": a.method})
+    path = cache.root / model.model_id / layer / f"twins-{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(entries))
+    tmp.replace(path)
 
 # ---------------------------------------------------------------------------------- measurement
 def _flip_summary(fr_b: Mapping[str, Any], fr_a: Mapping[str, Any]) -> dict[str, Any]:

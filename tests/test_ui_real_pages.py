@@ -152,3 +152,35 @@ def test_only_dermatologists_build_concepts(ui_env: pytest.MonkeyPatch, ui_real_
     at = _open(ui_env, ui_real_workspace, "cases", role)
     _ok(at)
     assert "Build a concept from cases" not in [e.label for e in at.expander]
+
+
+def test_real_twins_come_from_the_cache_once_precomputed(
+    ui_real_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`train` stored the evaluation split's twin activations: the page's what-if reads them
+    back without making the twin images again, equal to twins made from scratch; a damaged
+    record is ignored and the twins are remade."""
+    import numpy as np
+
+    import interventions._effects as effects
+    from interventions import artifact_twins
+
+    ws = Workspace(copy_workspace(ui_real_workspace, tmp_path / "ws"))
+    model, ds, layer = ws.model(), ws.dataset(), ws.layers()[-1]
+    fresh, note = artifact_twins(model, ds, "test", layer)  # no cache: made from the images
+    real = effects.real_twins
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("twin images made again")
+
+    monkeypatch.setattr(effects, "real_twins", refuse)
+    cached, cached_note = artifact_twins(model, ds, "test", layer, cache=ws.activation_cache)
+    assert cached_note == note and [t.key for t in cached] == [t.key for t in fresh] and len(fresh) == 2
+    for a, b in zip(fresh, cached, strict=True):
+        assert a.method == b.method and np.array_equal(a.rows, b.rows)
+        np.testing.assert_allclose(a.acts, b.acts, rtol=1e-5, atol=1e-6)
+    for rec in ws.activation_cache.root.rglob("twins-*.json"):
+        rec.write_text("[{\"rows\": \"oops\"}]")
+    monkeypatch.setattr(effects, "real_twins", real)
+    again, _ = artifact_twins(model, ds, "test", layer, cache=ws.activation_cache)
+    assert [t.key for t in again] == [t.key for t in fresh]
