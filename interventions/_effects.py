@@ -396,7 +396,8 @@ def _artifact_twins(
     failed: list[str] = []
     for art in arts:
         key = hash_array(np.asarray(idx), dataset.info.content_hash, "artifact-twins-v1", art, str(seed))
-        acts_or_none = _cached_twins(model, dataset, layer, art, cache, key) if cache is not None and not keep else None
+        acts_or_none = (_cached_twins(model, dataset, layer, art, cache, key, len(idx))
+                        if cache is not None and not keep else None)
         if acts_or_none is None:
             try:
                 sets = real_twins(dataset, idx, art, seed=seed)
@@ -435,7 +436,7 @@ def _twin_probe(dataset: Dataset, art: str, key: str) -> ImageSet:
 
 
 def _cached_twins(
-    model: ClassifierModel, dataset: Dataset, layer: str, art: str, cache: ActivationCache, key: str,
+    model: ClassifierModel, dataset: Dataset, layer: str, art: str, cache: ActivationCache, key: str, n: int,
 ) -> list[TwinActivations] | None:
     """The twins' activations stored by an earlier call (``train``'s precomputation), without
     making the twin images again; None when absent or unreadable (then they are remade)."""
@@ -449,7 +450,8 @@ def _cached_twins(
                 return None
             rows = np.asarray(e["rows"], dtype=np.int64)
             acts = np.asarray(cache.get(model, layer, probe)[layer])
-            if len(rows) != len(acts) or e["direction"] not in ("add", "remove") or (rows < 0).any():
+            bad_rows = rows.ndim != 1 or (rows < 0).any() or (rows >= n).any()
+            if bad_rows or len(rows) != len(acts) or e["direction"] not in ("add", "remove"):
                 return None
             out.append(TwinActivations(art, rows, acts, None, None, direction=str(e["direction"]),
                                        method=str(e["method"])))
