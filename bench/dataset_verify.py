@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from concepts import Dataset
-from concepts._dataset import _VERIFIED, DatasetInfo
+from concepts.data._dataset import _VERIFIED, DatasetInfo
 
 
 def _ms(fn: object, repeats: int) -> float:

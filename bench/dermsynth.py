@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from concepts._dermsynth import DermSynthConfig, generate_dermsynth
+from concepts.dermsynth import DermSynthConfig, generate_dermsynth
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def write_marked_folder(root: Path, out: Path, size: int, seed: int) -> dict[str
     """Marked images + ``cases.csv`` (no marker column); returns case id -> marked (0/1)."""
     import pandas as pd
 
-    from concepts._derm7pt import DERM7PT_SPLIT_FILES, is_melanoma_diagnosis
+    from concepts.importers import DERM7PT_SPLIT_FILES, is_melanoma_diagnosis
 
     meta = pd.read_csv(root / "meta" / "meta.csv")
     split = np.full(len(meta), "", dtype=object)
@@ -126,8 +126,8 @@ def build_workspace(folder: Path, ws_root: Path, size: int):  # type: ignore[no-
     import torch
 
     from concepts import ClassifierModel, Workspace
-    from concepts._importers import import_folder
-    from concepts._training import fit_linear_head, set_linear_head
+    from concepts.importers import import_folder
+    from concepts.models import fit_linear_head, set_linear_head
 
     ws = Workspace(ws_root).ensure()
     try:

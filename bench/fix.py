@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from concepts import Workspace, extract_activations
-from concepts._dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
+from concepts.dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
 from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
 
 #: name: (planted confounders, seed); the reversed-shortcut domains count in the last line, the
@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():
-        from workbench._demo import DemoConfig, build_demo
+        from workbench.services._demo import DemoConfig, build_demo
 
         build_demo(ws, DemoConfig())
     data = args.data or ws.root / "bench-fix"

@@ -74,7 +74,7 @@ def _train(ws: Any, ds: Any) -> Any:
 def _clinic(ws: Any, model: Any, root: Path, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Pooled features and labels of the new clinic (test originals, marker on non-melanomas)."""
     from concepts import extract_activations, load_image_rgb, read_derm7pt_meta
-    from concepts._derm7pt import read_derm7pt_splits
+    from concepts.importers import read_derm7pt_splits
 
     out = ws.root / f"fix-real-clinic-{size}-{seed}.npz"
     if out.is_file():

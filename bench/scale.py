@@ -48,7 +48,7 @@ def _child(n: int, size: int, layers: list[str], workdir: Path, workers: int) ->
     import numpy as np
 
     from concepts import ActivationCache, ClassifierModel, Dataset, attribute_class_table
-    from concepts._dermsynth import DermSynthConfig, generate_dermsynth
+    from concepts.dermsynth import DermSynthConfig, generate_dermsynth
     from graph import confounder_report
 
     stages: dict[str, float] = {}

@@ -8,7 +8,7 @@ same random sets and the same inputs.
 * captum, as its TCAV tutorial does: ``Concept`` objects over image data loaders, ``TCAV`` with its
   default classifier and layer-gradient method, a fresh ``save_path``, ``TCAV.interpret`` over all
   experimental sets once per class; then the same Welch test + Holm correction on its scores.
-* the project: :func:`concepts._tcav.run_tcav` with a fresh activation cache and results folder
+* the project: :func:`concepts.tcav._run.run_tcav` with a fresh activation cache and results folder
   (cold), and once more with the activation cache warm and the CAVs retrained (warm) — once per
   probe (``--probes``, default the closed-form ``pattern`` and the ``logistic`` classifier, the
   like-for-like counterpart of captum's SGD classifier).
@@ -38,8 +38,14 @@ import numpy as np
 import torch
 
 from concepts import ActivationCache, ConceptBank, SignificanceConfig, Workspace
-from concepts._significance import adjust_pvalues, compare_to_random, direction
-from concepts._tcav import TCAVSetup, random_sets, run_tcav
+from concepts.tcav import (
+    TCAVSetup,
+    adjust_pvalues,
+    compare_to_random,
+    direction,
+    random_sets,
+    run_tcav,
+)
 
 
 class _Images(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -139,7 +145,7 @@ def main() -> None:
     torch.manual_seed(0)
     ws = Workspace(args.workspace)
     if not ws.exists():
-        from workbench._demo import build_demo
+        from workbench.services._demo import build_demo
 
         print(f"building the demo workspace at {ws.root} ...", flush=True)
         build_demo(ws)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from concepts import Workspace
-from concepts._reliance import planted_confounders
+from concepts.discovery import planted_confounders
 from interventions import ConceptEdit, ConceptLibrary, InterventionSpec, WhatIf
 
 
@@ -55,7 +55,7 @@ def main() -> None:
 
     ws = Workspace(args.workspace)
     if not ws.exists():
-        from workbench._demo import build_demo
+        from workbench.services._demo import build_demo
 
         print(f"building the demo workspace at {ws.root} ...", flush=True)
         build_demo(ws)

@@ -4,35 +4,6 @@ Data sets (DermSynth, importers), model loading, the activation cache, CAVs, TCA
 significance tests, concept scores and maps, co-occurrence analysis and activation clusters.
 """
 
-from concepts._activations import ActivationCache, extract_activations
-from concepts._bank import Concept, ConceptBank, ExampleSet, label_confounding
-from concepts._cav import CAV, PROBES, CAVTrainer, cav_cosine, fit_cav_batch, fit_cavs
-from concepts._clusters import (
-    ClusteringResult,
-    cluster_activations,
-    cluster_associations,
-    cluster_dataset,
-    name_cluster,
-)
-from concepts._compute import DEVICES, ENGINES, PRECISIONS, Compute, on_device, resolve_device
-from concepts._cooccurrence import (
-    attribute_class_table,
-    attribute_pair_table,
-    odds_ratio_ci,
-    two_by_two_test,
-)
-from concepts._dataset import ARTIFACTS, CRITERIA, Dataset, DatasetInfo, ImageSet, hash_array
-from concepts._derm7pt import DERM7PT_LABELS, import_derm7pt, read_derm7pt_meta
-from concepts._dermsynth import (
-    DermSynthConfig,
-    DermSynthResult,
-    PlantedConfounder,
-    draw_artifact,
-    generate_dermsynth,
-    parse_confounder,
-    render_case,
-    render_twins,
-)
 from concepts._errors import (
     ComputeError,
     ConceptError,
@@ -43,50 +14,14 @@ from concepts._errors import (
     WorkbenchError,
     WorkspaceError,
 )
-from concepts._images import load_image_rgb
-from concepts._importers import import_class_folders, import_folder
-from concepts._isic import import_isic
-from concepts._metrics import (
-    ClassificationMetrics,
-    annotated_artifacts,
-    classification_metrics,
-    default_positive_class,
-)
-from concepts._models import (
-    ARCHITECTURE_GROUP,
-    BUILTIN_ARCHITECTURES,
-    PROGRAM_ARCHITECTURE,
-    ClassifierModel,
-    Preprocessing,
-    StagedNet,
-    TinyCNN,
-    architecture_names,
-    check_architecture_name,
-    check_factory_kwargs,
-    load_state_dict_safely,
-)
-from concepts._reliance import (
-    FlipRate,
-    counterfactual_flip_rate,
-    flip_rates_from_twins,
-    is_dermsynth,
-    planted_confounders,
-)
-from concepts._scores import attribution_map, concept_maps, concept_scores
-from concepts._significance import SignificanceConfig, adjust_pvalues, compare_to_random
-from concepts._tcav import TCAVReport, TCAVSetup, default_layers, run_tcav
-from concepts._training import (
-    TrainConfig,
-    TrainResult,
-    fit_linear_head,
-    set_linear_head,
-    train_classifier,
-    train_end_to_end,
-)
-from concepts._twins import (
+from concepts.bank import (
+    Concept,
+    ConceptBank,
+    ExampleSet,
     TwinSet,
     find_twin_columns,
     inpaint,
+    label_confounding,
     load_masks,
     paired_twins,
     real_twins,
@@ -94,7 +29,99 @@ from concepts._twins import (
     transplant,
     transplant_twins,
 )
-from concepts._workspace import Workspace, check_name
+from concepts.data import (
+    ARTIFACTS,
+    CRITERIA,
+    Dataset,
+    DatasetInfo,
+    ImageSet,
+    hash_array,
+    load_image_rgb,
+)
+from concepts.dermsynth import (
+    DermSynthConfig,
+    DermSynthResult,
+    PlantedConfounder,
+    draw_artifact,
+    generate_dermsynth,
+    parse_confounder,
+    render_case,
+    render_twins,
+)
+from concepts.discovery import (
+    ClusteringResult,
+    FlipRate,
+    attribute_class_table,
+    attribute_pair_table,
+    cluster_activations,
+    cluster_associations,
+    cluster_dataset,
+    counterfactual_flip_rate,
+    flip_rates_from_twins,
+    is_dermsynth,
+    name_cluster,
+    odds_ratio_ci,
+    planted_confounders,
+    two_by_two_test,
+)
+from concepts.importers import (
+    DERM7PT_LABELS,
+    import_class_folders,
+    import_derm7pt,
+    import_folder,
+    import_isic,
+    read_derm7pt_meta,
+)
+from concepts.models import (
+    ARCHITECTURE_GROUP,
+    BUILTIN_ARCHITECTURES,
+    DEVICES,
+    ENGINES,
+    PRECISIONS,
+    PROGRAM_ARCHITECTURE,
+    ActivationCache,
+    ClassificationMetrics,
+    ClassifierModel,
+    Compute,
+    Preprocessing,
+    StagedNet,
+    TinyCNN,
+    TrainConfig,
+    TrainResult,
+    annotated_artifacts,
+    architecture_names,
+    check_architecture_name,
+    check_factory_kwargs,
+    classification_metrics,
+    default_positive_class,
+    extract_activations,
+    fit_linear_head,
+    load_state_dict_safely,
+    on_device,
+    resolve_device,
+    set_linear_head,
+    train_classifier,
+    train_end_to_end,
+)
+from concepts.tcav import (
+    CAV,
+    PROBES,
+    CAVTrainer,
+    SignificanceConfig,
+    TCAVReport,
+    TCAVSetup,
+    adjust_pvalues,
+    attribution_map,
+    cav_cosine,
+    compare_to_random,
+    concept_maps,
+    concept_scores,
+    default_layers,
+    fit_cav_batch,
+    fit_cavs,
+    run_tcav,
+)
+from concepts.workspace import Workspace, check_name
 
 __all__ = [
     "ARCHITECTURE_GROUP",

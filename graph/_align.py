@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from concepts import DataError
-from concepts._metrics import finite_or_none as _num
+from concepts.models import finite_or_none as _num
 from graph._model import ClinicalGraph, Expectation
 from graph._schema import py_scalar
 

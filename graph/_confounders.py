@@ -20,7 +20,7 @@ computed once, in :func:`_score`::
 Its parts are the columns ``association`` (C), ``reliance_strength`` (R, with
 ``reliance_source``) and ``relevance_weight`` (w). The flip rate toward class ``k`` is the share
 of twins whose original was predicted another class that are predicted ``k`` once the artifact
-is added (:func:`concepts._reliance.artifact_flip_table`); :func:`workspace_confounders` measures
+is added (:func:`concepts.discovery._reliance.artifact_flip_table`); :func:`workspace_confounders` measures
 it for every annotated artifact of the data set and caches it in the workspace results.
 
 Rows are ranked by score (descending), then co-occurrence factor (descending: among rows of
@@ -50,14 +50,16 @@ from concepts import (
     WorkspaceError,
     cluster_associations,
 )
-from concepts._cooccurrence import (
+from concepts.discovery import (
     ALL_SPLITS,
+    FLIP_TABLE_COLUMNS,
     AttributeSource,
     Correction,
+    artifact_flip_table,
     attribute_class_table,
+    evaluation_split,
 )
-from concepts._metrics import finite_or_none as _num
-from concepts._reliance import FLIP_TABLE_COLUMNS, artifact_flip_table, evaluation_split
+from concepts.models import finite_or_none as _num
 from graph._model import ClinicalGraph
 
 __all__ = [
@@ -138,7 +140,7 @@ def _read_flips(flips: pd.DataFrame | None) -> dict[tuple[str, str], tuple[float
     missing = [c for c in _FLIP_REQUIRED if c not in flips.columns]
     if missing:
         raise DataError(f"the flip-rate table lacks the column(s) {missing} — build it with "
-                        "concepts._reliance.artifact_flip_table")
+                        "concepts.discovery._reliance.artifact_flip_table")
     out: dict[tuple[str, str], tuple[float, int]] = {}
     for r in flips.to_dict("records"):
         rate, n = _num(r["flip_rate"]), int(_num(r["n"]) or 0)
@@ -378,7 +380,7 @@ def rank_confounders(
         held-out split). They enter the ranking exactly like annotated attributes, whatever
         their split.
     flip_rates
-        Counterfactual flip rates (:func:`concepts._reliance.artifact_flip_table`: at least
+        Counterfactual flip rates (:func:`concepts.discovery._reliance.artifact_flip_table`: at least
         ``concept``, ``class``, ``flip_rate``, ``n``). Where a (concept, class) has one (n > 0),
         it is the reliance R, before any TCAV evidence.
 

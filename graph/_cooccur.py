@@ -10,12 +10,7 @@ import numpy as np
 import pandas as pd
 
 from concepts import DataError
-from concepts._cooccurrence_stats import (
-    Correction,
-    adjust_pvalues,
-    check_correction,
-    two_by_two_test,
-)
+from concepts.discovery import Correction, adjust_pvalues, check_correction, two_by_two_test
 from graph._model import ClinicalGraph
 from graph._schema import add_edge, py_scalar
 
@@ -32,7 +27,7 @@ def cooccurrence_table(
 ) -> pd.DataFrame:
     """Pairwise co-occurrence of binary columns.
 
-    The test and the correction are the confounder module's (:mod:`concepts._cooccurrence_stats`):
+    The test and the correction are the confounder module's (:mod:`concepts.discovery._cooccurrence_stats`):
     Pearson's chi-square (no continuity correction) when every expected count is at least 5,
     else Fisher's exact test (two-sided); Holm (or ``"bh"``) over the testable pairs.
 

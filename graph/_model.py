@@ -31,11 +31,7 @@ import numpy as np
 import pandas as pd
 
 from concepts import ARTIFACTS, ConceptError, DataError
-from concepts._derm7pt import (
-    DERM7PT_LABELS,
-    DERM7PT_MELANOMA_DIAGNOSES,
-    SEVEN_POINT_THRESHOLD,
-)
+from concepts.importers import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES, SEVEN_POINT_THRESHOLD
 from graph._schema import (
     EXPECTATION_RELATIONS,
     RELATIONS,

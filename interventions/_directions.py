@@ -37,8 +37,8 @@ from concepts import (
     hash_array,
     real_twins,
 )
-from concepts._bank import Concept, ConceptBank, ExampleSet
-from concepts._cav import PROBES, CAVTrainer
+from concepts.bank import Concept, ConceptBank, ExampleSet
+from concepts.tcav import PROBES, CAVTrainer
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionError
 
 __all__ = [
@@ -190,7 +190,7 @@ def insert_artifact(
     stream_ids
         One stream id per image (e.g. row numbers, so a subset draws as the whole set).
     """
-    from concepts._dermsynth import draw_artifact
+    from concepts.dermsynth import draw_artifact
 
     if artifact not in ARTIFACTS:
         raise InterventionError(f"unknown artifact {artifact!r}; valid artifacts are {', '.join(ARTIFACTS)}")
@@ -372,7 +372,7 @@ class ConceptLibrary:
     model
         The model.
     bank
-        The concept bank (``concepts._bank.ConceptBank``).
+        The concept bank (``concepts.bank._bank.ConceptBank``).
     cache
         Activation cache (None: activations computed in memory).
     method

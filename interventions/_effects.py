@@ -5,7 +5,7 @@
 flips, breaks the metrics down by slice (with/without each artifact, per skin tone), measures
 the counterfactual flip rates of the planted (and targeted) artifacts on twins — re-rendered for
 DermSynth, made from the data itself otherwise (user-supplied pairs, or the artifact transplanted
-with masks and inpainted away: :mod:`concepts._twins`; the report names the method) — and, when a
+with masks and inpainted away: :mod:`concepts.bank._twins`; the report names the method) — and, when a
 concept bank is given, re-runs TCAV of the targeted concepts on the patched model and reports
 their alignment category before and after. :func:`record_effect` writes the result to the
 store (``proposed`` if new, ``applied`` with evidence and metric deltas, ``effect_recorded``).
@@ -40,7 +40,7 @@ from concepts import (
     planted_confounders,
     real_twins,
 )
-from concepts._metrics import resolve_positive_class
+from concepts.models import resolve_positive_class
 from interventions._ops import apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 from interventions._whatif import TwinActivations, WhatIf
@@ -186,7 +186,7 @@ def _slices(
 # ---------------------------------------------------------------------------------- TCAV
 def _alignment_categories(table: Any, concepts: Sequence[str]) -> dict[str, str]:
     try:
-        from graph._align import alignment_report
+        from graph import alignment_report
     except ImportError:  # pragma: no cover - graph always installed with the project
         return {}
     try:
@@ -232,7 +232,7 @@ def tcav_reliance(
         effect_before, effect_after, significant_before, significant_after}],
         "alignment": {concept: {"before", "after"}}}``.
     """
-    from concepts._tcav import TCAVSetup, run_tcav
+    from concepts.tcav import TCAVSetup, run_tcav
 
     names = model.layers
     top = names.index(spec.layer)

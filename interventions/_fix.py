@@ -56,7 +56,7 @@ _EPS = 0.05
 
 @lru_cache(maxsize=1)
 def _graph() -> Any:
-    from graph._model import ClinicalGraph
+    from graph import ClinicalGraph
 
     return ClinicalGraph.default()
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from concepts import ClassifierModel, StagedNet, WorkbenchError
-from concepts._dataset import swap_in_directory
+from concepts.data import swap_in_directory
 from interventions._ops import CompiledSpec, activation_dim, apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 

@@ -26,6 +26,7 @@ from torch import nn
 from concepts import (
     ActivationCache,
     ClassifierModel,
+    DataError,
     Dataset,
     DatasetInfo,
     ImageSet,
@@ -34,14 +35,13 @@ from concepts import (
     hash_array,
     resolve_device,
 )
-from concepts._errors import DataError
-from concepts._metrics import (
+from concepts.discovery import planted_confounders
+from concepts.models import (
     annotated_artifacts,
     classification_metrics,
     group_name,
     resolve_positive_class,
 )
-from concepts._reliance import planted_confounders
 from interventions._ops import CompiledSpec
 from interventions._spec import InterventionError, InterventionSpec
 
@@ -472,7 +472,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------------- fast metrics
 class _FastMetrics:
-    """:func:`concepts._metrics.classification_metrics` for fixed labels and groups, vectorised.
+    """:func:`concepts.models._metrics.classification_metrics` for fixed labels and groups, vectorised.
 
     The what-if calls it on every slider move: labels, group masks and class masks are
     precomputed once, and AUC is the Mann-Whitney statistic (average ranks for ties), so a
@@ -589,7 +589,7 @@ def make_twins(
         acts = cache.get(model, layer, probe)[layer]
         return TwinActivations(artifact, rows, np.asarray(acts), to_class)
     if dermsynth:
-        from concepts._dermsynth import render_twins
+        from concepts.dermsynth import render_twins
 
         images = render_twins(dataset, sel, artifact, present=True)
     else:

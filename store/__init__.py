@@ -29,23 +29,29 @@ from store._errors import (
 from store._export import (
     EXPORT_FORMATS,
     EXPORT_META_COLUMNS,
+    file_sha256,
     neutralise_csv_cell,
     read_export,
     verify_file,
 )
-from store._fields import MAX_RATIONALE_BYTES
+from store._fields import MAX_RATIONALE_BYTES, blank, event_fields
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
 from store._outpath import find_workspace_root, safe_output_path, write_atomic
+from store._refs import RefInsert
+from store._report_common import auc_interval, balanced_interval, wilson
 from store._roles import PERMISSIONS, Action, Actor, Role, os_user_name
+from store._schema import EVENT_COLUMNS, REF_TABLES, load_migrations
 from store._store import PROJECT_VERSION, STORE_FILENAME, Store
 
 __all__ = [
+    "EVENT_COLUMNS",
     "EXPORT_FORMATS",
     "EXPORT_META_COLUMNS",
     "GENESIS_HASH",
     "MAX_RATIONALE_BYTES",
     "PERMISSIONS",
     "PROJECT_VERSION",
+    "REF_TABLES",
     "STORE_FILENAME",
     "Action",
     "Actor",
@@ -58,20 +64,28 @@ __all__ = [
     "MigrationError",
     "NotFoundError",
     "PermissionDenied",
+    "RefInsert",
     "Role",
     "Store",
     "StoreBusyError",
     "StoreError",
     "ValidationError",
     "VerifyResult",
+    "auc_interval",
+    "balanced_interval",
+    "blank",
     "canonical_json",
+    "event_fields",
     "event_hash",
+    "file_sha256",
     "find_workspace_root",
+    "load_migrations",
     "neutralise_csv_cell",
     "os_user_name",
     "read_export",
     "replace_nonfinite",
     "safe_output_path",
     "verify_file",
+    "wilson",
     "write_atomic",
 ]

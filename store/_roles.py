@@ -194,7 +194,7 @@ class Actor:
         """The OS user running this process (:func:`os_user_name`), with ``role``.
 
         The caller is responsible for ``role`` being one the user was granted (the CLI
-        resolves it from the workspace's roles file, ``workbench._cli_identity``).
+        resolves it from the workspace's roles file, ``workbench.auth._identity``).
 
         Raises
         ------

@@ -19,8 +19,8 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (``shutil.copytree``).
     """
     from concepts import Workspace
-    from concepts._dermsynth import DermSynthConfig
-    from workbench._demo import DemoConfig, build_demo
+    from concepts.dermsynth import DermSynthConfig
+    from workbench.services._demo import DemoConfig, build_demo
 
     root = tmp_path_factory.mktemp("small_ws")
     cfg = DemoConfig(

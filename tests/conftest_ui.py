@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench._auth import ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_SECRETS_FILE, ENV_WORKSPACE
-from workbench._ui_state import ENV_STORE_TIMEOUT
+from workbench.auth._auth import ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_SECRETS_FILE, ENV_WORKSPACE
+from workbench.ui._state import ENV_STORE_TIMEOUT
 
 APP = Path(__file__).resolve().parents[1] / "workbench" / "app.py"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -28,7 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 def ensure_ui_results(root: Path) -> None:
     """Compute what the UI shows and the demo build may not have precomputed (TCAV)."""
     from concepts import Workspace
-    from concepts._tcav import run_tcav
+    from concepts.tcav import run_tcav
 
     ws = Workspace(root)
     if not (ws.results_dir / "tcav.parquet").is_file():

@@ -1,8 +1,8 @@
 """Concept Workbench web UI: the Streamlit entry point (``streamlit run workbench/app.py``).
 
-A router only: it works out who is signed in (:mod:`workbench._auth`), builds the page list for
+A router only: it works out who is signed in (:mod:`workbench.auth._auth`), builds the page list for
 that role and runs the chosen page. ``workbench serve`` passes the workspace and role through
-environment variables (see :mod:`workbench._serve`).
+environment variables (see :mod:`workbench.cli._serve`).
 
 Without ``WORKBENCH_AUTH=oidc`` the app runs in local single-user mode, which it refuses unless
 the server listens on loopback only (``server.address`` and the bound socket) and the browser
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench._ui_nav import navigation_for
-from workbench._ui_state import apply_thread_limit, current_session, sidebar_identity
-from workbench._ui_text import md
+from workbench.ui._nav import navigation_for
+from workbench.ui._state import apply_thread_limit, current_session, sidebar_identity
+from workbench.ui._text import md
 
 apply_thread_limit()
 

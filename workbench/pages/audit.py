@@ -7,7 +7,7 @@ import functools
 import streamlit as st
 
 from store import Action
-from workbench._ui_history import (
+from workbench.ui._history import (
     EXPORT_MIME,
     anchor_note,
     export_bytes,
@@ -17,8 +17,8 @@ from workbench._ui_history import (
     make_filter,
     verify_summary,
 )
-from workbench._ui_science import confounder_frame
-from workbench._ui_state import PageContext, guard, run_page, store, store_events, workspace
+from workbench.ui._science import confounder_frame
+from workbench.ui._state import PageContext, guard, run_page, store, store_events, workspace
 
 
 def body(ctx: PageContext) -> None:

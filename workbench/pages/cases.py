@@ -10,15 +10,15 @@ import pandas as pd
 import streamlit as st
 
 from store import Action
-from workbench._ui_concepts import (
+from workbench.ui._concepts import (
     add_concept_from_cases,
     attribution,
     case_concept_scores,
     case_table,
     concept_map,
 )
-from workbench._ui_figures import heat_overlay, reliance_bar
-from workbench._ui_interventions import (
+from workbench.ui._figures import heat_overlay, reliance_bar
+from workbench.ui._interventions import (
     PRESET_KEY,
     build_spec,
     concept_library,
@@ -27,9 +27,9 @@ from workbench._ui_interventions import (
     whatif,
     whatif_ready,
 )
-from workbench._ui_science import tcav_table
-from workbench._ui_state import PageContext, dataset, guard, progress_bar, run_page, workspace
-from workbench._ui_text import md
+from workbench.ui._science import tcav_table
+from workbench.ui._state import PageContext, dataset, guard, progress_bar, run_page, workspace
+from workbench.ui._text import md
 
 _GROUPS = ("custom", "artifact", "criterion")
 _POS_KEY, _NEG_KEY, _TICKED_KEY = "cx_concept_cases", "cx_concept_neg", "cx_ticked_prev"

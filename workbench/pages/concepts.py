@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench._ui_concepts import concept_examples, concept_map
-from workbench._ui_figures import heat_overlay, tcav_figure
-from workbench._ui_science import example_split, tcav_table
-from workbench._ui_state import PageContext, guard, run_page, workspace
-from workbench._ui_text import md
+from workbench.ui._concepts import concept_examples, concept_map
+from workbench.ui._figures import heat_overlay, tcav_figure
+from workbench.ui._science import example_split, tcav_table
+from workbench.ui._state import PageContext, guard, run_page, workspace
+from workbench.ui._text import md
 
 
 def body(ctx: PageContext) -> None:

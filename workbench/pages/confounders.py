@@ -9,12 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from store import Action
-from workbench._ui_concepts import cluster_gallery, name_cluster_as_concept
-from workbench._ui_figures import cooccurrence_heatmap
-from workbench._ui_interventions import PRESET_KEY
-from workbench._ui_science import confounder_display, confounder_frame, cooccurrence_tables
-from workbench._ui_state import PageContext, guard, run_page, workspace
-from workbench._ui_text import md
+from workbench.ui._concepts import cluster_gallery, name_cluster_as_concept
+from workbench.ui._figures import cooccurrence_heatmap
+from workbench.ui._interventions import PRESET_KEY
+from workbench.ui._science import confounder_display, confounder_frame, cooccurrence_tables
+from workbench.ui._state import PageContext, guard, run_page, workspace
+from workbench.ui._text import md
 
 
 def _report(ctx: PageContext, ws: Any) -> None:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from concepts import DataError
 from store import Action
-from workbench._ui_fix import (
+from workbench.ui._fix import (
     IMAGE_SUFFIXES,
     MAX_FILES,
     MAX_K,
@@ -31,8 +31,8 @@ from workbench._ui_fix import (
     shots_from_upload,
     unpack_zip,
 )
-from workbench._ui_state import PageContext, guard, model, run_page, store_events, workspace
-from workbench._ui_text import md
+from workbench.ui._state import PageContext, guard, model, run_page, store_events, workspace
+from workbench.ui._text import md
 
 _ROWS = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("clean_accuracy", "accuracy without artifacts"))
 

@@ -10,9 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from store import Action
-from workbench._ui_figures import metrics_compare_bar, reliance_bar
-from workbench._ui_history import active_interventions, intervention_report_bytes
-from workbench._ui_interventions import (
+from workbench.ui._figures import metrics_compare_bar, reliance_bar
+from workbench.ui._history import active_interventions, intervention_report_bytes
+from workbench.ui._interventions import (
     METRIC_KEYS,
     PRESET_KEY,
     build_spec,
@@ -27,8 +27,8 @@ from workbench._ui_interventions import (
     whatif,
     whatif_ready,
 )
-from workbench._ui_science import confounder_frame
-from workbench._ui_state import (
+from workbench.ui._science import confounder_frame
+from workbench.ui._state import (
     PageContext,
     guard,
     progress_bar,
@@ -37,7 +37,7 @@ from workbench._ui_state import (
     store_events,
     workspace,
 )
-from workbench._ui_text import md
+from workbench.ui._text import md
 
 _LABELS = {
     "accuracy": "Accuracy",

@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench._ui_figures import graph_figure, selected_node
-from workbench._ui_science import graph_tables, node_evidence
-from workbench._ui_state import PageContext, run_page, workspace
-from workbench._ui_text import md
+from workbench.ui._figures import graph_figure, selected_node
+from workbench.ui._science import graph_tables, node_evidence
+from workbench.ui._state import PageContext, run_page, workspace
+from workbench.ui._text import md
 
 
 def body(ctx: PageContext) -> None:

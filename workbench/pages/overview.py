@@ -6,10 +6,10 @@ from typing import Any
 
 import streamlit as st
 
-from workbench._ui_history import active_interventions, history_frame
-from workbench._ui_science import alignment_frame, confounder_display, confounder_frame, summary
-from workbench._ui_state import PageContext, guard, run_page, store_events, workspace
-from workbench._ui_text import md
+from workbench.ui._history import active_interventions, history_frame
+from workbench.ui._science import alignment_frame, confounder_display, confounder_frame, summary
+from workbench.ui._state import PageContext, guard, run_page, store_events, workspace
+from workbench.ui._text import md
 
 
 def _pct(v: Any) -> str:

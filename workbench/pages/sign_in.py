@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench._auth import AuthConfigError, oidc_provider_name
-from workbench._ui_nav import PAGES, page_keys_for
-from workbench._ui_state import current_session, show_error
-from workbench._ui_text import md
+from workbench.auth._auth import AuthConfigError, oidc_provider_name
+from workbench.ui._nav import PAGES, page_keys_for
+from workbench.ui._state import current_session, show_error
+from workbench.ui._text import md
 
 st.title("Concept Workbench")
 st.caption("Find and correct what a dermatology classifier relies on.")

@@ -1,0 +1,63 @@
+"""concepts.discovery."""
+
+from concepts.discovery._clusters import (
+    CLUSTER_COLUMNS,
+    ClusteringResult,
+    cluster_activations,
+    cluster_associations,
+    cluster_dataset,
+    name_cluster,
+    pool_activations,
+)
+from concepts.discovery._cooccurrence import (
+    ALL_SPLITS,
+    ATTRIBUTE_CLASS_COLUMNS,
+    ATTRIBUTE_PAIR_COLUMNS,
+    AttributeSource,
+    Correction,
+    adjust_pvalues,
+    attribute_class_table,
+    attribute_pair_table,
+    odds_ratio_ci,
+    two_by_two_test,
+)
+from concepts.discovery._cooccurrence_stats import check_correction
+from concepts.discovery._reliance import (
+    FLIP_TABLE_COLUMNS,
+    FlipRate,
+    artifact_flip_table,
+    counterfactual_flip_rate,
+    evaluation_split,
+    flip_rates_from_twins,
+    is_dermsynth,
+    planted_confounders,
+)
+
+__all__ = [
+    "ALL_SPLITS",
+    "ATTRIBUTE_CLASS_COLUMNS",
+    "ATTRIBUTE_PAIR_COLUMNS",
+    "CLUSTER_COLUMNS",
+    "FLIP_TABLE_COLUMNS",
+    "AttributeSource",
+    "ClusteringResult",
+    "Correction",
+    "FlipRate",
+    "adjust_pvalues",
+    "artifact_flip_table",
+    "attribute_class_table",
+    "attribute_pair_table",
+    "check_correction",
+    "cluster_activations",
+    "cluster_associations",
+    "cluster_dataset",
+    "counterfactual_flip_rate",
+    "evaluation_split",
+    "flip_rates_from_twins",
+    "is_dermsynth",
+    "name_cluster",
+    "odds_ratio_ci",
+    "planted_confounders",
+    "pool_activations",
+    "two_by_two_test",
+]

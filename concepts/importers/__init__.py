@@ -1,0 +1,36 @@
+"""concepts.importers."""
+
+from concepts.importers._derm7pt import (
+    DERM7PT_CLASSES,
+    DERM7PT_CRITERION_POINTS,
+    DERM7PT_LABELS,
+    DERM7PT_MELANOMA_DIAGNOSES,
+    DERM7PT_METADATA,
+    DERM7PT_SPLIT_FILES,
+    SEVEN_POINT_THRESHOLD,
+    import_derm7pt,
+    is_melanoma_diagnosis,
+    read_derm7pt_meta,
+    read_derm7pt_splits,
+)
+from concepts.importers._folder import import_class_folders, import_folder, stratified_split
+from concepts.importers._isic import BINARY_CLASSES, import_isic
+
+__all__ = [
+    "BINARY_CLASSES",
+    "DERM7PT_CLASSES",
+    "DERM7PT_CRITERION_POINTS",
+    "DERM7PT_LABELS",
+    "DERM7PT_MELANOMA_DIAGNOSES",
+    "DERM7PT_METADATA",
+    "DERM7PT_SPLIT_FILES",
+    "SEVEN_POINT_THRESHOLD",
+    "import_class_folders",
+    "import_derm7pt",
+    "import_folder",
+    "import_isic",
+    "is_melanoma_diagnosis",
+    "read_derm7pt_meta",
+    "read_derm7pt_splits",
+    "stratified_split",
+]

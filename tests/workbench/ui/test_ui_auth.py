@@ -1,0 +1,531 @@
+"""Sign-in modes, roles files and the ``workbench serve`` plan (no server started)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from concepts import Workspace
+from store import Role
+from workbench.auth._auth import (
+    ENV_AUTH,
+    ENV_ROLE,
+    ENV_ROLES_FILE,
+    ENV_SECRETS_FILE,
+    ENV_WORKSPACE,
+    AuthConfigError,
+    RoleMap,
+    ServingContext,
+    check_oidc_secrets,
+    is_loopback,
+    oidc_provider_name,
+    resolve_session,
+)
+from workbench.cli._serve import SERVER_OPTIONS, ServeError, app_path, plan_serve
+
+SECRETS = """
+[auth]
+redirect_uri = "http://wb.example:8501/oauth2callback"
+cookie_secret = "Vq3xK9bT2mZ7wR4pL8nY1cF6hJ0dS5gA-eU_iOoQzWk"
+client_id = "workbench"
+client_secret = "s3cret"
+server_metadata_url = "https://idp.example/.well-known/openid-configuration"
+"""
+
+ISS = "https://idp.example"
+ROLES = """
+claim = "workbench_role"
+[subjects."https://idp.example"]
+"sub-derm" = "dermatologist"
+[emails]
+"Audit@Clinic.example" = "auditor"
+"""
+
+
+LOOPBACK = ServingContext(address="127.0.0.1", listening=("127.0.0.1",))
+STRONG = "Vq3xK9bT2mZ7wR4pL8nY1cF6hJ0dS5gA-eU_iOoQzWk"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_SECRETS_FILE, ENV_WORKSPACE):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("127.0.0.1", True), ("127.0.1.5", True), ("localhost", True), ("::1", True), ("[::1]", True),
+     ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("10.0.0.2", False), ("wb.example", False),
+     ("::", False), ("::ffff:10.0.0.1", False), ("", False)],
+)
+def test_is_loopback(host: str, expected: bool) -> None:
+    assert is_loopback(host) is expected
+
+
+def test_role_map_priority_and_claims() -> None:
+    rm = RoleMap.from_dict(
+        {"claim": "workbench_role", "subjects": {ISS: {"sub-derm": "dermatologist"}},
+         "emails": {"Audit@Clinic.example": "auditor"}}
+    )
+    derm = {"iss": ISS, "sub": "sub-derm"}
+    assert rm.role_for({**derm, "workbench_role": "auditor"}) is Role.DERMATOLOGIST
+    assert rm.role_for({"iss": ISS, "sub": "x", "email": "audit@clinic.example",
+                        "email_verified": True}) is Role.AUDITOR
+    # an unverified e-mail is not trusted
+    assert rm.role_for({"sub": "x", "email": "audit@clinic.example", "email_verified": False}) is None
+    assert rm.role_for({"sub": "x", "workbench_role": ["nobody", "Engineer"]}) is Role.ENGINEER
+    assert rm.role_for({"sub": "x"}) is None
+    assert RoleMap.from_dict({"default": "auditor"}).role_for({"sub": "x"}) is Role.AUDITOR
+
+
+@pytest.mark.parametrize("verified", [None, "true", "false", "True", 1, "yes", False])
+def test_email_needs_verified_boolean_true(verified: object) -> None:
+    """#13.5: a missing ``email_verified`` claim, or a string, must not count as verified."""
+    rm = RoleMap.from_dict({"emails": {"ada@clinic.example": "dermatologist"}})
+    claims: dict[str, object] = {"iss": ISS, "sub": "attacker", "email": "ada@clinic.example"}
+    if verified is not None:
+        claims["email_verified"] = verified
+    assert rm.role_for(claims) is None
+    out = resolve_session("oidc", user={"is_logged_in": True, **claims}, roles=rm)
+    assert out.actor is None and "no workbench role" in out.problem
+    assert rm.role_for({**claims, "email_verified": True}) is Role.DERMATOLOGIST
+
+
+def test_subjects_are_keyed_by_issuer() -> None:
+    """#13.5: the same ``sub`` from another issuer is somebody else."""
+    rm = RoleMap.from_dict({"subjects": {ISS: {"248289761001": "dermatologist"}}})
+    assert rm.role_for({"iss": ISS, "sub": "248289761001"}) is Role.DERMATOLOGIST
+    assert rm.role_for({"iss": "https://other-idp.example", "sub": "248289761001"}) is None
+    assert rm.role_for({"sub": "248289761001"}) is None  # no issuer: nobody
+    ok = resolve_session("oidc", user={"is_logged_in": True, "iss": ISS, "sub": "248289761001"}, roles=rm)
+    assert ok.actor is not None and ok.actor.id == f"{ISS}#248289761001"
+    other = resolve_session(
+        "oidc", user={"is_logged_in": True, "iss": "https://evil.example", "sub": "248289761001"}, roles=rm
+    )
+    assert other.actor is None
+    noiss = resolve_session("oidc", user={"is_logged_in": True, "sub": "248289761001"}, roles=rm)
+    assert noiss.actor is None and "iss" in noiss.problem
+
+
+def test_flat_subjects_only_with_one_provider(tmp_path: Path) -> None:
+    """The older flat ``[subjects]`` table still works with one provider; with two it is refused."""
+    rm = RoleMap.from_dict({"subjects": {"sub-derm": "dermatologist"}})
+    assert rm.has_flat_subjects
+    assert rm.role_for({"iss": ISS, "sub": "sub-derm"}) is Role.DERMATOLOGIST
+    one = {"client_id": "a", "client_secret": "b", "server_metadata_url": "http://m"}
+    rm.check_providers(one)
+    two = {"a": one, "b": one}
+    with pytest.raises(AuthConfigError, match="several sign-in providers"):
+        rm.check_providers(two)
+    RoleMap.from_dict({"subjects": {ISS: {"s": "auditor"}}}).check_providers(two)
+    with pytest.raises(AuthConfigError, match="issuer URL"):
+        RoleMap.from_dict({"subjects": {"not a url": {"s": "auditor"}}})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"subjects": {"a": "admin"}}, {"colour": "red"}, {"claim": ""}, {"default": "boss"},
+     {"emails": ["a"]}],
+)
+def test_role_map_rejects_bad_files(data: dict[str, object]) -> None:
+    with pytest.raises(AuthConfigError):
+        RoleMap.from_dict(data)
+
+
+def test_resolve_session_modes() -> None:
+    local = resolve_session("local", local_role="auditor", serving=LOOPBACK)
+    assert local.actor is not None and local.actor.role is Role.AUDITOR
+    assert local.actor.source == "os"
+    with pytest.raises(AuthConfigError, match="unknown role"):
+        resolve_session("local", local_role="admin", serving=LOOPBACK)
+
+    rm = RoleMap.from_dict({"subjects": {"sub-derm": "dermatologist"}})
+    out = resolve_session("oidc", user={"is_logged_in": False}, roles=rm)
+    assert out.actor is None and not out.signed_in
+    ok = resolve_session(
+        "oidc", user={"is_logged_in": True, "iss": ISS, "sub": "sub-derm", "name": "Dr Ada"}, roles=rm
+    )
+    assert ok.actor is not None
+    assert (ok.actor.id, ok.actor.role, ok.actor.display_name, ok.actor.source) == (
+        f"{ISS}#sub-derm", Role.DERMATOLOGIST, "Dr Ada", "oidc")
+    stranger = resolve_session("oidc", user={"is_logged_in": True, "iss": ISS, "sub": "zz"}, roles=rm)
+    assert stranger.actor is None and stranger.signed_in and "no workbench role" in stranger.problem
+    nosub = resolve_session("oidc", user={"is_logged_in": True}, roles=rm)
+    assert nosub.actor is None and "sub" in nosub.problem
+
+
+def test_check_oidc_secrets(tmp_path: Path) -> None:
+    with pytest.raises(AuthConfigError, match=r"there is no .*missing\.toml"):
+        check_oidc_secrets(tmp_path / "missing.toml")
+    p = tmp_path / "secrets.toml"
+    p.write_text('[other]\nx = 1\n')
+    with pytest.raises(AuthConfigError, match=r"no \[auth\] section"):
+        check_oidc_secrets(p)
+    p.write_text(f'[auth]\nredirect_uri = "http://h/oauth2callback"\ncookie_secret = "{STRONG}"\n')
+    with pytest.raises(AuthConfigError, match="client_id"):
+        check_oidc_secrets(p)
+    p.write_text(SECRETS)
+    auth = check_oidc_secrets(p)
+    assert oidc_provider_name(auth) is None
+    named = (
+        f'[auth]\nredirect_uri = "http://h:1/oauth2callback"\ncookie_secret = "{STRONG}"\n'
+        '[auth.corp]\nclient_id = "a"\nclient_secret = "b"\nserver_metadata_url = "http://m"\n'
+    )
+    p.write_text(named)
+    assert oidc_provider_name(check_oidc_secrets(p)) == "corp"
+    p.write_text("[auth\n")
+    with pytest.raises(AuthConfigError, match="not valid TOML"):
+        check_oidc_secrets(p)
+
+
+def test_plan_local_on_loopback(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws")
+    plan = plan_serve(ws, host="127.0.0.1", port=8765, role="engineer", base_env={})
+    assert plan.mode == "local"
+    assert plan.argv[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert Path(plan.argv[4]) == app_path() and app_path().is_file()
+    opts = dict(zip(plan.argv[5::2], plan.argv[6::2], strict=True))
+    assert opts["--server.address"] == "127.0.0.1"
+    assert opts["--server.port"] == "8765"
+    assert opts["--server.headless"] == "true"
+    assert opts["--browser.gatherUsageStats"] == "false"
+    assert opts["--client.showErrorDetails"] == SERVER_OPTIONS["client.showErrorDetails"] == "none"
+    assert "--secrets.files" not in opts
+    assert plan.env[ENV_WORKSPACE] == str(ws.root)
+    assert plan.env[ENV_ROLE] == "engineer"
+    assert plan.env[ENV_AUTH] == "local"
+    assert any("not a workspace" in w for w in plan.warnings)
+
+
+def test_plan_refuses_non_loopback_without_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(AuthConfigError, match="requires sign-in"):
+        plan_serve(ws, host="0.0.0.0", port=8501)
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('[server]\nx = 1\n')
+    with pytest.raises(AuthConfigError, match=r"no \[auth\] section"):
+        plan_serve(ws, host="0.0.0.0", port=8501)
+    with pytest.raises(AuthConfigError, match="only allowed on a loopback"):
+        plan_serve(ws, host="10.1.2.3", port=8501, auth="local")
+
+
+def test_plan_oidc_needs_roles_and_passes_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".streamlit").mkdir()
+    secrets = tmp_path / ".streamlit" / "secrets.toml"
+    secrets.write_text(SECRETS)
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(AuthConfigError, match="no roles"):
+        plan_serve(ws, host="0.0.0.0", port=8501)
+    (tmp_path / ".streamlit" / "roles.toml").write_text(ROLES)
+    plan = plan_serve(ws, host="0.0.0.0", port=8502, base_env={})
+    assert plan.mode == "oidc"
+    opts = dict(zip(plan.argv[5::2], plan.argv[6::2], strict=True))
+    assert opts["--secrets.files"] == str(secrets.resolve())
+    assert plan.env[ENV_ROLES_FILE] == str((tmp_path / ".streamlit" / "roles.toml").resolve())
+    assert plan.env[ENV_AUTH] == "oidc"
+    assert any("redirect_uri" in w for w in plan.warnings)  # 8501 in secrets, serving 8502
+    # forcing sign-in on loopback (what the end-to-end test does)
+    forced = plan_serve(ws, host="127.0.0.1", port=8501, auth="oidc", base_env={})
+    assert forced.mode == "oidc"
+
+
+def test_plan_rejects_bad_arguments(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path)
+    with pytest.raises(AuthConfigError, match="unknown role"):
+        plan_serve(ws, role="admin")
+    with pytest.raises(ServeError, match="out of range"):
+        plan_serve(ws, port=70000)
+    with pytest.raises(ServeError, match="sign-in mode"):
+        plan_serve(ws, auth="saml")
+
+
+def test_serve_refuses_taken_port(tmp_path: Path) -> None:
+    import socket
+
+    from workbench.cli._serve import serve_ui
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ServeError, match="another program"):
+            serve_ui(Workspace(tmp_path), host="127.0.0.1", port=port)
+
+
+def test_workbench_serve_runs_streamlit_and_stops_with_it(tmp_path: Path) -> None:
+    """`workbench serve` starts Streamlit with the plan's options; SIGTERM stops both."""
+    import os
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    exe = Path(sys.executable).with_name("workbench")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--workspace", str(tmp_path / "ws"), "--port", str(port), "--role", "auditor"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "streamlit did not start"
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        out = proc.stdout.read() if proc.stdout else ""
+        assert "local mode" in out and "auditor" in out
+        time.sleep(1)
+        with pytest.raises(OSError):  # the Streamlit child is gone too
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------- #13.3 local mode off loopback
+@pytest.mark.parametrize(
+    ("ctx", "why"),
+    [
+        (None, "cannot tell"),
+        (ServingContext(address=None), "all interfaces"),
+        (ServingContext(address=""), "all interfaces"),
+        (ServingContext(address="0.0.0.0"), "0.0.0.0"),
+        (ServingContext(address="::"), "'::'"),
+        (ServingContext(address="10.1.2.3"), "10.1.2.3"),
+        (ServingContext(address="127.0.0.1", listening=("0.0.0.0",)), "bound to '0.0.0.0'"),
+        (ServingContext(address="127.0.0.1", listening=("127.0.0.1", "::")), "bound to '::'"),
+        (ServingContext(address="127.0.0.1", client_ip="203.0.113.9"), "connects from 203.0.113.9"),
+        (ServingContext(address="127.0.0.1", host_header="evil.example:8501"), "requested as"),
+        (ServingContext(address="127.0.0.1", forwarded=True), "proxy"),
+    ],
+)
+def test_local_mode_refused_off_loopback(ctx: ServingContext | None, why: str) -> None:
+    """#13.3: local mode (the OS user's identity for every visitor) only on loopback."""
+    out = resolve_session("local", local_role="dermatologist", serving=ctx)
+    assert out.actor is None and not out.signed_in
+    assert "local mode refused" in out.problem and why in out.problem
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [LOOPBACK, ServingContext(address="localhost", listening=()),
+     ServingContext(address="::1", listening=("::1",), host_header="[::1]:8501"),
+     ServingContext(address="127.0.0.1", host_header="localhost:8501")],
+)
+def test_local_mode_allowed_on_loopback(ctx: ServingContext) -> None:
+    out = resolve_session("local", local_role="engineer", serving=ctx)
+    assert out.actor is not None and out.actor.role is Role.ENGINEER
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc")
+def test_listening_addresses_reads_the_bound_socket() -> None:
+    import socket
+
+    from workbench.auth._auth import listening_addresses
+
+    with socket.socket() as wide, socket.socket() as narrow:
+        wide.bind(("0.0.0.0", 0))
+        wide.listen()
+        narrow.bind(("127.0.0.1", 0))
+        narrow.listen()
+        assert listening_addresses(wide.getsockname()[1]) == ("0.0.0.0",)
+        assert listening_addresses(narrow.getsockname()[1]) == ("127.0.0.1",)
+        assert listening_addresses(_free_port()) == ()
+
+
+def _plain(markdown: str) -> str:
+    """Undo the Markdown escaping of user text (what the browser displays)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def _apptest_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str | None, port: int = 8501):  # type: ignore[no-untyped-def]
+    from conftest_ui import APP, loopback_server_address
+    from streamlit import config as st_config
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(ENV_WORKSPACE, str(tmp_path / "no-workspace"))
+    old_port = st_config.get_option("server.port")
+    st_config.set_option("server.port", port)
+    try:
+        with loopback_server_address(address):  # type: ignore[arg-type]
+            return AppTest.from_file(str(APP), default_timeout=60).run()
+    finally:
+        st_config.set_option("server.port", old_port)
+
+
+@pytest.mark.parametrize("address", [None, "", "0.0.0.0", "::", "192.0.2.1"])
+def test_app_refuses_local_mode_when_not_on_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str | None
+) -> None:
+    """#13.3: `streamlit run workbench/app.py --server.address 0.0.0.0` with WORKBENCH_AUTH unset
+    used to give every visitor the OS user as a dermatologist; the app now refuses."""
+    at = _apptest_local(tmp_path, monkeypatch, address)
+    assert not at.exception
+    assert any("local mode refused" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.sidebar.markdown  # nobody is signed in, no identity shown
+    assert [t.value for t in at.title] == ["Concept Workbench"]
+
+
+def test_app_refuses_local_mode_when_bound_wider_than_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The actual listening socket counts, not only the option (Linux /proc)."""
+    import socket
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs Linux /proc")
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        at = _apptest_local(tmp_path, monkeypatch, "127.0.0.1", port=s.getsockname()[1])
+    assert any("bound to '0.0.0.0'" in _plain(e.value) for e in at.error), [e.value for e in at.error]
+
+
+def test_app_local_mode_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _apptest_local(tmp_path, monkeypatch, "127.0.0.1", port=_free_port())
+    assert not at.exception
+    assert not any("local mode refused" in e.value for e in at.error), [e.value for e in at.error]
+    assert "dermatologist" in "\n".join(m.value for m in at.sidebar.markdown)
+
+
+# ---------------------------------------------------------------------------- #13.4 cookie secret
+PLACEHOLDER = "<32 random bytes: python -c 'import secrets; print(secrets.token_urlsafe(32))'>"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["x", "<a long random string>", PLACEHOLDER, "0123456789abcdef0123456789abcdef",
+     "0123456789abcdef" * 4, "a" * 64, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+     "my-cookie-secret-for-the-workbench-2026-please-ok", "e2e-only-cookie-secret-0123456789abcdef",
+     "", None, 12345],
+)
+def test_weak_cookie_secret_refused(tmp_path: Path, secret: object) -> None:
+    """#13.4: the placeholder the error message suggested, or "x", was accepted."""
+    from workbench.auth._auth import check_cookie_secret
+
+    with pytest.raises(AuthConfigError, match="cookie_secret"):
+        check_cookie_secret(secret)
+    p = tmp_path / "secrets.toml"
+    p.write_text(SECRETS.replace(f'"{STRONG}"', json_str(secret)))
+    with pytest.raises(AuthConfigError, match="cookie_secret"):
+        check_oidc_secrets(p)
+
+
+def json_str(value: object) -> str:
+    import json
+
+    return json.dumps(value) if isinstance(value, str | int) else '""'
+
+
+def test_random_cookie_secrets_accepted() -> None:
+    """No false alarms on random secrets: 20,000 of each encoding (seeded), and fresh ones."""
+    import base64
+    import random
+
+    from workbench.auth._auth import check_cookie_secret, generate_cookie_secret
+
+    rng = random.Random(0)
+    for _ in range(20_000):
+        raw = rng.randbytes(32)
+        for s in (base64.urlsafe_b64encode(raw).rstrip(b"=").decode(), raw.hex(),
+                  base64.b64encode(raw).decode()):
+            assert check_cookie_secret(s) == s
+    for _ in range(100):
+        s = generate_cookie_secret()
+        assert check_cookie_secret(s) == s
+    msg = ""
+    try:
+        check_cookie_secret("x")
+    except AuthConfigError as exc:
+        msg = str(exc)
+    suggested = msg.split('cookie_secret = "')[1].split('"')[0]
+    assert check_cookie_secret(suggested) == suggested  # the suggestion itself passes
+    with pytest.raises(AuthConfigError) as info:
+        check_cookie_secret("x", suggest=False)
+    assert "cookie_secret = ..." in str(info.value)
+
+
+def test_plan_serve_refuses_weak_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(SECRETS.replace(STRONG, "x"))
+    (tmp_path / ".streamlit" / "roles.toml").write_text(ROLES)
+    with pytest.raises(AuthConfigError, match="cookie_secret is too weak"):
+        plan_serve(Workspace(tmp_path / "ws"), host="0.0.0.0", port=8501)
+
+
+def test_ensure_cookie_secret_generates_never_overwrites(tmp_path: Path) -> None:
+    from workbench.auth._auth import check_cookie_secret
+    from workbench.cli._serve import ensure_cookie_secret
+
+    p = tmp_path / "secrets.toml"
+    without = SECRETS.replace(f'cookie_secret = "{STRONG}"\n', "")
+    p.write_text(without)
+    p.chmod(0o600)
+    assert ensure_cookie_secret(p)
+    import tomllib
+
+    auth = tomllib.loads(p.read_text())["auth"]
+    check_cookie_secret(auth["cookie_secret"])
+    assert auth["client_secret"] == "s3cret" and (p.stat().st_mode & 0o777) == 0o600
+    check_oidc_secrets(p)
+    before = p.read_text()
+    assert not ensure_cookie_secret(p)  # present now: untouched
+    assert p.read_text() == before
+    p.write_text(SECRETS.replace(STRONG, "x"))
+    assert not ensure_cookie_secret(p)  # a weak one is refused, never replaced
+    assert 'cookie_secret = "x"' in p.read_text()
+    assert not ensure_cookie_secret(tmp_path / "missing.toml")
+
+
+def test_app_refuses_sign_in_with_weak_cookie_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cookie signed with a guessable secret resolved to a dermatologist; not any more."""
+    from conftest_ui import APP
+    from streamlit.testing.v1 import AppTest
+
+    roles = tmp_path / "roles.toml"
+    roles.write_text(ROLES)
+    monkeypatch.setenv(ENV_AUTH, "oidc")
+    monkeypatch.setenv(ENV_ROLES_FILE, str(roles))
+    monkeypatch.setenv(ENV_WORKSPACE, str(tmp_path / "no-workspace"))
+    auth = {"redirect_uri": "http://127.0.0.1:1/oauth2callback", "cookie_secret": "x",
+            "client_id": "c", "client_secret": "s",
+            "server_metadata_url": "http://127.0.0.1:2/.well-known/openid-configuration"}
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets["auth"] = auth
+    at.user = {"is_logged_in": True, "iss": ISS, "sub": "sub-derm", "name": "Forged"}
+    at.run()
+    assert not at.exception
+    text = "\n".join(w.value for w in at.warning)
+    assert "cookie_secret is too weak" in _plain(text) and "Forged" not in "\n".join(m.value for m in at.sidebar.markdown)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets["auth"] = {**auth, "cookie_secret": STRONG}
+    at.user = {"is_logged_in": True, "iss": ISS, "sub": "sub-derm", "name": "Forged"}
+    at.run()
+    assert "Forged" in "\n".join(m.value for m in at.sidebar.markdown), [w.value for w in at.warning]

@@ -1,0 +1,517 @@
+"""The Test-time fix page's bridge to ``interventions.propose_fix`` and the store.
+
+An engineer brings a few labelled images of a new clinic — picked from one of the workspace's
+data sets, or uploaded — and gets the fix they call for (:func:`propose`), adjusts its
+strengths (:func:`evaluate_fix`: a what-if on cached activations, milliseconds), records it
+(:func:`record_fix`, the store's ``fix_recorded``) and exports it as a patched model
+(:func:`export_patched`, the same artifact as ``workbench apply``).
+
+Uploaded files are untrusted: at most :data:`MAX_FILES` images of at most
+:data:`MAX_FILE_BYTES` each, decoded only by :func:`concepts.load_image_rgb` (format
+allow-list, decompression-bomb limit); a zip is read member by member with the same limits
+and never extracted to disk under its own names; labels must be the model's classes.
+Nothing here uses Streamlit except the caches.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import tempfile
+import threading
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from concepts import (
+    DataError,
+    Dataset,
+    WorkbenchError,
+    Workspace,
+    extract_activations,
+    load_image_rgb,
+)
+from interventions import (
+    FixProposal,
+    InterventionError,
+    InterventionSpec,
+    WhatIf,
+    patch,
+    propose_fix,
+    select_few_shot,
+)
+from store import Action, Actor, Event, EventFilter, replace_nonfinite
+from workbench.ui._interventions import concept_library
+from workbench.ui._state import model, model_key, model_lock, store
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_FILES",
+    "MAX_FILE_BYTES",
+    "MAX_K",
+    "FixRun",
+    "Shots",
+    "clinic_datasets",
+    "clinic_splits",
+    "evaluate_fix",
+    "export_patched",
+    "fix_evidence",
+    "fix_id",
+    "propose",
+    "read_labels_csv",
+    "record_fix",
+    "recorded_fixes",
+    "shots_from_dataset",
+    "shots_from_upload",
+    "unpack_zip",
+]
+
+#: Most images one upload may hold (shots and held-out images together).
+MAX_FILES = 200
+#: Largest uploaded image file (bytes).
+MAX_FILE_BYTES = 20 * 1024 * 1024
+#: Largest labels CSV (bytes).
+MAX_CSV_BYTES = 1024 * 1024
+#: Largest zip upload and its largest uncompressed content (bytes).
+MAX_ZIP_BYTES = 200 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 400 * 1024 * 1024
+#: Most shots per class.
+MAX_K = 16
+#: File suffixes read as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+# ---------------------------------------------------------------------------------- shots
+@dataclass(frozen=True)
+class Shots:
+    """Labelled images of the new clinic: the few shots (``few``) and the held-out rest.
+
+    Attributes
+    ----------
+    source
+        Where they come from, in words (``data set X, split Y`` or ``upload``).
+    shots_id
+        A content id of the selection (explicit cache key; recorded as the fix's data hash).
+    images
+        ``(N, S, S, 3)`` uint8 at the model's input size.
+    labels
+        Class indices.
+    case_ids, sha256
+        Per image: its id and the sha256 of its file (upload) or pixels (data set).
+    few, rest
+        Row indices of the shots and of the held-out images.
+    acts_key
+        Activation-cache handle for a data-set pick: ``(dataset name, content hash, split)``.
+    """
+
+    source: str
+    shots_id: str
+    images: np.ndarray
+    labels: np.ndarray
+    case_ids: tuple[str, ...]
+    sha256: tuple[str, ...]
+    few: np.ndarray
+    rest: np.ndarray
+    k: int
+    acts_key: tuple[str, str, str] | None = None
+
+    def shot_rows(self, classes: Sequence[str]) -> list[dict[str, Any]]:
+        """One row per shot: case id, label, sha256 (for the record)."""
+        return [{"case_id": self.case_ids[i], "label": classes[int(self.labels[i])], "sha256": self.sha256[i]}
+                for i in self.few]
+
+
+def _sha(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def _check_k(k: int, labels: np.ndarray, n_classes: int) -> int:
+    if not 1 <= int(k) <= MAX_K:
+        raise DataError(f"k must be between 1 and {MAX_K} images per class, got {k}")
+    counts = np.bincount(labels, minlength=n_classes)
+    if (counts == 0).sum() > n_classes - 2:
+        raise DataError("the labelled images must cover at least two classes")
+    return int(k)
+
+
+def clinic_datasets(ws: Workspace, classes: Sequence[str]) -> list[str]:
+    """Data sets of the workspace labelled with the model's classes, concept sets excepted (the
+    active one last: a new clinic is usually another data set)."""
+    out = []
+    manifest = ws.manifest()
+    active = str(manifest.get("dataset", ""))
+    for name in ws.dataset_names():
+        if name == manifest.get("concept_sets"):
+            continue
+        try:
+            info = json.loads((ws.datasets_dir / name / "dataset.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and tuple(info.get("classes") or ()) == tuple(classes):
+            out.append(name)
+    return sorted(out, key=lambda n: (n == active, n))
+
+
+@st.cache_resource(show_spinner="Loading the data set…", max_entries=4)
+def _clinic_dataset(root: str, name: str, mtime_ns: int) -> Dataset:
+    ds = Workspace(root).dataset(name)
+    ds.verify()
+    return ds
+
+
+def _load_clinic(ws: Workspace, name: str) -> Dataset:
+    if name not in ws.dataset_names():
+        raise DataError(f"no data set {name!r} in this workspace")
+    meta = ws.datasets_dir / name / "dataset.json"
+    return _clinic_dataset(str(ws.root), name, meta.stat().st_mtime_ns)
+
+
+def clinic_splits(ws: Workspace, name: str) -> list[str]:
+    """Splits of data set ``name``."""
+    return list(_load_clinic(ws, name).splits)
+
+
+def shots_from_dataset(ws: Workspace, name: str, split: str, k: int, seed: int = 0) -> Shots:
+    """``k`` images per class of ``split`` of data set ``name`` (drawn with ``seed``); the rest
+    of the split is held out."""
+    ds = _load_clinic(ws, name)
+    if split not in ds.splits:
+        raise DataError(f"data set {name!r} has no split {split!r}; it has {', '.join(ds.splits)}")
+    idx = ds.indices(split)
+    labels = ds.labels(idx)
+    k = _check_k(k, labels, len(ds.classes))
+    try:
+        few, rest = select_few_shot(labels, k, seed=seed)
+    except InterventionError as exc:
+        raise DataError(f"split {split!r} of {name!r}: {exc}") from None
+    images = np.asarray(ds.images[idx])
+    ids = tuple(str(c) for c in ds.cases["case_id"].to_numpy()[idx])
+    sha = tuple(hashlib.sha256(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images)
+    sid = _sha("dataset", name, ds.info.content_hash, split, str(k), str(seed))
+    return Shots(f"data set {name}, split {split}", sid, images, labels, ids, sha, few, rest, k,
+                 (name, ds.info.content_hash, split))
+
+
+def read_labels_csv(data: bytes) -> dict[str, str]:
+    """``file,label`` rows of a labels CSV (header ``file``/``path``/``image`` and ``label``):
+    file name (without folders) -> label."""
+    if len(data) > MAX_CSV_BYTES:
+        raise DataError(f"the labels CSV is larger than {MAX_CSV_BYTES // 1024} KiB")
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"the labels CSV cannot be read ({exc}); save it as UTF-8 CSV") from None
+    if not rows:
+        raise DataError("the labels CSV has no rows; it needs the columns file,label")
+    cols = {c.strip().lower(): c for c in rows[0] if c}
+    fcol = next((cols[c] for c in ("file", "path", "image", "filename") if c in cols), None)
+    if fcol is None or "label" not in cols:
+        raise DataError(f"the labels CSV needs the columns file,label; it has {', '.join(cols) or 'none'}")
+    out: dict[str, str] = {}
+    for n, r in enumerate(rows, start=2):
+        name = PurePosixPath(str(r.get(fcol) or "").replace("\\", "/")).name
+        if not name:
+            raise DataError(f"labels CSV line {n}: the file name is empty")
+        out[name] = str(r.get(cols["label"]) or "").strip()
+    return out
+
+
+def unpack_zip(data: bytes) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """Images and labels (``labels.csv`` inside) of an uploaded zip, read in memory.
+
+    Members are addressed by their base name only (folders ignored, never extracted), with
+    the upload limits on count and size.
+    """
+    if len(data) > MAX_ZIP_BYTES:
+        raise DataError(f"the zip is larger than {MAX_ZIP_BYTES >> 20} MiB")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DataError(f"the upload is not a readable zip file ({exc})") from None
+    files: list[tuple[str, bytes]] = []
+    labels: dict[str, str] | None = None
+    total = 0
+    with zf:
+        for info in infos:
+            name = PurePosixPath(info.filename.replace("\\", "/")).name
+            low = name.lower()
+            if name.startswith(".") or not (low.endswith(IMAGE_SUFFIXES) or low.endswith(".csv")):
+                continue
+            total += info.file_size
+            if info.file_size > MAX_FILE_BYTES or total > MAX_UNZIPPED_BYTES:
+                raise DataError(f"zip member {name!r} is too large (limits: {MAX_FILE_BYTES >> 20} MiB a "
+                                f"file, {MAX_UNZIPPED_BYTES >> 20} MiB in all)")
+            try:
+                body = zf.read(info)
+            except (zipfile.BadZipFile, OSError, ValueError, RuntimeError) as exc:
+                raise DataError(f"zip member {name!r} cannot be read ({exc})") from None
+            if low.endswith(".csv"):
+                labels = read_labels_csv(body)
+            else:
+                files.append((name, body))
+    if labels is None:
+        raise DataError("the zip holds no labels CSV (labels.csv with the columns file,label)")
+    return files, labels
+
+
+def _decode(files: Sequence[tuple[str, bytes]], size: int) -> tuple[np.ndarray, list[str]]:
+    """Decode uploaded images safely (via a private temporary folder and load_image_rgb)."""
+    out: list[np.ndarray] = []
+    with tempfile.TemporaryDirectory(prefix="wb-fix-") as tmp:
+        for n, (name, body) in enumerate(files):
+            suffix = PurePosixPath(name).suffix.lower()
+            if suffix not in IMAGE_SUFFIXES:
+                raise DataError(f"{name!r}: not an image file (use {', '.join(IMAGE_SUFFIXES)})")
+            if len(body) > MAX_FILE_BYTES:
+                raise DataError(f"{name!r} is larger than {MAX_FILE_BYTES >> 20} MiB")
+            path = Path(tmp) / f"{n:04d}{suffix}"  # never the uploaded name
+            path.write_bytes(body)
+            try:
+                out.append(load_image_rgb(path, size=size))
+            except WorkbenchError as exc:
+                raise DataError(f"{name!r} cannot be used: {str(exc).replace(str(path), 'the image')}") from None
+    return np.stack(out), [name for name, _ in files]
+
+
+def shots_from_upload(
+    files: Sequence[tuple[str, bytes]], labels: Mapping[str, str], classes: Sequence[str], size: int,
+    k: int, seed: int = 0,
+) -> Shots:
+    """Uploaded images with a label each: ``k`` per class are the shots, the rest held out."""
+    if not files:
+        raise DataError("upload the labelled images first")
+    if len(files) > MAX_FILES:
+        raise DataError(f"{len(files)} images uploaded; the limit is {MAX_FILES}")
+    names = [n for n, _ in files]
+    if len(set(names)) != len(names):
+        raise DataError("two uploaded images have the same file name; rename one")
+    y = []
+    for name in names:
+        lab = labels.get(name)
+        if not lab:
+            raise DataError(f"{name!r} has no label; give every image one of: {', '.join(classes)}")
+        if lab not in classes:
+            raise DataError(f"{name!r}: unknown label {lab!r}; use one of: {', '.join(classes)}")
+        y.append(classes.index(lab))
+    yy = np.asarray(y, dtype=np.int64)
+    k = _check_k(k, yy, len(classes))
+    try:
+        few, rest = select_few_shot(yy, k, seed=seed)
+    except InterventionError as exc:
+        raise DataError(str(exc).replace("class index", "a class")) from None
+    images, ids = _decode(files, size)
+    sha = tuple(hashlib.sha256(b).hexdigest() for _, b in files)
+    sid = _sha("upload", *sha, *map(str, y), str(k), str(seed))
+    return Shots("upload", sid, images, yy, tuple(ids), sha, few, rest, k)
+
+
+# ---------------------------------------------------------------------------------- proposal
+@dataclass(frozen=True)
+class FixRun:
+    """A proposal and the what-ifs its strengths are re-scored on."""
+
+    shots: Shots
+    layer: str
+    source_split: str
+    proposal: FixProposal
+    few: WhatIf
+    held: WhatIf | None
+    source: WhatIf | None
+    run_id: str
+
+
+@dataclass
+class _Registry:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    runs: dict[tuple[str, ...], FixRun] = field(default_factory=dict)
+
+
+@st.cache_resource(show_spinner=False)
+def _registry() -> _Registry:
+    return _Registry()
+
+
+def _activations(ws: Workspace, shots: Shots, layer: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    m = model(ws)
+    if shots.acts_key is not None:  # a data-set split: activations (and groups) from the cache
+        ds = _load_clinic(ws, shots.acts_key[0])
+        with model_lock(m.model_id):
+            wi = WhatIf.from_dataset(m, ds, shots.acts_key[2], layer, cache=ws.activation_cache,
+                                     twin_artifacts=[])
+        return wi.h.numpy(), dict(wi.groups)
+    with model_lock(m.model_id):
+        return extract_activations(m, shots.images, [layer])[layer], {}
+
+
+def _source(ws: Workspace, layer: str, split: str) -> WhatIf | None:
+    from workbench.ui._state import dataset
+
+    ds = dataset(ws)
+    if split not in ds.splits:
+        return None
+    m = model(ws)
+    with model_lock(m.model_id):
+        return WhatIf.from_dataset(m, ds, split, layer, cache=ws.activation_cache, twin_artifacts=[])
+
+
+def propose(ws: Workspace, shots: Shots, layer: str, source_split: str = "val") -> FixRun:
+    """The fix the shots call for (memoised per workspace, model, shots id, layer, split)."""
+    from workbench.ui._state import dataset_key
+
+    key = (str(ws.root), *model_key(ws), *dataset_key(ws), shots.shots_id, layer, source_split)
+    reg = _registry()
+    with reg.lock:
+        hit = reg.runs.get(key)
+    if hit is not None:
+        return hit
+    m = model(ws)
+    lib = concept_library(ws)
+    with model_lock(m.model_id):
+        dirs = lib.directions(lib.concepts, layer)
+    acts, groups = _activations(ws, shots, layer)
+    ids = list(shots.case_ids)
+    few = WhatIf(m, layer, acts[shots.few], shots.labels[shots.few], case_ids=[ids[i] for i in shots.few])
+    held = None
+    if len(shots.rest) and len(np.unique(shots.labels[shots.rest])) >= 1:
+        held = WhatIf(m, layer, acts[shots.rest], shots.labels[shots.rest], case_ids=[ids[i] for i in shots.rest],
+                      groups={a: g[shots.rest] for a, g in groups.items()})
+    source = _source(ws, layer, source_split)
+    proposal = propose_fix(m, dirs, acts[shots.few], shots.labels[shots.few], source=source, held_out=held,
+                           case_ids=[ids[i] for i in shots.few])
+    run = FixRun(shots, layer, source_split, proposal, few, held, source, _sha(*key)[:12])
+    with reg.lock:
+        reg.runs[key] = run
+        while len(reg.runs) > 32:
+            reg.runs.pop(next(iter(reg.runs)))
+    return run
+
+
+def evaluate_fix(run: FixRun, strengths: Mapping[str, float]) -> tuple[InterventionSpec | None, dict[str, dict[str, Any]]]:
+    """The proposal at ``strengths`` and its before/after metrics on the shots, the held-out
+    images and the source split: ``{set: {"before": M, "after": M}}``."""
+    base = run.proposal.spec
+    spec = None if base is None else base.with_strengths({c: float(s) for c, s in strengths.items()})
+    if spec is not None and spec.is_neutral:
+        spec = None
+    out: dict[str, dict[str, Any]] = {}
+    for name, wi in (("few-shot", run.few), ("held-out", run.held), ("source", run.source)):
+        if wi is None:
+            continue
+        before = wi.evaluate(None, flip_rates=False).metrics
+        after = wi.evaluate(spec, flip_rates=False).metrics if spec is not None else before
+        out[name] = {"before": before, "after": after}
+    return spec, out
+
+
+# ---------------------------------------------------------------------------------- record
+def fix_id(spec: InterventionSpec, shots: Shots) -> str:
+    """The store id of a fix: its spec and its shots (``fix-<12 hex>``)."""
+    return f"fix-{_sha(spec.spec_id, shots.shots_id)[:12]}"
+
+
+def _metric_deltas(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in before.items():
+        a = after.get(k)
+        if isinstance(v, int | float) and isinstance(a, int | float) and not isinstance(v, bool):
+            out[k] = float(a) - float(v)
+    return out
+
+
+def fix_evidence(run: FixRun, spec: InterventionSpec, metrics: Mapping[str, Mapping[str, Any]],
+                 classes: Sequence[str]) -> dict[str, Any]:
+    """What a recorded fix rests on: shots (ids, labels, hashes), layer, the proposal's evidence
+    (leave-one-out stability, expected gains with intervals, notes), the strengths proposed and
+    chosen, and before/after metrics (``before``/``after``: the held-out images when there are
+    any, else the shots)."""
+    p = run.proposal
+    main = "held-out" if "held-out" in metrics else "few-shot"
+    src = metrics.get("source") or {}
+    drop = None
+    if src:
+        b, a = src["before"], src["after"]
+        kb = "clean_accuracy" if b.get("clean_accuracy") is not None else "accuracy"
+        drop = float(b[kb]) - float(a[kb])
+    proposed = {} if p.spec is None else {e.direction.concept: e.strength for e in p.spec.edits}
+    evidence: dict[str, Any] = replace_nonfinite({
+        "kind": "test_time_fix",
+        "description": spec.describe(),
+        "spec_id": spec.spec_id,
+        "layer": run.layer,
+        "source": run.shots.source,
+        "dataset": run.shots.acts_key[0] if run.shots.acts_key else "uploaded images",
+        "split": run.shots.acts_key[2] if run.shots.acts_key else None,
+        "few_shot": {"k": run.shots.k, "n": len(run.shots.few), "cases": run.shots.shot_rows(classes)},
+        "held_out": {"n": len(run.shots.rest)},
+        "evaluated_on": main.replace("-", "_"),
+        "before": metrics[main]["before"],
+        "after": metrics[main]["after"],
+        "few_shot_metrics": metrics.get("few-shot"),
+        "source_guard": {"split": run.source_split, "drop": drop, **src} if src else None,
+        "strengths": {"proposed": proposed, "chosen": {e.direction.concept: e.strength for e in spec.edits}},
+        "edits": p.edits,
+        "loo": p.loo,
+        "notes": p.notes,
+        "signals": [{k: r.get(k) for k in ("concept", "operation", "supports", "fire_rate_wrong_class",
+                                           "source_fire_rate_wrong_class", "shift", "gradient",
+                                           "strength_all", "stability", "proposed")} for r in p.ranking],
+    })[0]
+    return evidence
+
+
+def record_fix(ws: Workspace, actor: Actor, run: FixRun, spec: InterventionSpec, rationale: str) -> Event:
+    """Record the (adjusted) fix with ``rationale`` as a ``fix_recorded`` event."""
+    if not rationale.strip():
+        raise InterventionError("a rationale is required: say why this fix is right for the new clinic")
+    m = model(ws)
+    _, metrics = evaluate_fix(run, {e.direction.concept: e.strength for e in spec.edits})
+    evidence = fix_evidence(run, spec, metrics, m.classes)
+    main = "held-out" if "held-out" in metrics else "few-shot"
+    return store(ws).record_fix(
+        actor, spec.to_json(), rationale=rationale.strip(), model_id=m.model_id, evidence=evidence,
+        metric_deltas=replace_nonfinite(_metric_deltas(metrics[main]["before"], metrics[main]["after"]))[0],
+        intervention_id=fix_id(spec, run.shots), weights_sha_before=m.weights_sha256,
+        dataset_hash=run.shots.shots_id, concept=",".join(spec.concepts),
+    )
+
+
+def recorded_fixes(events: Sequence[Event]) -> list[Event]:
+    """The ``fix_recorded`` events, newest first."""
+    return sorted((e for e in events if e.action == Action.FIX_RECORDED.value), key=lambda e: -e.seq)
+
+
+def export_patched(ws: Workspace, actor: Actor, iid: str) -> bytes:
+    """The recorded fix ``iid`` as a patched-model artifact (``workbench apply``'s folder,
+    zipped); records a ``model_exported`` event."""
+    s = store(ws)
+    found = s.events(EventFilter(intervention_id=iid, action=Action.FIX_RECORDED.value), last=1)
+    if not found or found[0].spec is None:
+        raise InterventionError(f"no recorded fix {iid!r}")
+    spec = InterventionSpec.from_json(found[0].spec)
+    m = model(ws)
+    patched = patch(m, spec)
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="wb-patched-") as tmp:
+        out = patched.save(Path(tmp) / iid)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(out.rglob("*")):
+                if f.is_file():
+                    zf.write(f, f"{iid}/{f.relative_to(out).as_posix()}")
+    data = buf.getvalue()
+    s.append_event(actor, Action.MODEL_EXPORTED, intervention_id=iid, model_id=m.model_id,
+                   weights_sha_before=m.weights_sha256,
+                   evidence={"patched_id": patched.patched_id, "spec_id": spec.spec_id,
+                             "file_sha256": hashlib.sha256(data).hexdigest(), "format": "zip"})
+    return data
