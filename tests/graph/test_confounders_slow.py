@@ -28,7 +28,7 @@ from concepts.dermsynth import DermSynthConfig, parse_confounder, sample_dermsyn
 from concepts.discovery import attribute_class_table
 from concepts.tcav import run_tcav
 from graph import rank_confounders, workspace_flip_rates
-from workbench.services._demo import DemoConfig, build_demo
+from workbench.services import DemoConfig, build_demo
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,7 @@ from interventions import (
     random_direction,
     select_few_shot,
 )
-from workbench.services._demo import DemoConfig, build_demo
+from workbench.services import DemoConfig, build_demo
 
 pytestmark = pytest.mark.slow
 
