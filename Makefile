@@ -49,6 +49,7 @@ demo: install
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: install-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

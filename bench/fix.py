@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():
-        from workbench.services._demo import DemoConfig, build_demo
+        from workbench.services import DemoConfig, build_demo
 
         build_demo(ws, DemoConfig())
     data = args.data or ws.root / "bench-fix"

@@ -145,7 +145,7 @@ def main() -> None:
     torch.manual_seed(0)
     ws = Workspace(args.workspace)
     if not ws.exists():
-        from workbench.services._demo import build_demo
+        from workbench.services import build_demo
 
         print(f"building the demo workspace at {ws.root} ...", flush=True)
         build_demo(ws)

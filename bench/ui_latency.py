@@ -48,7 +48,7 @@ def main() -> None:
 
     ws = Workspace(args.workspace)
     if not ws.exists():
-        from workbench.services._demo import build_demo
+        from workbench.services import build_demo
 
         print(f"building the demo workspace at {ws.root} ...", flush=True)
         build_demo(ws)
@@ -84,7 +84,7 @@ def main() -> None:
     if at.exception:
         sys.exit(f"a slider rerun failed: {[e.value for e in at.exception]}")
 
-    from workbench.ui._interventions import EvalSplits, build_spec, evaluate, flipped_table
+    from workbench.ui import EvalSplits, build_spec, evaluate, flipped_table
 
     layer = ws.layers()[-1] if ws.layers() else "pool"
     calls: list[float] = []

@@ -55,7 +55,7 @@ def main() -> None:
 
     ws = Workspace(args.workspace)
     if not ws.exists():
-        from workbench.services._demo import build_demo
+        from workbench.services import build_demo
 
         print(f"building the demo workspace at {ws.root} ...", flush=True)
         build_demo(ws)

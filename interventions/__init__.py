@@ -9,23 +9,17 @@ milliseconds, :func:`measure_effect` reports before/after metrics, flips, slices
 """
 
 from interventions._concept import (
-    NEUTRAL_STRENGTH,
-    OPERATIONS,
-    STRENGTH_RANGE,
     ConceptDirection,
     ConceptEdit,
     InterventionError,
 )
 from interventions._directions import (
-    DIRECTION_METHODS,
-    MASK_LEVELS,
     ConceptLibrary,
     direction_from_examples,
     direction_from_twins,
     insert_artifact,
     mask_edit,
     population_level,
-    random_direction,
     twin_direction_from_images,
 )
 from interventions._effects import (
@@ -34,44 +28,30 @@ from interventions._effects import (
     artifact_twins,
     measure_effect,
     record_effect,
-    tcav_reliance,
-    twin_activations,
 )
 from interventions._fix import FixProposal, propose_fix, select_few_shot
-from interventions._ops import CompiledSpec, apply_spec, edit_activations
+from interventions._ops import apply_spec
 from interventions._patch import (
-    PatchedModel,
     export_program,
     is_patched_artifact,
     load_patched,
     patch,
 )
 from interventions._pcbm import (
-    HEAD_OPERATIONS,
     ConceptHead,
     HeadEdit,
     concept_scores,
     intervention_curve,
 )
-from interventions._spec import SCOPE_KINDS, SPEC_VERSION, InterventionSpec, Scope
+from interventions._spec import InterventionSpec, Scope
 from interventions._whatif import (
     TwinActivations,
     WhatIf,
     WhatIfResult,
-    make_twins,
 )
 
 __all__ = [
-    "DIRECTION_METHODS",
-    "HEAD_OPERATIONS",
-    "MASK_LEVELS",
     "METRIC_KEYS",
-    "NEUTRAL_STRENGTH",
-    "OPERATIONS",
-    "SCOPE_KINDS",
-    "SPEC_VERSION",
-    "STRENGTH_RANGE",
-    "CompiledSpec",
     "ConceptDirection",
     "ConceptEdit",
     "ConceptHead",
@@ -81,7 +61,6 @@ __all__ = [
     "HeadEdit",
     "InterventionError",
     "InterventionSpec",
-    "PatchedModel",
     "Scope",
     "TwinActivations",
     "WhatIf",
@@ -91,22 +70,17 @@ __all__ = [
     "concept_scores",
     "direction_from_examples",
     "direction_from_twins",
-    "edit_activations",
     "export_program",
     "insert_artifact",
     "intervention_curve",
     "is_patched_artifact",
     "load_patched",
-    "make_twins",
     "mask_edit",
     "measure_effect",
     "patch",
     "population_level",
     "propose_fix",
-    "random_direction",
     "record_effect",
     "select_few_shot",
-    "tcav_reliance",
-    "twin_activations",
     "twin_direction_from_images",
 ]

@@ -16,7 +16,7 @@ True
 
 from store._anchors import Anchor
 from store._canonical import canonical_json, replace_nonfinite
-from store._chain import GENESIS_HASH, VerifyResult, event_hash
+from store._chain import VerifyResult
 from store._errors import (
     ChainError,
     MigrationError,
@@ -28,43 +28,29 @@ from store._errors import (
 )
 from store._export import (
     EXPORT_FORMATS,
-    EXPORT_META_COLUMNS,
-    file_sha256,
     neutralise_csv_cell,
     read_export,
     verify_file,
 )
-from store._fields import MAX_RATIONALE_BYTES, blank, event_fields
-from store._model import Event, EventFilter, ExportResult, InterventionHistory
-from store._outpath import find_workspace_root, safe_output_path, write_atomic
-from store._refs import RefInsert
+from store._fields import blank
+from store._model import Event, EventFilter
+from store._outpath import safe_output_path, write_atomic
 from store._report_common import auc_interval, balanced_interval, wilson
 from store._roles import PERMISSIONS, Action, Actor, Role, os_user_name
-from store._schema import EVENT_COLUMNS, REF_TABLES, load_migrations
-from store._store import PROJECT_VERSION, STORE_FILENAME, Store
+from store._store import Store
 
 __all__ = [
-    "EVENT_COLUMNS",
     "EXPORT_FORMATS",
-    "EXPORT_META_COLUMNS",
-    "GENESIS_HASH",
-    "MAX_RATIONALE_BYTES",
     "PERMISSIONS",
-    "PROJECT_VERSION",
-    "REF_TABLES",
-    "STORE_FILENAME",
     "Action",
     "Actor",
     "Anchor",
     "ChainError",
     "Event",
     "EventFilter",
-    "ExportResult",
-    "InterventionHistory",
     "MigrationError",
     "NotFoundError",
     "PermissionDenied",
-    "RefInsert",
     "Role",
     "Store",
     "StoreBusyError",
@@ -75,11 +61,6 @@ __all__ = [
     "balanced_interval",
     "blank",
     "canonical_json",
-    "event_fields",
-    "event_hash",
-    "file_sha256",
-    "find_workspace_root",
-    "load_migrations",
     "neutralise_csv_cell",
     "os_user_name",
     "read_export",

@@ -20,7 +20,7 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from concepts import Workspace
     from concepts.dermsynth import DermSynthConfig
-    from workbench.services._demo import DemoConfig, build_demo
+    from workbench.services import DemoConfig, build_demo
 
     root = tmp_path_factory.mktemp("small_ws")
     cfg = DemoConfig(

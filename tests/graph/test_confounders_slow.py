@@ -27,8 +27,9 @@ from concepts import Workspace
 from concepts.dermsynth import DermSynthConfig, parse_confounder, sample_dermsynth
 from concepts.discovery import attribute_class_table
 from concepts.tcav import run_tcav
-from graph import rank_confounders, workspace_flip_rates
-from workbench.services._demo import DemoConfig, build_demo
+from graph import workspace_flip_rates
+from graph._confounders import rank_confounders
+from workbench.services import DemoConfig, build_demo
 
 pytestmark = pytest.mark.slow
 

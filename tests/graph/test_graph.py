@@ -13,14 +13,8 @@ from hypothesis import strategies as st
 
 from concepts import ARTIFACTS, CRITERIA, ConceptError, DataError
 from concepts.importers import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES, read_derm7pt_meta
-from graph import (
-    ClinicalGraph,
-    add_cooccurrence,
-    checklist_scores,
-    implied_checklist,
-    rule_summary,
-    validate_graph,
-)
+from graph import ClinicalGraph, add_cooccurrence, checklist_scores, implied_checklist, rule_summary
+from graph._schema import validate_graph
 
 META = Path(__file__).resolve().parents[1] / "fixtures" / "derm7pt" / "meta" / "meta.csv"
 G = ClinicalGraph.default()

@@ -10,15 +10,8 @@ import pandas as pd
 import pytest
 
 from concepts import DataError
-from graph import (
-    ALIGNMENT_CATEGORIES,
-    TCAV_COLUMNS,
-    AlignmentFinding,
-    ClinicalGraph,
-    add_cooccurrence,
-    alignment_report,
-    extend_graph,
-)
+from graph import AlignmentFinding, ClinicalGraph, add_cooccurrence, alignment_report, extend_graph
+from graph._align import ALIGNMENT_CATEGORIES, TCAV_COLUMNS
 
 LAYERS = ("block10", "block15")
 

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from concepts import CRITERIA, DataError
-from graph import ClinicalGraph, add_cooccurrence, cooccurrence_table
+from graph import ClinicalGraph, add_cooccurrence
+from graph._cooccur import cooccurrence_table
 
 G = ClinicalGraph.default()
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from concepts import CRITERIA, ConceptError
-from graph import ClinicalGraph, TaxonomyError, extend_graph, read_taxonomy
+from graph import ClinicalGraph, TaxonomyError, extend_graph
+from graph._taxonomy import read_taxonomy
 
 G = ClinicalGraph.default()
 

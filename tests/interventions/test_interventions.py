@@ -24,15 +24,15 @@ from interventions import (
     apply_spec,
     concept_scores,
     direction_from_examples,
-    edit_activations,
     insert_artifact,
     intervention_curve,
     load_patched,
     patch,
     propose_fix,
-    random_direction,
     select_few_shot,
 )
+from interventions._directions import random_direction
+from interventions._ops import edit_activations
 
 CLASSES = ("melanoma", "nevus")
 

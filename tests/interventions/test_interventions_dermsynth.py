@@ -29,10 +29,10 @@ from interventions import (
     measure_effect,
     patch,
     propose_fix,
-    random_direction,
     select_few_shot,
 )
-from workbench.services._demo import DemoConfig, build_demo
+from interventions._directions import random_direction
+from workbench.services import DemoConfig, build_demo
 
 pytestmark = pytest.mark.slow
 

@@ -14,16 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from store import (
-    EVENT_COLUMNS,
-    Actor,
-    PermissionDenied,
-    Role,
-    Store,
-    ValidationError,
-    read_export,
-    verify_file,
-)
+from store import Actor, PermissionDenied, Role, Store, ValidationError, read_export, verify_file
+from store._schema import EVENT_COLUMNS
 from workbench.auth._identity import cli_actor, granted_roles
 from workbench.cli._audit import audit_app
 from workbench.ui._history import anchor_note

@@ -12,17 +12,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from store import (
-    EVENT_COLUMNS,
-    GENESIS_HASH,
-    Actor,
-    ChainError,
-    Store,
-    StoreError,
-    ValidationError,
-    canonical_json,
-    event_hash,
-)
+from store import Actor, ChainError, Store, StoreError, ValidationError, canonical_json
+from store._chain import GENESIS_HASH, event_hash
+from store._schema import EVENT_COLUMNS
 
 DERM = Actor.from_oidc("sub-derm", "dermatologist", "Dr Derm")
 ENG = Actor.from_oidc("sub-eng", "engineer", "Eng")

@@ -275,7 +275,10 @@ def test_group_commit_isolates_refusals(tmp_path: Path) -> None:
 def test_a_database_error_in_a_batch_fails_only_its_event(tmp_path: Path) -> None:
     import duckdb
 
-    from store import REF_TABLES, RefInsert, blank, event_fields
+    from store import blank
+    from store._fields import event_fields
+    from store._refs import RefInsert
+    from store._schema import REF_TABLES
     from store._writer import Pending, _commit
 
     store = Store(tmp_path / "store.duckdb")

@@ -11,16 +11,16 @@ import duckdb
 import pytest
 
 from store import (
-    EVENT_COLUMNS,
     Actor,
     EventFilter,
     NotFoundError,
     Store,
     ValidationError,
-    file_sha256,
     read_export,
     verify_file,
 )
+from store._export import file_sha256
+from store._schema import EVENT_COLUMNS
 
 DERM = Actor.from_oidc("sub-derm", "dermatologist", 'Dr "Derm" <b>O\'Neil</b>')
 ENG = Actor.from_oidc("sub-eng", "engineer", "Eng")

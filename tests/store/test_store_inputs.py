@@ -12,15 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store import (
-    MAX_RATIONALE_BYTES,
-    Actor,
-    RefInsert,
-    Store,
-    StoreError,
-    ValidationError,
-    replace_nonfinite,
-)
+from store import Actor, Store, StoreError, ValidationError, replace_nonfinite
+from store._fields import MAX_RATIONALE_BYTES
+from store._refs import RefInsert
 
 DERM = Actor.from_oidc("sub-derm", "dermatologist", "Dr Derm")
 ENG = Actor.from_oidc("sub-eng", "engineer", "Eng")

@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from store import Actor, MigrationError, NotFoundError, Store, StoreError, load_migrations
+from store import Actor, MigrationError, NotFoundError, Store, StoreError
+from store._schema import load_migrations
 
 DERM = Actor.from_oidc("sub-derm", "dermatologist", "Dr Derm")
 

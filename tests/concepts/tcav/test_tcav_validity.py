@@ -33,7 +33,7 @@ def _row(table, concept, cls, layer):
 @pytest.fixture(scope="module")
 def planted_ws(tmp_path_factory) -> Workspace:
     from concepts.dermsynth import DermSynthConfig
-    from workbench.services._demo import DemoConfig, build_demo
+    from workbench.services import DemoConfig, build_demo
 
     ws = Workspace(tmp_path_factory.mktemp("planted"))
     cfg = DemoConfig(
@@ -93,7 +93,7 @@ def demo_ws(tmp_path_factory) -> Workspace:
     given = os.environ.get("WORKBENCH_DEMO_WORKSPACE")
     if given and Path(given, "workspace.json").is_file():
         return Workspace(given)
-    from workbench.services._demo import build_demo
+    from workbench.services import build_demo
 
     ws = Workspace(tmp_path_factory.mktemp("demo"))
     build_demo(ws)
