@@ -59,8 +59,8 @@ from concepts.discovery import (
     attribute_class_table,
     evaluation_split,
 )
-from concepts.models import finite_or_none as _num
 from graph._model import ClinicalGraph
+from store import finite_or_none as _num
 
 __all__ = [
     "CONFOUNDER_COLUMNS",

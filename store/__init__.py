@@ -15,6 +15,7 @@ True
 """
 
 from store._anchors import Anchor
+from store._atomic import atomic_path
 from store._canonical import canonical_json, replace_nonfinite
 from store._chain import GENESIS_HASH, VerifyResult, event_hash
 from store._errors import (
@@ -35,6 +36,7 @@ from store._export import (
     verify_file,
 )
 from store._fields import MAX_RATIONALE_BYTES, blank, event_fields
+from store._finite import finite_or_none, to_jsonable
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
 from store._outpath import find_workspace_root, safe_output_path, write_atomic
 from store._refs import RefInsert
@@ -71,6 +73,7 @@ __all__ = [
     "StoreError",
     "ValidationError",
     "VerifyResult",
+    "atomic_path",
     "auc_interval",
     "balanced_interval",
     "blank",
@@ -79,12 +82,14 @@ __all__ = [
     "event_hash",
     "file_sha256",
     "find_workspace_root",
+    "finite_or_none",
     "load_migrations",
     "neutralise_csv_cell",
     "os_user_name",
     "read_export",
     "replace_nonfinite",
     "safe_output_path",
+    "to_jsonable",
     "verify_file",
     "wilson",
     "write_atomic",

@@ -71,7 +71,7 @@ from concepts.discovery._cooccurrence_stats import (
     odds_ratio_ci,
     two_by_two_test,
 )
-from concepts.models import finite_or_none as _num
+from store import finite_or_none as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from concepts.data import Dataset

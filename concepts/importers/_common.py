@@ -139,6 +139,18 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
     p = Path(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
         raise DataError(f"delimiter must be one character such as ',' or ';', got {delimiter!r}")
+    text = _read_text(p)
+    header, header_line, rows, problems = _parse_records(p, text, delimiter)
+    if header is None:
+        raise DataError(f"{p}: the CSV file is empty — it needs a header line and one row per case")
+    _check_header(p, header, header_line, delimiter)
+    if not rows and not problems:
+        raise DataError(f"{p}: the CSV file has a header but no data rows")
+    return _Table(p, tuple(header), rows, len(rows) + len(problems)), problems
+
+
+def _read_text(p: Path) -> str:
+    """The file's text: UTF-8 (a leading byte-order mark dropped), no NUL byte, not empty."""
     try:
         if not p.is_file():
             raise DataError(f"CSV file not found: {p} — check the path")
@@ -159,13 +171,19 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
         )
     bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a leading byte-order mark is dropped
     try:
-        text = data[bom:].decode("utf-8")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         at = bom + exc.start
         raise DataError(
             f"{p}, line {_line_of_offset(data, at)}: byte 0x{data[at]:02x} is not valid UTF-8 — "
             "re-save the file as UTF-8 (e.g. 'CSV UTF-8' in Excel)"
         ) from exc
+
+
+def _parse_records(
+    p: Path, text: str, delimiter: str
+) -> tuple[list[str] | None, int, list[tuple[int, list[str]]], list[_Problem]]:
+    """``(header, header line, rows, ragged-row problems)``; blank lines are skipped."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     header_line = 1
@@ -195,8 +213,11 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
         raise DataError(
             f"{p}, line {line}: malformed CSV ({exc}) — check the quoting on this line"
         ) from exc
-    if header is None:
-        raise DataError(f"{p}: the CSV file is empty — it needs a header line and one row per case")
+    return header, header_line, rows, problems
+
+
+def _check_header(p: Path, header: list[str], header_line: int, delimiter: str) -> None:
+    """Every column named, no name twice, and no single column that hides another separator."""
     for i, name in enumerate(header):
         if not name:
             raise DataError(
@@ -214,9 +235,6 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
                     f"file looks {guess!r}-separated; save it with {delimiter!r} separators or pass "
                     f"delimiter={guess!r} (--delimiter on the command line)"
                 )
-    if not rows and not problems:
-        raise DataError(f"{p}: the CSV file has a header but no data rows")
-    return _Table(p, tuple(header), rows, len(rows) + len(problems)), problems
 
 
 # ====================================================================== cell parsing
@@ -537,3 +555,72 @@ def _write(
         raise
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot write the data set to {out}: {exc}") from exc
+
+
+# ====================================================================== the row collector
+class _Rows:
+    """The rows of one import: accepted cases, the problems of the others, skips, the images.
+
+    Every importer reads its input row by row (a CSV line, an image file), checks the row's
+    image and fields, and hands the result here: :meth:`accept` keeps a good row (its id, the
+    file and line it came from, its image and its named fields), :meth:`reject` records a bad
+    row's problems, :meth:`skip` counts a row left out on purpose. :meth:`check` raises one
+    error for all problems; :meth:`write` decodes the images chunk by chunk into the data set.
+    """
+
+    def __init__(self, src: Path, what: str = "rows"):
+        self.src = src
+        self.what = what
+        self.problems: list[_Problem] = []
+        self.ids: list[str] = []
+        self.paths: list[Path] = []
+        self.rels: list[str] = []
+        self.fields: dict[str, list[Any]] = {}
+        self.skipped: dict[str, int] = {}
+        self._where: list[tuple[Path, int | None]] = []
+        self._first: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def claim(self, case_id: str, line: int, noun: str, column: str | None) -> _RowError | None:
+        """Register ``case_id`` as seen on ``line``; the problem when it was seen before."""
+        if case_id in self._first:
+            return _RowError(f"duplicate {noun} {case_id!r} (first seen on line {self._first[case_id]})",
+                             column)
+        self._first[case_id] = line
+        return None
+
+    def reject(self, errors: Sequence[_RowError], line: int | None = None, file: Path | None = None) -> None:
+        """Record the problems of a row left out (``file`` default: the source)."""
+        where = self.src if file is None else file
+        self.problems.extend(_Problem(where, e.message, line=line, column=e.column) for e in errors)
+
+    def skip(self, reason: str) -> None:
+        """Count a row left out on purpose, by reason."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def accept(self, case_id: str, path: Path, rel: str, line: int | None, **fields: Any) -> None:
+        """Keep a good row: its id, image (absolute and relative path), line and named fields."""
+        self.ids.append(case_id)
+        self.paths.append(path)
+        self.rels.append(rel)
+        self._where.append((self.src, line) if line is not None else (path, None))
+        for name, value in fields.items():
+            self.fields.setdefault(name, []).append(value)
+
+    def field(self, name: str) -> list[Any]:
+        """The values of a named field, one per accepted row."""
+        return self.fields.get(name, [])
+
+    def check(self, n_records: int | None = None, *, by_line: bool = True) -> None:
+        """Raise one error for every problem recorded (sorted by line), if any."""
+        if by_line:
+            self.problems.sort(key=lambda p: p.line or 0)
+        _raise_problems(self.problems, len(self.ids) if n_records is None else n_records, self.what)
+
+    def write(self, out: Path, info: DatasetInfo, cases: pd.DataFrame, size: int,
+              progress: ProgressCallback | None, overwrite: bool) -> Dataset:
+        """Decode the accepted rows' images into the data set at ``out`` and write it atomically."""
+        images = _ImageSource(self.paths, size, lambda i: self._where[i], progress, self.what)
+        return _write(out, info, cases, images, overwrite)

@@ -7,6 +7,7 @@ as in :mod:`concepts.importers._folder`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,16 +22,15 @@ from concepts.importers._common import (
     _check_common,
     _check_fractions,
     _ImageResolver,
-    _ImageSource,
     _parse01,
     _parse_split,
     _Problem,
     _raise_problems,
     _read_csv,
     _RowError,
+    _Rows,
     _strip_image_ext,
     _Table,
-    _write,
     stratified_split,
 )
 
@@ -176,128 +176,23 @@ def import_isic(
     _check_fractions(split_fractions)
     if missing_artifacts not in ("error", "drop"):
         raise DataError(f"missing_artifacts must be 'error' or 'drop', got {missing_artifacts!r}")
-    fixed_split: str | None = None
-    if split is not None:
-        try:
-            fixed_split = _parse_split(str(split).strip(), "split")
-        except _RowError as e:
-            raise DataError(f"split= {e.message}") from None
-    table, problems = _read_csv(gt_csv)
+    fixed_split = _fixed_split(split)
+    table, ragged = _read_csv(gt_csv)
     src = table.path
     resolver = _ImageResolver(Path(images_dir))
-    id_col = _id_column(table, image_col)
-    i_id = table.index(id_col)
-    diag_cols = [(i, c) for i, c in enumerate(table.header) if i != i_id]
-    if not diag_cols:
-        raise DataError(f"{src}: no diagnosis columns besides {id_col!r}")
-    diag_names = [c for _, c in diag_cols]
-    if binary and "MEL" not in diag_names:
-        raise DataError(f"{src}: binary=True needs a 'MEL' column; the header has {list(table.header)}")
-
-    art_rows: dict[str, tuple[int, dict[str, int]]] = {}
-    art_names: tuple[str, ...] = ()
-    art_src: Path | None = None
-    if artifacts_csv is not None:
-        art_rows, art_names, art_src, art_problems, art_n = _read_artifacts(
-            artifacts_csv, artifacts_image_col
-        )
-        _raise_problems(art_problems, art_n)
-
-    ids: list[str] = []
-    lines: list[int] = []
-    paths: list[Path] = []
-    rels: list[str] = []
-    diagnoses: list[str] = []
-    art_values: dict[str, list[int]] = {a: [] for a in art_names}
-    first_line: dict[str, int] = {}
-    dropped = 0
+    cols = _isic_columns(table, image_col, binary)
+    ann = _load_annotations(artifacts_csv, artifacts_image_col, missing_artifacts)
+    rows = _Rows(src)
+    rows.problems.extend(ragged)
     for line, cells in table.rows:
-        row: list[_RowError] = []
-        image = _strip_image_ext(cells[i_id])
-        path: Path | None = None
-        rel = ""
-        if not image:
-            row.append(_RowError("empty image id", id_col))
-        elif image in first_line:
-            row.append(_RowError(
-                f"duplicate image id {image!r} (first seen on line {first_line[image]})", id_col
-            ))
-        else:
-            first_line[image] = line
-        hot: list[str] = []
-        parsed = True
-        for i, col in diag_cols:
-            try:
-                if _parse01(cells[i], col):
-                    hot.append(col)
-            except _RowError as e:
-                row.append(e)
-                parsed = False
-        if parsed and len(hot) != 1:
-            row.append(_RowError(
-                f"no diagnosis column is 1 — exactly one of {diag_names} must be 1"
-                if not hot
-                else f"several diagnosis columns are 1 ({', '.join(hot)}) — exactly one must be 1"
-            ))
-        annotation: dict[str, int] | None = None
-        if artifacts_csv is not None and image:
-            found = art_rows.get(image)
-            if found is None:
-                if missing_artifacts == "drop":
-                    dropped += 1
-                    continue
-                row.append(_RowError(
-                    f"image {image!r} has no row in the artifact file {art_src} — annotate it, "
-                    "or pass missing_artifacts='drop' (--drop-unannotated)",
-                    id_col,
-                ))
-            else:
-                annotation = found[1]
-        if image and not any(e.column == id_col for e in row):
-            try:
-                path, rel = resolver.by_id(image, id_col)
-            except _RowError as e:
-                row.append(e)
-        if row or path is None:
-            problems.extend(_Problem(src, e.message, line=line, column=e.column) for e in row)
-            continue
-        ids.append(image)
-        lines.append(line)
-        paths.append(path)
-        rels.append(rel)
-        diagnoses.append(hot[0])
-        if annotation is not None:
-            for a in art_names:
-                art_values[a].append(annotation[a])
-    problems.sort(key=lambda p: p.line or 0)
-    _raise_problems(problems, table.n_records)
-    if not ids:
+        _isic_row(rows, cols, resolver, ann, line, cells)
+    rows.check(table.n_records)
+    if not rows.ids:
         raise DataError(
-            f"{src}: no case left to import ({dropped} dropped for lack of artifact annotations) "
-            "— check that the two files use the same image ids"
+            f"{src}: no case left to import ({rows.skipped.get('unannotated', 0)} dropped for lack "
+            "of artifact annotations) — check that the two files use the same image ids"
         )
-
-    if binary:
-        classes: tuple[str, ...] = BINARY_CLASSES
-        labels = [BINARY_CLASSES[1] if d == "MEL" else BINARY_CLASSES[0] for d in diagnoses]
-    else:
-        classes = tuple(diag_names)
-        labels = list(diagnoses)
-    splits = (
-        np.full(len(ids), fixed_split, dtype=object)
-        if fixed_split is not None
-        else stratified_split(labels, ids, fractions=split_fractions, seed=seed)
-    )
-    data: dict[str, Any] = {
-        "case_id": ids,
-        "label": labels,
-        "split": [str(s) for s in splits],
-        "source_path": rels,
-    }
-    for a in art_names:
-        data[a] = pd.Series(art_values[a], dtype="int64")
-    data["diagnosis"] = diagnoses
-    used = set(ids)
+    cases, classes = _isic_cases(rows, cols, ann, binary, fixed_split, seed, split_fractions)
     extra: dict[str, Any] = {
         "importer": "isic",
         "source_csv": str(src.resolve()),
@@ -307,18 +202,170 @@ def import_isic(
         "seed": int(seed),
         "split_fractions": [float(f) for f in split_fractions],
     }
-    if art_src is not None:
-        extra["artifacts_csv"] = str(art_src.resolve())
-        extra["artifacts_unmatched"] = sum(1 for k in art_rows if k not in used)
-        extra["dropped_unannotated"] = dropped
+    if ann is not None:
+        used = set(rows.ids)
+        extra["artifacts_csv"] = str(ann.src.resolve())
+        extra["artifacts_unmatched"] = sum(1 for k in ann.rows if k not in used)
+        extra["dropped_unannotated"] = rows.skipped.get("unannotated", 0)
     info = DatasetInfo(
         name=name or out.name,
         kind="isic",
         classes=classes,
         image_size=image_size,
-        artifacts=art_names,
+        artifacts=ann.names if ann is not None else (),
         metadata=("diagnosis",),
         extra=extra,
     )
-    images = _ImageSource(paths, image_size, lambda i: (src, lines[i]), progress)
-    return _write(out, info, pd.DataFrame(data), images, overwrite)
+    return rows.write(out, info, cases, image_size, progress, overwrite)
+
+
+def _fixed_split(split: str | None) -> str | None:
+    if split is None:
+        return None
+    try:
+        return _parse_split(str(split).strip(), "split")
+    except _RowError as e:
+        raise DataError(f"split= {e.message}") from None
+
+
+@dataclass(frozen=True)
+class _IsicColumns:
+    """The id and diagnosis columns of the ground-truth CSV (internal)."""
+
+    id_col: str
+    i_id: int
+    diagnoses: tuple[tuple[int, str], ...]  # (index, name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c for _, c in self.diagnoses]
+
+
+def _isic_columns(table: _Table, image_col: str | None, binary: bool) -> _IsicColumns:
+    id_col = _id_column(table, image_col)
+    i_id = table.index(id_col)
+    cols = _IsicColumns(id_col, i_id, tuple((i, c) for i, c in enumerate(table.header) if i != i_id))
+    if not cols.diagnoses:
+        raise DataError(f"{table.path}: no diagnosis columns besides {id_col!r}")
+    if binary and "MEL" not in cols.names:
+        raise DataError(f"{table.path}: binary=True needs a 'MEL' column; the header has {list(table.header)}")
+    return cols
+
+
+@dataclass(frozen=True)
+class _Annotations:
+    """The parsed artifact CSV (internal): ``{image id: (line, {artifact: 0/1})}``."""
+
+    rows: dict[str, tuple[int, dict[str, int]]]
+    names: tuple[str, ...]
+    src: Path
+    drop_missing: bool
+
+
+def _load_annotations(
+    path: str | Path | None, image_col: str | None, missing: str
+) -> _Annotations | None:
+    if path is None:
+        return None
+    rows, names, src, problems, n = _read_artifacts(path, image_col)
+    _raise_problems(problems, n)
+    return _Annotations(rows, names, src, missing == "drop")
+
+
+def _diagnosis(cols: _IsicColumns, cells: list[str], problems: list[_RowError]) -> str | None:
+    """The one hot diagnosis column of a row (``None`` and a problem when not exactly one)."""
+    hot: list[str] = []
+    parsed = True
+    for i, col in cols.diagnoses:
+        try:
+            if _parse01(cells[i], col):
+                hot.append(col)
+        except _RowError as e:
+            problems.append(e)
+            parsed = False
+    if parsed and len(hot) != 1:
+        problems.append(_RowError(
+            f"no diagnosis column is 1 — exactly one of {cols.names} must be 1"
+            if not hot
+            else f"several diagnosis columns are 1 ({', '.join(hot)}) — exactly one must be 1"
+        ))
+    return hot[0] if parsed and len(hot) == 1 else None
+
+
+def _isic_row(
+    rows: _Rows,
+    cols: _IsicColumns,
+    resolver: _ImageResolver,
+    ann: _Annotations | None,
+    line: int,
+    cells: list[str],
+) -> None:
+    """Check one ground-truth row of :func:`import_isic` and hand it to ``rows``."""
+    problems: list[_RowError] = []
+    image = _strip_image_ext(cells[cols.i_id])
+    if not image:
+        problems.append(_RowError("empty image id", cols.id_col))
+    else:
+        dup = rows.claim(image, line, "image id", cols.id_col)
+        if dup is not None:
+            problems.append(dup)
+    diagnosis = _diagnosis(cols, cells, problems)
+    annotation: dict[str, int] | None = None
+    if ann is not None and image:
+        found = ann.rows.get(image)
+        if found is None:
+            if ann.drop_missing:
+                rows.skip("unannotated")
+                return
+            problems.append(_RowError(
+                f"image {image!r} has no row in the artifact file {ann.src} — annotate it, "
+                "or pass missing_artifacts='drop' (--drop-unannotated)",
+                cols.id_col,
+            ))
+        else:
+            annotation = found[1]
+    path: Path | None = None
+    rel = ""
+    if image and not any(e.column == cols.id_col for e in problems):
+        try:
+            path, rel = resolver.by_id(image, cols.id_col)
+        except _RowError as e:
+            problems.append(e)
+    if problems or path is None:
+        rows.reject(problems, line)
+        return
+    rows.accept(image, path, rel, line, diagnosis=diagnosis, annotation=annotation)
+
+
+def _isic_cases(
+    rows: _Rows,
+    cols: _IsicColumns,
+    ann: _Annotations | None,
+    binary: bool,
+    fixed_split: str | None,
+    seed: int,
+    split_fractions: Sequence[float],
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The cases table of the accepted rows and the classes."""
+    diagnoses = rows.field("diagnosis")
+    if binary:
+        classes: tuple[str, ...] = BINARY_CLASSES
+        labels = [BINARY_CLASSES[1] if d == "MEL" else BINARY_CLASSES[0] for d in diagnoses]
+    else:
+        classes = tuple(cols.names)
+        labels = list(diagnoses)
+    splits = (
+        np.full(len(rows.ids), fixed_split, dtype=object)
+        if fixed_split is not None
+        else stratified_split(labels, rows.ids, fractions=split_fractions, seed=seed)
+    )
+    data: dict[str, Any] = {
+        "case_id": rows.ids,
+        "label": labels,
+        "split": [str(s) for s in splits],
+        "source_path": rows.rels,
+    }
+    for a in ann.names if ann is not None else ():
+        data[a] = pd.Series([v[a] for v in rows.field("annotation")], dtype="int64")
+    data["diagnosis"] = diagnoses
+    return pd.DataFrame(data), classes

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from concepts import WorkbenchError, Workspace
+from concepts import ProgressFn, WorkbenchError, Workspace
 
 __all__ = [
     "CONFOUNDERS_FILE",
@@ -35,7 +35,6 @@ __all__ = [
     "precompute_pages",
 ]
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: The precomputed confounder report (``results/``).
 CONFOUNDERS_FILE = "confounders.parquet"

@@ -17,11 +17,11 @@ content hash so a stale one is never shown as current.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from concepts import ModelError, Workspace, WorkspaceError
+from concepts import ModelError, ProgressFn, Workspace, WorkspaceError
 
 __all__ = [
     "EVALUATION_FILE",
@@ -37,7 +37,6 @@ __all__ = [
 #: The stored evaluation of the active model on the active data set (``results/``).
 EVALUATION_FILE = "evaluation.json"
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: Splits a model is evaluated on, in order of preference for the headline figure.
 _EVAL_ORDER = ("test", "test_debiased", "val", "valid", "validation")
