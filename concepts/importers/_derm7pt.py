@@ -23,7 +23,7 @@ import pandas as pd
 
 from concepts._errors import DataError, ImageError
 from concepts.data import CRITERIA, Dataset, DatasetInfo, load_image_rgb
-from concepts.importers._common import _check_common
+from concepts.importers._rows import _check_common
 
 __all__ = [
     "DERM7PT_CLASSES",

@@ -2,6 +2,17 @@
 
 Line numbers in error messages are 1-based physical lines of the CSV named (header = line 1),
 as in :mod:`concepts.importers._folder`.
+
+The ground-truth CSV has an image-id column (``image``, ``image_id``, ``image_name`` or
+``isic_id``, or ``image_col``) and one-hot diagnosis columns, e.g.
+``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` with ``0``/``1`` or ``0.0``/``1.0`` values and exactly
+one ``1`` per row; every other column must be a diagnosis column.
+
+The optional artifact CSV is joined on the image id: an id column plus 0/1 columns such as
+``dark_corner, hair, gel_border, gel_bubble, ruler, ink, patches``. Names are normalised (lower
+case, ``_``; ``patches`` -> ``patch``); columns that are not in :data:`concepts.ARTIFACTS`
+(e.g. ``gel_border``) are kept as extra artifact columns. Ids may carry an image extension
+(``ISIC_0000000.jpg``).
 """
 
 from __future__ import annotations
@@ -19,8 +30,6 @@ from concepts.data import ARTIFACTS, Dataset, DatasetInfo
 from concepts.importers._common import (
     ProgressCallback,
     _canonical,
-    _check_common,
-    _check_fractions,
     _ImageResolver,
     _parse01,
     _parse_split,
@@ -28,11 +37,10 @@ from concepts.importers._common import (
     _raise_problems,
     _read_csv,
     _RowError,
-    _Rows,
     _strip_image_ext,
     _Table,
-    stratified_split,
 )
+from concepts.importers._rows import _check_common, _check_fractions, _Rows, stratified_split
 
 __all__ = ["BINARY_CLASSES", "ISIC_ID_COLUMNS", "import_isic"]
 
@@ -127,21 +135,14 @@ def import_isic(
     Parameters
     ----------
     gt_csv
-        Ground truth: an image-id column (``image``, ``image_id``, ``image_name`` or
-        ``isic_id``, or ``image_col``) and one-hot diagnosis columns, e.g.
-        ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` with ``0``/``1`` or ``0.0``/``1.0`` values and
-        exactly one ``1`` per row. Every other column must be a diagnosis column.
+        Ground truth: image ids and one-hot diagnosis columns (format: see this module).
     images_dir
         Folder holding ``<image>.jpg`` (any extension in
-        :data:`concepts.importers._folder.IMAGE_EXTENSIONS`).
+        :data:`concepts.importers._common.IMAGE_EXTENSIONS`).
     out_dir
         The data-set directory to create.
     artifacts_csv
-        Optional artifact annotations joined on the image id: an id column plus 0/1 columns
-        such as ``dark_corner, hair, gel_border, gel_bubble, ruler, ink, patches``. Names are
-        normalised (lower case, ``_``; ``patches`` -> ``patch``); columns that are not in
-        :data:`concepts.ARTIFACTS` (e.g. ``gel_border``) are kept as extra artifact columns.
-        Ids may carry an image extension (``ISIC_0000000.jpg``).
+        Optional artifact annotations joined on the image id (format: see this module).
     binary
         Map ``MEL`` to ``melanoma`` and every other diagnosis to ``non_melanoma``
         (:data:`BINARY_CLASSES`). Otherwise the classes are the diagnosis columns in CSV order.
@@ -165,10 +166,8 @@ def import_isic(
     Raises
     ------
     DataError
-        Any problem with the CSV files, the arguments or the output folder: rows with zero or
-        several hot columns, values other than 0/1, duplicate or unknown ids, missing images.
-        The message names the file, the 1-based line and column of the first problem and
-        counts the others.
+        Any problem with the CSV files (zero or several hot columns, values other than 0/1,
+        duplicate or unknown ids, missing images), the arguments or the output folder.
     ImageError
         When every problem is an image that cannot be decoded.
     """
@@ -178,45 +177,51 @@ def import_isic(
         raise DataError(f"missing_artifacts must be 'error' or 'drop', got {missing_artifacts!r}")
     fixed_split = _fixed_split(split)
     table, ragged = _read_csv(gt_csv)
-    src = table.path
     resolver = _ImageResolver(Path(images_dir))
     cols = _isic_columns(table, image_col, binary)
     ann = _load_annotations(artifacts_csv, artifacts_image_col, missing_artifacts)
-    rows = _Rows(src)
+    rows = _isic_rows(table, ragged, cols, resolver, ann)
+    cases, classes = _isic_cases(rows, cols, ann, binary, fixed_split, seed, split_fractions)
+    extra: dict[str, Any] = {
+        "importer": "isic", "source_csv": str(table.path.resolve()), "images_dir": str(resolver.root),
+        "binary": bool(binary), "split_source": "fixed" if fixed_split is not None else "stratified",
+        "seed": int(seed), "split_fractions": [float(f) for f in split_fractions],
+    }
+    if ann is not None:
+        extra.update(_annotation_extra(ann, rows))
+    info = DatasetInfo(
+        name=name or out.name, kind="isic", classes=classes, image_size=image_size,
+        artifacts=ann.names if ann is not None else (), metadata=("diagnosis",), extra=extra,
+    )
+    return rows.write(out, info, cases, image_size, progress, overwrite)
+
+
+def _isic_rows(
+    table: _Table, ragged: list[_Problem], cols: _IsicColumns, resolver: _ImageResolver,
+    ann: _Annotations | None,
+) -> _Rows:
+    """Every ground-truth row checked; raises for all problems, or when no case is left."""
+    rows = _Rows(table.path)
     rows.problems.extend(ragged)
     for line, cells in table.rows:
         _isic_row(rows, cols, resolver, ann, line, cells)
     rows.check(table.n_records)
     if not rows.ids:
         raise DataError(
-            f"{src}: no case left to import ({rows.skipped.get('unannotated', 0)} dropped for lack "
-            "of artifact annotations) — check that the two files use the same image ids"
+            f"{table.path}: no case left to import ({rows.skipped.get('unannotated', 0)} dropped "
+            "for lack of artifact annotations) — check that the two files use the same image ids"
         )
-    cases, classes = _isic_cases(rows, cols, ann, binary, fixed_split, seed, split_fractions)
-    extra: dict[str, Any] = {
-        "importer": "isic",
-        "source_csv": str(src.resolve()),
-        "images_dir": str(resolver.root),
-        "binary": bool(binary),
-        "split_source": "fixed" if fixed_split is not None else "stratified",
-        "seed": int(seed),
-        "split_fractions": [float(f) for f in split_fractions],
+    return rows
+
+
+def _annotation_extra(ann: _Annotations, rows: _Rows) -> dict[str, Any]:
+    """What ``info.extra`` records about the artifact file's join."""
+    used = set(rows.ids)
+    return {
+        "artifacts_csv": str(ann.src.resolve()),
+        "artifacts_unmatched": sum(1 for k in ann.rows if k not in used),
+        "dropped_unannotated": rows.skipped.get("unannotated", 0),
     }
-    if ann is not None:
-        used = set(rows.ids)
-        extra["artifacts_csv"] = str(ann.src.resolve())
-        extra["artifacts_unmatched"] = sum(1 for k in ann.rows if k not in used)
-        extra["dropped_unannotated"] = rows.skipped.get("unannotated", 0)
-    info = DatasetInfo(
-        name=name or out.name,
-        kind="isic",
-        classes=classes,
-        image_size=image_size,
-        artifacts=ann.names if ann is not None else (),
-        metadata=("diagnosis",),
-        extra=extra,
-    )
-    return rows.write(out, info, cases, image_size, progress, overwrite)
 
 
 def _fixed_split(split: str | None) -> str | None:
