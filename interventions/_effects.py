@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from concepts.models import resolve_positive_class
 from interventions._ops import apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 from interventions._whatif import TwinActivations, WhatIf
-from store import to_jsonable
+from store import atomic_path, to_jsonable
 
 __all__ = [
     "METRIC_KEYS",
@@ -456,9 +455,8 @@ def _store_twins(
         entries.append({"rows": a.rows.tolist(), "direction": a.direction, "method": a.method})
     path = cache.root / model.model_id / layer / f"twins-{key}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries))
-    tmp.replace(path)
+    with atomic_path(path, private=False) as tmp:
+        tmp.write_text(json.dumps(entries))
 
 # ---------------------------------------------------------------------------------- measurement
 def _flip_summary(fr_b: Mapping[str, Any], fr_a: Mapping[str, Any]) -> dict[str, Any]:

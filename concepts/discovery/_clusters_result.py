@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError
-from store import to_jsonable
+from store import atomic_path, to_jsonable
 
 __all__ = ["CLUSTER_COLUMNS", "ClusteringResult"]
 
@@ -185,9 +185,8 @@ class ClusteringResult:
         """Write the result as JSON (atomic)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(p)
+        with atomic_path(p, private=False) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=1))
         return p
 
     @classmethod

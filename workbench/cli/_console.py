@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -20,6 +20,9 @@ from rich.table import Table
 
 from concepts import WorkbenchError
 from store import to_jsonable
+
+if TYPE_CHECKING:
+    from concepts import ProgressFn
 
 __all__ = [
     "WorkspaceOpt",
@@ -73,7 +76,7 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 @contextmanager
-def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bars(enabled: bool = True) -> Iterator[ProgressFn]:
     """A ``progress(stage, done, total)`` callback drawing one rich bar per stage (on stderr)."""
     if not enabled:
         yield lambda stage, done, total: None

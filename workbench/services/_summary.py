@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from concepts import ModelError, ProgressFn, Workspace, WorkspaceError
+from store import atomic_path
 
 __all__ = [
     "EVALUATION_FILE",
@@ -157,9 +158,8 @@ def store_evaluation(
         "splits": evaluation_splits(list(metrics)), "metrics": {k: dict(v) for k, v in metrics.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(entries, indent=1, default=str))
-    tmp.replace(path)
+    with atomic_path(path, private=False) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1, default=str))
     return path
 
 
