@@ -87,18 +87,7 @@ def import_class_folders(
     folder_classes = _check_class_folders(root, top, split_layout, groups, allowed)
     rows, ignored = _collect_class_images(resolver, groups)
     rows.check(by_line=False)
-    labels = rows.field("label")
-    split_arr = (
-        np.asarray(rows.field("split"), dtype=object)
-        if split_layout
-        else stratified_split(labels, rows.ids, fractions=split_fractions, seed=seed)
-    )
-    cases = pd.DataFrame({
-        "case_id": rows.ids,
-        "label": labels,
-        "split": [str(x) for x in split_arr],
-        "source_path": rows.rels,
-    })
+    cases = _class_cases(rows, split_layout, seed, split_fractions)
     info = DatasetInfo(
         name=name or out.name,
         kind="class_folders",
@@ -114,6 +103,22 @@ def import_class_folders(
         },
     )
     return rows.write(out, info, cases, image_size, progress, overwrite)
+
+
+def _class_cases(rows: _Rows, split_layout: bool, seed: int, split_fractions: Sequence[float]) -> pd.DataFrame:
+    """The cases table: the folders' splits, or a stratified split drawn."""
+    labels = rows.field("label")
+    split_arr = (
+        np.asarray(rows.field("split"), dtype=object)
+        if split_layout
+        else stratified_split(labels, rows.ids, fractions=split_fractions, seed=seed)
+    )
+    return pd.DataFrame({
+        "case_id": rows.ids,
+        "label": labels,
+        "split": [str(x) for x in split_arr],
+        "source_path": rows.rels,
+    })
 
 
 def _subdirs(folder: Path) -> list[Path]:
