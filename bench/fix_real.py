@@ -53,18 +53,15 @@ def _source(ws: Any, root: Path, size: int, seed: int) -> tuple[Any, Any]:
 
 
 def _train(ws: Any, ds: Any) -> Any:
-    """Frozen EfficientNet-Lite0 + class-balanced logistic head on ``train`` pooled features."""
-    from concepts import ClassifierModel, fit_linear_head, set_linear_head
+    """Frozen EfficientNet-Lite0 + class-balanced logistic head on ``train`` pooled features.
 
-    model = ClassifierModel.build("efficientnet-lite0", ds.classes, seed=0)
-    cache = ws.activation_cache
-    isets = {s: ds.image_set(ds.indices(s), name=f"{ds.info.name}:{s}") for s in ("train", "val", "test")}
-    feats = {s: cache.get(model, "pool", iset)["pool"] for s, iset in isets.items()}
-    w, b = fit_linear_head(np.asarray(feats["train"]), ds.labels(ds.indices("train")), len(ds.classes),
-                           class_balanced=True, seed=0)
-    set_linear_head(model, w, b)
-    for s, iset in isets.items():
-        cache.put(model, "pool", iset, feats[s])
+    The library's :func:`concepts.train_classifier` at the architecture's default input size
+    (128), its pooled features cached under the trained model; saved as the workspace's model.
+    """
+    from concepts import TrainConfig, train_classifier
+
+    cfg = TrainConfig(architecture="efficientnet-lite0", image_size=128, balanced=True, seed=0)
+    model = train_classifier(ds, cfg, cache=ws.activation_cache).model
     model.save(ws.models_dir / "real")
     ws.update_manifest(dataset=ds.info.name, model="real", model_dir="models/real",
                        layers=["block10", "block15", "pool"])

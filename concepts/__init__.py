@@ -14,6 +14,7 @@ from concepts._errors import (
     WorkbenchError,
     WorkspaceError,
 )
+from concepts._progress import ProgressFn
 from concepts.bank import (
     Concept,
     ConceptBank,
@@ -157,6 +158,7 @@ __all__ = [
     "ModelError",
     "PlantedConfounder",
     "Preprocessing",
+    "ProgressFn",
     "SignificanceConfig",
     "StagedNet",
     "TCAVReport",

@@ -48,9 +48,9 @@ import numpy as np
 import pandas as pd
 
 from concepts import DataError
-from concepts.models import finite_or_none as _num
 from graph._model import ClinicalGraph, Expectation
 from graph._schema import py_scalar
+from store import finite_or_none as _num
 
 __all__ = [
     "ALIGNMENT_CATEGORIES",

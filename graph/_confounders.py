@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,9 @@ from concepts.discovery import (
     attribute_class_table,
     evaluation_split,
 )
-from concepts.models import finite_or_none as _num
 from graph._model import ClinicalGraph
+from store import atomic_path
+from store import finite_or_none as _num
 
 __all__ = [
     "CONFOUNDER_COLUMNS",
@@ -559,9 +559,8 @@ def workspace_flip_rates(workspace: Workspace, dataset: Dataset, *, max_twins: i
     if model_id and dataset.info.content_hash:
         cached[key] = json.loads(table.to_json(orient="records"))
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")  # concurrent writers: last wins
-        tmp.write_text(json.dumps(cached))
-        tmp.replace(cache)
+        with atomic_path(cache, private=False) as tmp:  # concurrent writers: last wins
+            tmp.write_text(json.dumps(cached))
     return table
 
 

@@ -12,6 +12,7 @@ import networkx as nx
 
 from concepts import DataError
 from graph._model import ClinicalGraph
+from store import atomic_path
 
 __all__ = ["GRAPH_FORMATS", "dump_graph", "from_node_link", "read_graph", "to_node_link", "write_graph"]
 
@@ -85,9 +86,8 @@ def write_graph(graph: ClinicalGraph, path: str | Path, fmt: str | None = None) 
     """Write the graph to ``path`` (format from ``fmt`` or the suffix); returns the path."""
     p = Path(path)
     text = dump_graph(graph, _format_of(p, fmt))
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(p)
+    with atomic_path(p, private=False) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return p
 
 

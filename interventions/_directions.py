@@ -17,7 +17,7 @@ between a case and its twin with the artifact pasted in (the twin-difference dir
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -29,6 +29,7 @@ from concepts import (
     ConceptError,
     Dataset,
     ImageSet,
+    ProgressFn,
     TwinSet,
     WorkbenchError,
     Workspace,
@@ -62,8 +63,6 @@ MASK_LEVELS: tuple[str, ...] = ("absent", "balanced", "mean")
 #: How a direction can be computed: paired twins, twins made by transplanting the artifact
 #: (real images), or one of the CAV probes.
 DIRECTION_METHODS: tuple[str, ...] = ("twin", "transplant", *PROBES)
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from concepts import (
     Dataset,
     ImageSet,
     ModelError,
+    ProgressFn,
     StagedNet,
     TwinSet,
     WorkbenchError,
@@ -44,6 +44,7 @@ from concepts.models import resolve_positive_class
 from interventions._ops import apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 from interventions._whatif import TwinActivations, WhatIf
+from store import atomic_path, to_jsonable
 
 __all__ = [
     "METRIC_KEYS",
@@ -55,7 +56,6 @@ __all__ = [
     "twin_activations",
 ]
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: Headline metrics compared before/after.
 METRIC_KEYS: tuple[str, ...] = (
@@ -65,20 +65,6 @@ METRIC_KEYS: tuple[str, ...] = (
 
 _SLICE_KEYS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity")
 
-
-def _clean(obj: Any) -> Any:
-    """JSON-able copy: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 @dataclass(frozen=True)
@@ -135,7 +121,7 @@ class EffectReport:
 
     def to_json(self) -> dict[str, Any]:
         """``{"split", "spec", "before", "after", "flipped_cases", ...}`` (JSON-able)."""
-        return _clean({
+        return to_jsonable({
             "split": self.split,
             "spec": self.spec.to_json(),
             "spec_id": self.spec.spec_id,
@@ -287,7 +273,7 @@ def tcav_reliance(
     cat_b = _alignment_categories(b, concepts)
     cat_a = _alignment_categories(a, concepts)
     alignment = {c: {"before": cat_b.get(c), "after": cat_a.get(c)} for c in concepts}
-    return _clean({"layer": layer, "runs": runs, "rows": out_rows, "alignment": alignment})
+    return to_jsonable({"layer": layer, "runs": runs, "rows": out_rows, "alignment": alignment})
 
 
 # ---------------------------------------------------------------------------------- twins
@@ -430,7 +416,6 @@ def _artifact_twins(
     return out, " ".join(notes) or None
 
 
-
 def _twin_probe(dataset: Dataset, art: str, key: str) -> ImageSet:
     return ImageSet(name=f"{dataset.info.name}:twins:{art}", images=np.zeros((0, 1, 1, 3), np.uint8), key=key)
 
@@ -470,9 +455,8 @@ def _store_twins(
         entries.append({"rows": a.rows.tolist(), "direction": a.direction, "method": a.method})
     path = cache.root / model.model_id / layer / f"twins-{key}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries))
-    tmp.replace(path)
+    with atomic_path(path, private=False) as tmp:
+        tmp.write_text(json.dumps(entries))
 
 # ---------------------------------------------------------------------------------- measurement
 def _flip_summary(fr_b: Mapping[str, Any], fr_a: Mapping[str, Any]) -> dict[str, Any]:
@@ -598,11 +582,11 @@ def measure_effect(
     return EffectReport(
         split=split,
         spec=spec,
-        before=_clean(before.metrics),
-        after=_clean(after.metrics),
-        flipped_cases=_clean(_flipped_rows(wi, before.proba, after.proba, after.flipped, model.classes.index(pos))),
-        slices=_clean(_slices(wi, dataset, dataset.indices(split), before.proba, after.proba, min_slice)),
-        reliance=_clean(reliance),
+        before=to_jsonable(before.metrics),
+        after=to_jsonable(after.metrics),
+        flipped_cases=to_jsonable(_flipped_rows(wi, before.proba, after.proba, after.flipped, model.classes.index(pos))),
+        slices=to_jsonable(_slices(wi, dataset, dataset.indices(split), before.proba, after.proba, min_slice)),
+        reliance=to_jsonable(reliance),
         model_id=model.model_id,
         dataset=dataset.info.name,
         dataset_hash=dataset.info.content_hash,
@@ -663,7 +647,7 @@ def record_effect(
             evidence={"description": report.spec.describe()}, model_id=report.model_id,
             weights_sha_before=weights, dataset_hash=report.dataset_hash or None, concept=concept,
         )
-    evidence = _clean({
+    evidence = to_jsonable({
         "description": report.spec.describe(),
         "spec_id": report.spec.spec_id,
         "dataset": report.dataset,
@@ -685,7 +669,7 @@ def record_effect(
     for art, fr in report.reliance.get("flip_rates", {}).items():
         flat_b[f"flip_rate:{art}"], flat_a[f"flip_rate:{art}"] = fr.get("before"), fr.get("after")
     store.record_effect(
-        actor, iid, _clean(flat_b), _clean(flat_a), reliance=_clean(report.reliance) or None,
+        actor, iid, to_jsonable(flat_b), to_jsonable(flat_a), reliance=to_jsonable(report.reliance) or None,
         rationale=rationale, model_id=report.model_id, weights_sha_before=weights,
         weights_sha_after=weights, dataset_hash=report.dataset_hash or None,
     )

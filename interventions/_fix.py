@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from concepts import ClassifierModel
-from interventions._effects import _clean
 from interventions._fix_search import (
     ANCHORS,
     Problem,
@@ -47,6 +46,7 @@ from interventions._fix_search import (
 from interventions._ops import MAX_CONDITION
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionError, InterventionSpec
 from interventions._whatif import WhatIf
+from store import to_jsonable as _clean
 
 __all__ = ["FixProposal", "propose_fix", "select_few_shot"]
 

@@ -42,6 +42,7 @@ from interventions._concept import (
     _req,
     _text,
 )
+from store import atomic_path
 
 __all__ = [
     "NEUTRAL_STRENGTH",
@@ -308,9 +309,8 @@ class InterventionSpec:
         """Write the spec as JSON."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(self.to_json_str())
-        tmp.replace(p)
+        with atomic_path(p, private=False) as tmp:
+            tmp.write_text(self.to_json_str())
         return p
 
     @classmethod

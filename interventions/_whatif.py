@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from concepts import (
     Dataset,
     DatasetInfo,
     ImageSet,
+    ProgressFn,
     StagedNet,
     extract_activations,
     hash_array,
@@ -47,7 +48,6 @@ from interventions._spec import InterventionError, InterventionSpec
 
 __all__ = ["TwinActivations", "WhatIf", "WhatIfResult", "make_twins"]
 
-ProgressFn = Callable[[str, int, int], None]
 StrengthsOrSpec = InterventionSpec | Mapping[str, float] | None
 
 

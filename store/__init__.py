@@ -15,6 +15,7 @@ True
 """
 
 from store._anchors import Anchor
+from store._atomic import atomic_path
 from store._canonical import canonical_json, replace_nonfinite
 from store._chain import VerifyResult
 from store._errors import (
@@ -33,6 +34,7 @@ from store._export import (
     verify_file,
 )
 from store._fields import blank
+from store._finite import finite_or_none, to_jsonable
 from store._model import Event, EventFilter
 from store._outpath import safe_output_path, write_atomic
 from store._report_common import auc_interval, balanced_interval, wilson
@@ -57,15 +59,18 @@ __all__ = [
     "StoreError",
     "ValidationError",
     "VerifyResult",
+    "atomic_path",
     "auc_interval",
     "balanced_interval",
     "blank",
     "canonical_json",
+    "finite_or_none",
     "neutralise_csv_cell",
     "os_user_name",
     "read_export",
     "replace_nonfinite",
     "safe_output_path",
+    "to_jsonable",
     "verify_file",
     "wilson",
     "write_atomic",

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import os
 import stat
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from store._atomic import atomic_path
 from store._errors import StoreError, ValidationError
 
 __all__ = ["OUTPUT_EXTENSIONS", "PROTECTED_NAMES", "find_workspace_root", "safe_output_path",
@@ -132,12 +132,8 @@ def write_atomic(target: Path, write: Callable[[Path], object]) -> None:
     StoreError
         The file could not be written or renamed.
     """
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        write(tmp)
-        os.replace(tmp, target)
+        with atomic_path(target, private=False) as tmp:
+            write(tmp)
     except OSError as exc:
         raise StoreError(f"writing {target} failed: {exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()

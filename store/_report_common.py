@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from store._chain import VerifyResult
+from store._finite import finite_or_none
 
 __all__ = ["PRINT_CSS", "auc_interval", "balanced_interval", "chain_status", "e", "fmt_auc",
            "fmt_pct", "html_page", "num", "wilson"]
@@ -63,7 +64,7 @@ def num(value: Any) -> float | None:
     """A finite float, or None (bools and non-numbers are None)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    return finite_or_none(value)
 
 
 def wilson(p: float | None, n: int | None) -> tuple[float, float] | None:

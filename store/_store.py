@@ -17,7 +17,6 @@ Concurrency model
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ import duckdb
 import pandas as pd
 
 from store._anchors import Anchor, anchors_path, append_anchor, check_anchors, read_anchors
+from store._atomic import atomic_path
 from store._chain import GENESIS_HASH, VerifyResult, verify_event_rows
 from store._conn import connect_with_retry, path_state, rollback_quietly
 from store._errors import NotFoundError, StoreError, ValidationError
@@ -618,21 +618,18 @@ class Store:
         fmt_ = resolve_format(target, fmt)
         flt = filters or EventFilter()
         where, params = flt.where()
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with self._connection() as con:
-                meta = write_export(con, tmp, fmt_, where, params, flt.describe())
-            sha = file_sha256(tmp)
-            event = self.append_event(actor, Action.EXPORTED, evidence={
-                "format": fmt_, "file_name": target.name, "file_sha256": sha,
-                "n_rows": meta.n_rows, "first_seq": meta.first_seq, "last_seq": meta.last_seq,
-                "complete": meta.complete, "head_seq": meta.head_seq,
-                "head_hash": meta.head_hash, "filters": flt.describe()})
-            os.replace(tmp, target)
+            with atomic_path(target, private=False) as tmp:
+                with self._connection() as con:
+                    meta = write_export(con, tmp, fmt_, where, params, flt.describe())
+                sha = file_sha256(tmp)
+                event = self.append_event(actor, Action.EXPORTED, evidence={
+                    "format": fmt_, "file_name": target.name, "file_sha256": sha,
+                    "n_rows": meta.n_rows, "first_seq": meta.first_seq, "last_seq": meta.last_seq,
+                    "complete": meta.complete, "head_seq": meta.head_seq,
+                    "head_hash": meta.head_hash, "filters": flt.describe()})
         except OSError as exc:
             raise StoreError(f"export to {target} failed: {exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         append_anchor(self.anchors_path, meta.head_seq, meta.head_hash, "export", actor.id,
                       {"file_sha256": sha})
         return ExportResult(path=target, format=fmt_, n_rows=meta.n_rows, sha256=sha,

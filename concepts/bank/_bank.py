@@ -17,8 +17,6 @@ its ``revision``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -38,7 +36,9 @@ from concepts.bank._concept import (
     default_group,
     label_confounding,
 )
+from concepts.bank._twins import real_twins
 from concepts.data import ARTIFACTS, CRITERIA, Dataset, ImageSet, hash_array
+from store import atomic_path
 
 __all__ = [
     "CONCEPT_DESCRIPTIONS",
@@ -96,8 +96,6 @@ def _add_twins(
     dataset: Dataset, column: str, split: str | None, max_examples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``max_examples`` add-twins of clean ``split`` rows and the rows they were made from."""
-    from concepts.bank._twins import real_twins
-
     idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
     try:
         sets = real_twins(dataset, idx, column, seed=seed)
@@ -573,10 +571,8 @@ class ConceptBank:
         if p.is_file():
             return
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=p.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, p)
+        with atomic_path(p, prefix=".tmp-", suffix=".npy") as tmp:
+            np.save(tmp, arr)
 
     def _load_array(self, ex: ExampleSet) -> np.ndarray:
         if ex.array in self._arrays:
@@ -621,10 +617,8 @@ class ConceptBank:
         if {k: v for k, v in old.items() if k != "revision"} != strip:
             self.revision = int(old.get("revision", self.revision)) + 1
         body["revision"] = self.revision
-        fd, tmp = tempfile.mkstemp(prefix=".bank-", suffix=".json", dir=p.parent)
-        with os.fdopen(fd, "w") as f:
+        with atomic_path(p, prefix=".bank-", suffix=".json") as tmp, open(tmp, "w") as f:
             json.dump(body, f, indent=1)
-        os.replace(tmp, p)
         return p
 
     @classmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError
+from concepts._progress import ProgressFn
 from concepts.data import ARTIFACTS, CRITERIA, Dataset, DatasetInfo
 from concepts.dermsynth._artifacts import ARTIFACT_ORDER, draw_artifact, draw_artifact_with_mask
 from concepts.dermsynth._render import (
@@ -331,7 +332,7 @@ def _render_tables(
     tables: Sequence[tuple[str, pd.DataFrame]],
     size: int,
     workers: int,
-    progress: Callable[[str, int, int], None] | None,
+    progress: ProgressFn | None,
     outs: Sequence[Any] | None = None,
 ) -> list[Any]:
     """Render several cases tables (in one process pool when ``workers > 1``).
@@ -374,7 +375,7 @@ def _render_tables(
 
 
 def _store(outs: Sequence[Any], done: list[int], plans: Sequence[tuple[str, pd.DataFrame, list[_Job]]],
-           progress: Callable[[str, int, int], None] | None, k: int, start: int, res: np.ndarray) -> None:
+           progress: ProgressFn | None, k: int, start: int, res: np.ndarray) -> None:
     outs[k][start : start + len(res)] = res
     done[k] += len(res)
     if progress is not None:
@@ -521,7 +522,7 @@ def render_twins(
 def generate_dermsynth(
     config: DermSynthConfig | None,
     out_dir: str | Path,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressFn | None = None,
     *,
     workers: int | None = None,
 ) -> DermSynthResult:

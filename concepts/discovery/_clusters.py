@@ -71,7 +71,8 @@ from concepts.discovery._cooccurrence_stats import (
     odds_ratio_ci,
     two_by_two_test,
 )
-from concepts.models import finite_or_none as _num
+from store import atomic_path
+from store import finite_or_none as _num
 
 if TYPE_CHECKING:  # pragma: no cover
     from concepts.data import Dataset
@@ -864,9 +865,8 @@ def _record_association(ws: Workspace, res: ClusteringResult, cluster_id: int, n
         **{k: _num(info[k]) for k in ("lift", "odds_ratio", "or_ci_low", "or_ci_high", "p_adjusted")},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(book, indent=1))
-    tmp.replace(path)
+    with atomic_path(path, private=False) as tmp:
+        tmp.write_text(json.dumps(book, indent=1))
 
 
 def cluster_associations(workspace: Workspace | str | Path, dataset: str | None = None) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError
+from store import atomic_path, to_jsonable
 
 __all__ = ["CLUSTER_COLUMNS", "ClusteringResult"]
 
@@ -137,15 +137,6 @@ class ClusteringResult:
     # ---------------------------------------------------------------- persistence
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (NaN -> None)."""
-        def clean(v: Any) -> Any:
-            if isinstance(v, np.generic):
-                v = v.item()
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            if isinstance(v, tuple | list | np.ndarray):
-                return [clean(x) for x in v]
-            return v
-
         return {
             "format": "concept-workbench-clusters/1",
             "layer": self.layer, "split": self.split, "method": self.method,
@@ -157,8 +148,8 @@ class ClusteringResult:
             "rows": [int(r) for r in self.rows], "case_ids": list(self.case_ids),
             "labels": [str(x) for x in self.labels],
             "assignments": [int(x) for x in self.assignments],
-            "silhouette": [{k: clean(v) for k, v in r.items()} for r in self.silhouette.to_dict("records")],
-            "clusters": [{k: clean(v) for k, v in r.items()} for r in self.clusters.to_dict("records")],
+            "silhouette": [{k: to_jsonable(v) for k, v in r.items()} for r in self.silhouette.to_dict("records")],
+            "clusters": [{k: to_jsonable(v) for k, v in r.items()} for r in self.clusters.to_dict("records")],
         }
 
     @classmethod
@@ -194,9 +185,8 @@ class ClusteringResult:
         """Write the result as JSON (atomic)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(p)
+        with atomic_path(p, private=False) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=1))
         return p
 
     @classmethod

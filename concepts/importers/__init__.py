@@ -1,5 +1,6 @@
 """concepts.importers."""
 
+from concepts.importers._class_folders import import_class_folders
 from concepts.importers._derm7pt import (
     DERM7PT_CLASSES,
     DERM7PT_CRITERION_POINTS,
@@ -13,8 +14,9 @@ from concepts.importers._derm7pt import (
     read_derm7pt_meta,
     read_derm7pt_splits,
 )
-from concepts.importers._folder import import_class_folders, import_folder, stratified_split
+from concepts.importers._folder import import_folder
 from concepts.importers._isic import BINARY_CLASSES, import_isic
+from concepts.importers._rows import stratified_split
 
 __all__ = [
     "BINARY_CLASSES",

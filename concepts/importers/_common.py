@@ -1,5 +1,6 @@
-"""Shared pieces of the importers: problem reports, CSV reading, cell parsing, image paths,
-stratified splits and the argument checks and write step every importer uses.
+"""Shared pieces of the importers' front end: problem reports, CSV reading, cell parsing and
+image paths. The back end (stratified split, argument checks, the row collector, the write step)
+is :mod:`concepts.importers._rows`.
 
 The importers themselves live in :mod:`concepts.importers._folder` (folder/CSV, class folders),
 :mod:`concepts.importers._isic` and :mod:`concepts.importers._derm7pt`; the conventions (all problems collected,
@@ -9,26 +10,22 @@ The importers themselves live in :mod:`concepts.importers._folder` (folder/CSV, 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError, ImageError
-from concepts.data import Dataset, DatasetInfo, check_name, load_image_rgb
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLITS",
     "ProgressCallback",
-    "stratified_split",
 ]
 
 #: File extensions (lower case) looked up when a case is named by id rather than by path.
@@ -139,6 +136,18 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
     p = Path(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
         raise DataError(f"delimiter must be one character such as ',' or ';', got {delimiter!r}")
+    text = _read_text(p)
+    header, header_line, rows, problems = _parse_records(p, text, delimiter)
+    if header is None:
+        raise DataError(f"{p}: the CSV file is empty — it needs a header line and one row per case")
+    _check_header(p, header, header_line, delimiter)
+    if not rows and not problems:
+        raise DataError(f"{p}: the CSV file has a header but no data rows")
+    return _Table(p, tuple(header), rows, len(rows) + len(problems)), problems
+
+
+def _read_text(p: Path) -> str:
+    """The file's text: UTF-8 (a leading byte-order mark dropped), no NUL byte, not empty."""
     try:
         if not p.is_file():
             raise DataError(f"CSV file not found: {p} — check the path")
@@ -159,13 +168,19 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
         )
     bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a leading byte-order mark is dropped
     try:
-        text = data[bom:].decode("utf-8")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         at = bom + exc.start
         raise DataError(
             f"{p}, line {_line_of_offset(data, at)}: byte 0x{data[at]:02x} is not valid UTF-8 — "
             "re-save the file as UTF-8 (e.g. 'CSV UTF-8' in Excel)"
         ) from exc
+
+
+def _parse_records(
+    p: Path, text: str, delimiter: str
+) -> tuple[list[str] | None, int, list[tuple[int, list[str]]], list[_Problem]]:
+    """``(header, header line, rows, ragged-row problems)``; blank lines are skipped."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     header_line = 1
@@ -195,8 +210,11 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
         raise DataError(
             f"{p}, line {line}: malformed CSV ({exc}) — check the quoting on this line"
         ) from exc
-    if header is None:
-        raise DataError(f"{p}: the CSV file is empty — it needs a header line and one row per case")
+    return header, header_line, rows, problems
+
+
+def _check_header(p: Path, header: list[str], header_line: int, delimiter: str) -> None:
+    """Every column named, no name twice, and no single column that hides another separator."""
     for i, name in enumerate(header):
         if not name:
             raise DataError(
@@ -214,9 +232,6 @@ def _read_csv(path: str | Path, *, delimiter: str = ",") -> tuple[_Table, list[_
                     f"file looks {guess!r}-separated; save it with {delimiter!r} separators or pass "
                     f"delimiter={guess!r} (--delimiter on the command line)"
                 )
-    if not rows and not problems:
-        raise DataError(f"{p}: the CSV file has a header but no data rows")
-    return _Table(p, tuple(header), rows, len(rows) + len(problems)), problems
 
 
 # ====================================================================== cell parsing
@@ -377,163 +392,3 @@ class _ImageResolver:
         found = candidate.parent / names[0]
         found_rel = found.relative_to(self.root).as_posix()
         return self._file(found, found_rel, column), found_rel
-
-
-# ====================================================================== splits
-def stratified_split(
-    labels: Sequence[str] | np.ndarray,
-    ids: Sequence[str] | np.ndarray,
-    *,
-    fractions: Sequence[float] = (0.6, 0.2, 0.2),
-    seed: int = 0,
-) -> np.ndarray:
-    """Deterministic stratified train/val/test assignment.
-
-    Within each class the cases are sorted by id and shuffled with a generator seeded by
-    ``seed`` and the class name, then cut by the largest-remainder rounding of ``fractions``.
-    The result therefore depends neither on the row order nor on the other classes.
-
-    Parameters
-    ----------
-    labels
-        Class of each case.
-    ids
-        Unique id of each case (same length as ``labels``).
-    fractions
-        Train, val and test fractions (non-negative, summing to 1, train > 0).
-    seed
-        Random seed.
-
-    Returns
-    -------
-    numpy.ndarray
-        Object array of ``"train"``, ``"val"`` or ``"test"``, aligned with ``labels``.
-
-    Raises
-    ------
-    DataError
-        Bad fractions or mismatched lengths.
-    """
-    fr = _check_fractions(fractions)
-    lab = np.asarray(labels, dtype=object)
-    idv = np.asarray(ids, dtype=object)
-    if lab.shape != idv.shape or lab.ndim != 1:
-        raise DataError(f"labels and ids must be 1-D and of equal length, got {lab.shape} and {idv.shape}")
-    out = np.empty(len(lab), dtype=object)
-    labs = np.array([str(x) for x in lab], dtype=object)
-    for cls in sorted(set(labs.tolist())):
-        members = np.flatnonzero(labs == cls)
-        members = members[np.argsort(np.array([str(i) for i in idv[members]]), kind="stable")]
-        digest = int.from_bytes(hashlib.sha256(cls.encode()).digest()[:8], "little")
-        rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, digest])
-        members = members[rng.permutation(len(members))]
-        counts = _largest_remainder(len(members), fr)
-        start = 0
-        for split, k in zip(SPLITS, counts, strict=True):
-            out[members[start : start + k]] = split
-            start += k
-    return out
-
-
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
-    try:
-        fr = tuple(float(f) for f in fractions)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"split fractions must be three numbers, got {fractions!r}") from exc
-    if len(fr) != 3 or any(not np.isfinite(f) or f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6 or fr[0] <= 0:
-        raise DataError(
-            f"split fractions must be three non-negative numbers (train, val, test) summing to 1 "
-            f"with train > 0, got {fractions!r}"
-        )
-    return fr[0], fr[1], fr[2]
-
-
-def _largest_remainder(n: int, fractions: tuple[float, float, float]) -> list[int]:
-    exact = [n * f for f in fractions]
-    counts = [int(np.floor(e)) for e in exact]
-    order = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
-    for i in order[: n - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-# ====================================================================== shared helpers
-def _check_common(image_size: int, out_dir: str | Path, overwrite: bool) -> Path:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 8 <= image_size <= 4096:
-        raise DataError(f"image_size must be an integer between 8 and 4096, got {image_size!r}")
-    out = Path(out_dir)
-    try:
-        exists = out.exists()
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{out}: cannot use this output folder ({exc})") from exc
-    if exists and not overwrite:
-        raise DataError(
-            f"{out} already exists — choose another name or pass overwrite=True (--overwrite)"
-        )
-    return out
-
-
-def _check_classes(classes: Sequence[str] | None) -> tuple[str, ...] | None:
-    if classes is None:
-        return None
-    if isinstance(classes, str):
-        raise DataError(f"classes must be a list of names, got the string {classes!r}")
-    cl = tuple(str(c).strip() for c in classes)
-    if not cl or any(not c for c in cl) or len(set(cl)) != len(cl):
-        raise DataError(f"classes must be non-empty, distinct names, got {list(classes)!r}")
-    for c in cl:
-        check_name(c, "class name")
-    return cl
-
-
-@dataclass(frozen=True)
-class _ImageSource:
-    """The image files of an import, decoded straight into the data set being written (internal).
-
-    ``where(i)`` names the file and CSV line a problem with image ``i`` is reported against;
-    ``what`` is the noun of the problem count ("rows" or "images").
-    """
-
-    paths: Sequence[Path]
-    size: int
-    where: Callable[[int], tuple[Path, int | None]]
-    progress: ProgressCallback | None = None
-    what: str = "rows"
-
-
-def _decode_into(dest: Any, src: _ImageSource) -> list[_Problem]:
-    """Decode every image of ``src`` into ``dest[i]``; returns the problems (file, line, error)."""
-    problems: list[_Problem] = []
-    n = len(src.paths)
-    for i, path in enumerate(src.paths):
-        try:
-            dest[i] = load_image_rgb(path, src.size)
-        except ImageError as exc:
-            file, line = src.where(i)
-            problems.append(_Problem(file, str(exc), line=line, image=True))
-        if src.progress is not None:
-            src.progress(i + 1, n)
-    return problems
-
-
-def _write(
-    out: Path,
-    info: DatasetInfo,
-    cases: pd.DataFrame,
-    images: _ImageSource,
-    overwrite: bool,
-) -> Dataset:
-    """Decode the images chunk by chunk into the new data set and write it atomically.
-
-    Memory stays flat as the number of images grows: each image goes straight into
-    ``images.npy`` in the temporary directory; an image problem removes everything written.
-    """
-    shape = (len(images.paths), images.size, images.size, 3)
-    try:
-        with Dataset.create(out, shape, overwrite=overwrite) as writer:
-            _raise_problems(_decode_into(writer.images, images), len(images.paths), images.what)
-            return writer.commit(info, cases)
-    except DataError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot write the data set to {out}: {exc}") from exc

@@ -23,7 +23,7 @@ import pandas as pd
 
 from concepts._errors import DataError, ImageError
 from concepts.data import CRITERIA, Dataset, DatasetInfo, load_image_rgb
-from concepts.importers._common import _check_common
+from concepts.importers._rows import _check_common
 
 __all__ = [
     "DERM7PT_CLASSES",
@@ -173,6 +173,36 @@ def read_derm7pt_meta(path: str | Path) -> pd.DataFrame:
     """
     p = _resolve_meta_path(path)
     name = p.name
+    raw = _read_meta_csv(p)
+    n = len(raw)
+    case_nums = _case_nums(raw, name)
+    out: dict[str, object] = {"case_num": np.asarray(case_nums, dtype=np.int64)}
+    diagnoses = _diagnoses(raw, name, case_nums)
+    out["diagnosis"] = diagnoses
+    out["label"] = [
+        DERM7PT_CLASSES[0] if d in DERM7PT_MELANOMA_DIAGNOSES else DERM7PT_CLASSES[1]
+        for d in diagnoses
+    ]
+    out["seven_point_score"] = _seven_point_scores(raw, name, case_nums)
+    for crit in CRITERIA:
+        labels = _criterion_labels(raw, name, case_nums, crit)
+        points = np.array([DERM7PT_LABELS[crit][lab] for lab in labels], dtype=np.int64)
+        out[f"{crit}_raw"] = labels
+        out[crit] = (points > 0).astype(np.int64)
+        out[f"{crit}_points"] = points
+    for src, dst in (("derm", "derm_path"), ("clinic", "clinic_path")):
+        out[dst] = _image_paths(raw, name, case_nums, src)
+    for c in DERM7PT_METADATA:
+        vals = raw[c] if c in raw.columns else [""] * n
+        out[c] = [(_norm_label(v) or None) for v in vals]
+    for src, dst in (("case_id", "derm7pt_case_id"), ("notes", "notes")):
+        vals = raw[src] if src in raw.columns else [""] * n
+        out[dst] = [(v.strip() or None) for v in vals]
+    return pd.DataFrame(out)
+
+
+def _read_meta_csv(p: Path) -> pd.DataFrame:
+    """``meta.csv`` as text cells, with the required columns and at least one case."""
     try:
         raw = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -186,8 +216,10 @@ def read_derm7pt_meta(path: str | Path) -> pd.DataFrame:
         )
     if raw.empty:
         raise DataError(f"{p} has no cases")
+    return raw
 
-    n = len(raw)
+
+def _case_nums(raw: pd.DataFrame, name: str) -> list[int]:
     case_nums: list[int] = []
     for i, v in enumerate(raw["case_num"]):
         try:
@@ -203,8 +235,10 @@ def read_derm7pt_meta(path: str | Path) -> pd.DataFrame:
             f"{_where(name, i, case_nums[i], 'case_num')}: duplicate case_num {case_nums[i]} — "
             "every case needs its own number"
         )
+    return case_nums
 
-    out: dict[str, object] = {"case_num": np.asarray(case_nums, dtype=np.int64)}
+
+def _diagnoses(raw: pd.DataFrame, name: str, case_nums: list[int]) -> list[str]:
     diagnoses: list[str] = []
     for i, v in enumerate(raw["diagnosis"]):
         d = _norm_label(v)
@@ -216,14 +250,13 @@ def read_derm7pt_meta(path: str | Path) -> pd.DataFrame:
                 f"is not one of the derm7pt melanoma diagnoses {list(DERM7PT_MELANOMA_DIAGNOSES)}"
             )
         diagnoses.append(d)
-    out["diagnosis"] = diagnoses
-    out["label"] = [
-        DERM7PT_CLASSES[0] if d in DERM7PT_MELANOMA_DIAGNOSES else DERM7PT_CLASSES[1]
-        for d in diagnoses
-    ]
+    return diagnoses
 
+
+def _seven_point_scores(raw: pd.DataFrame, name: str, case_nums: list[int]) -> object:
+    """The file's own 7-point scores as a nullable integer array (not recomputed)."""
     scores: list[int | None] = []
-    col = raw["seven_point_score"] if "seven_point_score" in raw.columns else [""] * n
+    col = raw["seven_point_score"] if "seven_point_score" in raw.columns else [""] * len(raw)
     for i, v in enumerate(col):
         s = v.strip()
         if not s:
@@ -238,46 +271,37 @@ def read_derm7pt_meta(path: str | Path) -> pd.DataFrame:
                 f"{_where(name, i, case_nums[i], 'seven_point_score')}: {v!r} is not an integer"
             )
         scores.append(int(f))
-    out["seven_point_score"] = pd.array(scores, dtype="Int64")
+    return pd.array(scores, dtype="Int64")
 
-    for crit in CRITERIA:
-        table = DERM7PT_LABELS[crit]
-        labels: list[str] = []
-        for i, v in enumerate(raw[crit]):
-            lab = _norm_label(v)
-            if lab not in table:
-                what = "empty label" if not lab else f"unknown label {v!r}"
-                raise DataError(
-                    f"{_where(name, i, case_nums[i], crit)}: {what}; expected one of {list(table)}"
-                )
-            labels.append(lab)
-        points = np.array([table[lab] for lab in labels], dtype=np.int64)
-        out[f"{crit}_raw"] = labels
-        out[crit] = (points > 0).astype(np.int64)
-        out[f"{crit}_points"] = points
 
-    for src, dst in (("derm", "derm_path"), ("clinic", "clinic_path")):
-        paths: list[str] = []
-        for i, v in enumerate(raw[src]):
-            rel = v.strip()
-            pp = PurePosixPath(rel.replace("\\", "/"))
-            if not rel:
-                raise DataError(f"{_where(name, i, case_nums[i], src)}: empty image path")
-            if pp.is_absolute() or ".." in pp.parts:
-                raise DataError(
-                    f"{_where(name, i, case_nums[i], src)}: image path {v!r} must be relative to "
-                    "the release's images/ folder"
-                )
-            paths.append(str(pp))
-        out[dst] = paths
+def _criterion_labels(raw: pd.DataFrame, name: str, case_nums: list[int], crit: str) -> list[str]:
+    table = DERM7PT_LABELS[crit]
+    labels: list[str] = []
+    for i, v in enumerate(raw[crit]):
+        lab = _norm_label(v)
+        if lab not in table:
+            what = "empty label" if not lab else f"unknown label {v!r}"
+            raise DataError(
+                f"{_where(name, i, case_nums[i], crit)}: {what}; expected one of {list(table)}"
+            )
+        labels.append(lab)
+    return labels
 
-    for c in DERM7PT_METADATA:
-        vals = raw[c] if c in raw.columns else [""] * n
-        out[c] = [(_norm_label(v) or None) for v in vals]
-    for src, dst in (("case_id", "derm7pt_case_id"), ("notes", "notes")):
-        vals = raw[src] if src in raw.columns else [""] * n
-        out[dst] = [(v.strip() or None) for v in vals]
-    return pd.DataFrame(out)
+
+def _image_paths(raw: pd.DataFrame, name: str, case_nums: list[int], src: str) -> list[str]:
+    paths: list[str] = []
+    for i, v in enumerate(raw[src]):
+        rel = v.strip()
+        pp = PurePosixPath(rel.replace("\\", "/"))
+        if not rel:
+            raise DataError(f"{_where(name, i, case_nums[i], src)}: empty image path")
+        if pp.is_absolute() or ".." in pp.parts:
+            raise DataError(
+                f"{_where(name, i, case_nums[i], src)}: image path {v!r} must be relative to "
+                "the release's images/ folder"
+            )
+        paths.append(str(pp))
+    return paths
 
 
 def read_derm7pt_splits(meta_dir: str | Path, n_cases: int) -> pd.Series:
@@ -384,20 +408,10 @@ def import_derm7pt(
         A missing or corrupt dermoscopic image; the message names the file and the row.
     """
     out = _check_common(image_size, out_dir, overwrite)  # before any slow work
-    size = int(image_size)
     r = Path(root).expanduser()
-    meta_path = r / "meta" / "meta.csv"
-    if not meta_path.is_file():
-        raise DataError(
-            f"{r} is not a derm7pt release: {meta_path} is missing — pass the folder holding "
-            "meta/ and images/"
-        )
-    img_dir = r / "images"
-    if not img_dir.is_dir():
-        raise DataError(f"{r} is not a derm7pt release: the images/ folder is missing")
+    meta_path, img_dir = _release_paths(r)
     meta = read_derm7pt_meta(meta_path)
     split = read_derm7pt_splits(r / "meta", len(meta))
-
     for i, (cn, rel) in enumerate(zip(meta["case_num"], meta["clinic_path"], strict=True)):
         if not (img_dir / rel).is_file():
             raise DataError(
@@ -416,7 +430,7 @@ def import_derm7pt(
         name=name or out.name,
         kind="derm7pt",
         classes=DERM7PT_CLASSES,
-        image_size=size,
+        image_size=int(image_size),
         concepts=CRITERIA,
         artifacts=(),
         metadata=("diagnosis", *DERM7PT_METADATA),
@@ -430,6 +444,20 @@ def import_derm7pt(
         },
     )
     return _write_derm(out, info, cases, meta, img_dir, meta_path.name, overwrite)
+
+
+def _release_paths(r: Path) -> tuple[Path, Path]:
+    """``(meta/meta.csv, images/)`` of the derm7pt release at ``r``."""
+    meta_path = r / "meta" / "meta.csv"
+    if not meta_path.is_file():
+        raise DataError(
+            f"{r} is not a derm7pt release: {meta_path} is missing — pass the folder holding "
+            "meta/ and images/"
+        )
+    img_dir = r / "images"
+    if not img_dir.is_dir():
+        raise DataError(f"{r} is not a derm7pt release: the images/ folder is missing")
+    return meta_path, img_dir
 
 
 def _write_derm(out: Path, info: DatasetInfo, cases: pd.DataFrame, meta: pd.DataFrame, img_dir: Path,

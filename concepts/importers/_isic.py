@@ -2,11 +2,23 @@
 
 Line numbers in error messages are 1-based physical lines of the CSV named (header = line 1),
 as in :mod:`concepts.importers._folder`.
+
+The ground-truth CSV has an image-id column (``image``, ``image_id``, ``image_name`` or
+``isic_id``, or ``image_col``) and one-hot diagnosis columns, e.g.
+``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` with ``0``/``1`` or ``0.0``/``1.0`` values and exactly
+one ``1`` per row; every other column must be a diagnosis column.
+
+The optional artifact CSV is joined on the image id: an id column plus 0/1 columns such as
+``dark_corner, hair, gel_border, gel_bubble, ruler, ink, patches``. Names are normalised (lower
+case, ``_``; ``patches`` -> ``patch``); columns that are not in :data:`concepts.ARTIFACTS`
+(e.g. ``gel_border``) are kept as extra artifact columns. Ids may carry an image extension
+(``ISIC_0000000.jpg``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +30,7 @@ from concepts.data import ARTIFACTS, Dataset, DatasetInfo
 from concepts.importers._common import (
     ProgressCallback,
     _canonical,
-    _check_common,
-    _check_fractions,
     _ImageResolver,
-    _ImageSource,
     _parse01,
     _parse_split,
     _Problem,
@@ -30,9 +39,8 @@ from concepts.importers._common import (
     _RowError,
     _strip_image_ext,
     _Table,
-    _write,
-    stratified_split,
 )
+from concepts.importers._rows import _check_common, _check_fractions, _Rows, stratified_split
 
 __all__ = ["BINARY_CLASSES", "ISIC_ID_COLUMNS", "import_isic"]
 
@@ -127,21 +135,14 @@ def import_isic(
     Parameters
     ----------
     gt_csv
-        Ground truth: an image-id column (``image``, ``image_id``, ``image_name`` or
-        ``isic_id``, or ``image_col``) and one-hot diagnosis columns, e.g.
-        ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` with ``0``/``1`` or ``0.0``/``1.0`` values and
-        exactly one ``1`` per row. Every other column must be a diagnosis column.
+        Ground truth: image ids and one-hot diagnosis columns (format: see this module).
     images_dir
         Folder holding ``<image>.jpg`` (any extension in
-        :data:`concepts.importers._folder.IMAGE_EXTENSIONS`).
+        :data:`concepts.importers._common.IMAGE_EXTENSIONS`).
     out_dir
         The data-set directory to create.
     artifacts_csv
-        Optional artifact annotations joined on the image id: an id column plus 0/1 columns
-        such as ``dark_corner, hair, gel_border, gel_bubble, ruler, ink, patches``. Names are
-        normalised (lower case, ``_``; ``patches`` -> ``patch``); columns that are not in
-        :data:`concepts.ARTIFACTS` (e.g. ``gel_border``) are kept as extra artifact columns.
-        Ids may carry an image extension (``ISIC_0000000.jpg``).
+        Optional artifact annotations joined on the image id (format: see this module).
     binary
         Map ``MEL`` to ``melanoma`` and every other diagnosis to ``non_melanoma``
         (:data:`BINARY_CLASSES`). Otherwise the classes are the diagnosis columns in CSV order.
@@ -165,10 +166,8 @@ def import_isic(
     Raises
     ------
     DataError
-        Any problem with the CSV files, the arguments or the output folder: rows with zero or
-        several hot columns, values other than 0/1, duplicate or unknown ids, missing images.
-        The message names the file, the 1-based line and column of the first problem and
-        counts the others.
+        Any problem with the CSV files (zero or several hot columns, values other than 0/1,
+        duplicate or unknown ids, missing images), the arguments or the output folder.
     ImageError
         When every problem is an image that cannot be decoded.
     """
@@ -176,149 +175,202 @@ def import_isic(
     _check_fractions(split_fractions)
     if missing_artifacts not in ("error", "drop"):
         raise DataError(f"missing_artifacts must be 'error' or 'drop', got {missing_artifacts!r}")
-    fixed_split: str | None = None
-    if split is not None:
-        try:
-            fixed_split = _parse_split(str(split).strip(), "split")
-        except _RowError as e:
-            raise DataError(f"split= {e.message}") from None
-    table, problems = _read_csv(gt_csv)
-    src = table.path
+    fixed_split = _fixed_split(split)
+    table, ragged = _read_csv(gt_csv)
     resolver = _ImageResolver(Path(images_dir))
+    cols = _isic_columns(table, image_col, binary)
+    ann = _load_annotations(artifacts_csv, artifacts_image_col, missing_artifacts)
+    rows = _isic_rows(table, ragged, cols, resolver, ann)
+    cases, classes = _isic_cases(rows, cols, ann, binary, fixed_split, seed, split_fractions)
+    extra: dict[str, Any] = {
+        "importer": "isic", "source_csv": str(table.path.resolve()), "images_dir": str(resolver.root),
+        "binary": bool(binary), "split_source": "fixed" if fixed_split is not None else "stratified",
+        "seed": int(seed), "split_fractions": [float(f) for f in split_fractions],
+    }
+    if ann is not None:
+        extra.update(_annotation_extra(ann, rows))
+    info = DatasetInfo(
+        name=name or out.name, kind="isic", classes=classes, image_size=image_size,
+        artifacts=ann.names if ann is not None else (), metadata=("diagnosis",), extra=extra,
+    )
+    return rows.write(out, info, cases, image_size, progress, overwrite)
+
+
+def _isic_rows(
+    table: _Table, ragged: list[_Problem], cols: _IsicColumns, resolver: _ImageResolver,
+    ann: _Annotations | None,
+) -> _Rows:
+    """Every ground-truth row checked; raises for all problems, or when no case is left."""
+    rows = _Rows(table.path)
+    rows.problems.extend(ragged)
+    for line, cells in table.rows:
+        _isic_row(rows, cols, resolver, ann, line, cells)
+    rows.check(table.n_records)
+    if not rows.ids:
+        raise DataError(
+            f"{table.path}: no case left to import ({rows.skipped.get('unannotated', 0)} dropped "
+            "for lack of artifact annotations) — check that the two files use the same image ids"
+        )
+    return rows
+
+
+def _annotation_extra(ann: _Annotations, rows: _Rows) -> dict[str, Any]:
+    """What ``info.extra`` records about the artifact file's join."""
+    used = set(rows.ids)
+    return {
+        "artifacts_csv": str(ann.src.resolve()),
+        "artifacts_unmatched": sum(1 for k in ann.rows if k not in used),
+        "dropped_unannotated": rows.skipped.get("unannotated", 0),
+    }
+
+
+def _fixed_split(split: str | None) -> str | None:
+    if split is None:
+        return None
+    try:
+        return _parse_split(str(split).strip(), "split")
+    except _RowError as e:
+        raise DataError(f"split= {e.message}") from None
+
+
+@dataclass(frozen=True)
+class _IsicColumns:
+    """The id and diagnosis columns of the ground-truth CSV (internal)."""
+
+    id_col: str
+    i_id: int
+    diagnoses: tuple[tuple[int, str], ...]  # (index, name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c for _, c in self.diagnoses]
+
+
+def _isic_columns(table: _Table, image_col: str | None, binary: bool) -> _IsicColumns:
     id_col = _id_column(table, image_col)
     i_id = table.index(id_col)
-    diag_cols = [(i, c) for i, c in enumerate(table.header) if i != i_id]
-    if not diag_cols:
-        raise DataError(f"{src}: no diagnosis columns besides {id_col!r}")
-    diag_names = [c for _, c in diag_cols]
-    if binary and "MEL" not in diag_names:
-        raise DataError(f"{src}: binary=True needs a 'MEL' column; the header has {list(table.header)}")
+    cols = _IsicColumns(id_col, i_id, tuple((i, c) for i, c in enumerate(table.header) if i != i_id))
+    if not cols.diagnoses:
+        raise DataError(f"{table.path}: no diagnosis columns besides {id_col!r}")
+    if binary and "MEL" not in cols.names:
+        raise DataError(f"{table.path}: binary=True needs a 'MEL' column; the header has {list(table.header)}")
+    return cols
 
-    art_rows: dict[str, tuple[int, dict[str, int]]] = {}
-    art_names: tuple[str, ...] = ()
-    art_src: Path | None = None
-    if artifacts_csv is not None:
-        art_rows, art_names, art_src, art_problems, art_n = _read_artifacts(
-            artifacts_csv, artifacts_image_col
-        )
-        _raise_problems(art_problems, art_n)
 
-    ids: list[str] = []
-    lines: list[int] = []
-    paths: list[Path] = []
-    rels: list[str] = []
-    diagnoses: list[str] = []
-    art_values: dict[str, list[int]] = {a: [] for a in art_names}
-    first_line: dict[str, int] = {}
-    dropped = 0
-    for line, cells in table.rows:
-        row: list[_RowError] = []
-        image = _strip_image_ext(cells[i_id])
-        path: Path | None = None
-        rel = ""
-        if not image:
-            row.append(_RowError("empty image id", id_col))
-        elif image in first_line:
-            row.append(_RowError(
-                f"duplicate image id {image!r} (first seen on line {first_line[image]})", id_col
+@dataclass(frozen=True)
+class _Annotations:
+    """The parsed artifact CSV (internal): ``{image id: (line, {artifact: 0/1})}``."""
+
+    rows: dict[str, tuple[int, dict[str, int]]]
+    names: tuple[str, ...]
+    src: Path
+    drop_missing: bool
+
+
+def _load_annotations(
+    path: str | Path | None, image_col: str | None, missing: str
+) -> _Annotations | None:
+    if path is None:
+        return None
+    rows, names, src, problems, n = _read_artifacts(path, image_col)
+    _raise_problems(problems, n)
+    return _Annotations(rows, names, src, missing == "drop")
+
+
+def _diagnosis(cols: _IsicColumns, cells: list[str], problems: list[_RowError]) -> str | None:
+    """The one hot diagnosis column of a row (``None`` and a problem when not exactly one)."""
+    hot: list[str] = []
+    parsed = True
+    for i, col in cols.diagnoses:
+        try:
+            if _parse01(cells[i], col):
+                hot.append(col)
+        except _RowError as e:
+            problems.append(e)
+            parsed = False
+    if parsed and len(hot) != 1:
+        problems.append(_RowError(
+            f"no diagnosis column is 1 — exactly one of {cols.names} must be 1"
+            if not hot
+            else f"several diagnosis columns are 1 ({', '.join(hot)}) — exactly one must be 1"
+        ))
+    return hot[0] if parsed and len(hot) == 1 else None
+
+
+def _isic_row(
+    rows: _Rows,
+    cols: _IsicColumns,
+    resolver: _ImageResolver,
+    ann: _Annotations | None,
+    line: int,
+    cells: list[str],
+) -> None:
+    """Check one ground-truth row of :func:`import_isic` and hand it to ``rows``."""
+    problems: list[_RowError] = []
+    image = _strip_image_ext(cells[cols.i_id])
+    if not image:
+        problems.append(_RowError("empty image id", cols.id_col))
+    else:
+        dup = rows.claim(image, line, "image id", cols.id_col)
+        if dup is not None:
+            problems.append(dup)
+    diagnosis = _diagnosis(cols, cells, problems)
+    annotation: dict[str, int] | None = None
+    if ann is not None and image:
+        found = ann.rows.get(image)
+        if found is None:
+            if ann.drop_missing:
+                rows.skip("unannotated")
+                return
+            problems.append(_RowError(
+                f"image {image!r} has no row in the artifact file {ann.src} — annotate it, "
+                "or pass missing_artifacts='drop' (--drop-unannotated)",
+                cols.id_col,
             ))
         else:
-            first_line[image] = line
-        hot: list[str] = []
-        parsed = True
-        for i, col in diag_cols:
-            try:
-                if _parse01(cells[i], col):
-                    hot.append(col)
-            except _RowError as e:
-                row.append(e)
-                parsed = False
-        if parsed and len(hot) != 1:
-            row.append(_RowError(
-                f"no diagnosis column is 1 — exactly one of {diag_names} must be 1"
-                if not hot
-                else f"several diagnosis columns are 1 ({', '.join(hot)}) — exactly one must be 1"
-            ))
-        annotation: dict[str, int] | None = None
-        if artifacts_csv is not None and image:
-            found = art_rows.get(image)
-            if found is None:
-                if missing_artifacts == "drop":
-                    dropped += 1
-                    continue
-                row.append(_RowError(
-                    f"image {image!r} has no row in the artifact file {art_src} — annotate it, "
-                    "or pass missing_artifacts='drop' (--drop-unannotated)",
-                    id_col,
-                ))
-            else:
-                annotation = found[1]
-        if image and not any(e.column == id_col for e in row):
-            try:
-                path, rel = resolver.by_id(image, id_col)
-            except _RowError as e:
-                row.append(e)
-        if row or path is None:
-            problems.extend(_Problem(src, e.message, line=line, column=e.column) for e in row)
-            continue
-        ids.append(image)
-        lines.append(line)
-        paths.append(path)
-        rels.append(rel)
-        diagnoses.append(hot[0])
-        if annotation is not None:
-            for a in art_names:
-                art_values[a].append(annotation[a])
-    problems.sort(key=lambda p: p.line or 0)
-    _raise_problems(problems, table.n_records)
-    if not ids:
-        raise DataError(
-            f"{src}: no case left to import ({dropped} dropped for lack of artifact annotations) "
-            "— check that the two files use the same image ids"
-        )
+            annotation = found[1]
+    path: Path | None = None
+    rel = ""
+    if image and not any(e.column == cols.id_col for e in problems):
+        try:
+            path, rel = resolver.by_id(image, cols.id_col)
+        except _RowError as e:
+            problems.append(e)
+    if problems or path is None:
+        rows.reject(problems, line)
+        return
+    rows.accept(image, path, rel, line, diagnosis=diagnosis, annotation=annotation)
 
+
+def _isic_cases(
+    rows: _Rows,
+    cols: _IsicColumns,
+    ann: _Annotations | None,
+    binary: bool,
+    fixed_split: str | None,
+    seed: int,
+    split_fractions: Sequence[float],
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The cases table of the accepted rows and the classes."""
+    diagnoses = rows.field("diagnosis")
     if binary:
         classes: tuple[str, ...] = BINARY_CLASSES
         labels = [BINARY_CLASSES[1] if d == "MEL" else BINARY_CLASSES[0] for d in diagnoses]
     else:
-        classes = tuple(diag_names)
+        classes = tuple(cols.names)
         labels = list(diagnoses)
     splits = (
-        np.full(len(ids), fixed_split, dtype=object)
+        np.full(len(rows.ids), fixed_split, dtype=object)
         if fixed_split is not None
-        else stratified_split(labels, ids, fractions=split_fractions, seed=seed)
+        else stratified_split(labels, rows.ids, fractions=split_fractions, seed=seed)
     )
     data: dict[str, Any] = {
-        "case_id": ids,
+        "case_id": rows.ids,
         "label": labels,
         "split": [str(s) for s in splits],
-        "source_path": rels,
+        "source_path": rows.rels,
     }
-    for a in art_names:
-        data[a] = pd.Series(art_values[a], dtype="int64")
+    for a in ann.names if ann is not None else ():
+        data[a] = pd.Series([v[a] for v in rows.field("annotation")], dtype="int64")
     data["diagnosis"] = diagnoses
-    used = set(ids)
-    extra: dict[str, Any] = {
-        "importer": "isic",
-        "source_csv": str(src.resolve()),
-        "images_dir": str(resolver.root),
-        "binary": bool(binary),
-        "split_source": "fixed" if fixed_split is not None else "stratified",
-        "seed": int(seed),
-        "split_fractions": [float(f) for f in split_fractions],
-    }
-    if art_src is not None:
-        extra["artifacts_csv"] = str(art_src.resolve())
-        extra["artifacts_unmatched"] = sum(1 for k in art_rows if k not in used)
-        extra["dropped_unannotated"] = dropped
-    info = DatasetInfo(
-        name=name or out.name,
-        kind="isic",
-        classes=classes,
-        image_size=image_size,
-        artifacts=art_names,
-        metadata=("diagnosis",),
-        extra=extra,
-    )
-    images = _ImageSource(paths, image_size, lambda i: (src, lines[i]), progress)
-    return _write(out, info, pd.DataFrame(data), images, overwrite)
+    return pd.DataFrame(data), classes

@@ -28,7 +28,6 @@ from concepts.models._metrics import (
     annotated_artifacts,
     classification_metrics,
     default_positive_class,
-    finite_or_none,
     group_name,
     resolve_positive_class,
 )
@@ -68,7 +67,6 @@ __all__ = [
     "classification_metrics",
     "default_positive_class",
     "extract_activations",
-    "finite_or_none",
     "fit_linear_head",
     "group_name",
     "load_state_dict_safely",

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from concepts._errors import ComputeError
+from concepts._progress import ProgressFn
 from concepts.data import ImageSet, release_pages
 from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import Compute, autocast, on_device
@@ -35,7 +36,6 @@ from concepts.models._compute import Compute, autocast, on_device
 __all__ = ["ActivationCache", "ProgressFn", "RowWriter", "extract_activations", "layer_shapes"]
 
 #: progress(stage, done, total)
-ProgressFn = Callable[[str, int, int], None]
 #: Image sets smaller than this are extracted locally even with ``engine="ray"``.
 RAY_MIN_ROWS = 1024
 #: write(start_row, {layer: (rows, ...) float32})

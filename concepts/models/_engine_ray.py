@@ -19,7 +19,6 @@ into place. ``import ray`` happens only here.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +28,11 @@ from concepts._errors import ComputeError
 from concepts.data import ImageSet
 from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import Compute
+from store import atomic_path
 
 if TYPE_CHECKING:
-    from concepts.models._activations import ProgressFn, RowWriter
+    from concepts._progress import ProgressFn
+    from concepts.models._activations import RowWriter
 
 __all__ = ["MAX_PASSES", "ray_extract"]
 
@@ -110,19 +111,12 @@ def _images_file(image_set: ImageSet, staging_dir: Path) -> Path:
     if staged.is_file():
         return staged
     staging_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=staging_dir)
-    os.close(fd)
-    try:
+    with atomic_path(staged, prefix=".tmp-", suffix=".npy", mode=0o644) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=imgs.shape)
         for start in range(0, len(imgs), 1024):
             out[start : start + 1024] = imgs[start : start + 1024]
         out.flush()
         del out
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, staged)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return staged
 
 

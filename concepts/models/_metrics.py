@@ -18,13 +18,13 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from concepts._errors import DataError
 from concepts.data import ARTIFACTS, Dataset
+from store import finite_or_none
 
 __all__ = [
     "ClassificationMetrics",
     "annotated_artifacts",
     "classification_metrics",
     "default_positive_class",
-    "finite_or_none",
     "group_name",
     "resolve_positive_class",
 ]
@@ -67,17 +67,6 @@ class ClassificationMetrics:
         d["class_recall"] = {c: [r, n] for c, (r, n) in self.class_recall.items()}
         return d
 
-
-def finite_or_none(v: Any) -> float | None:
-    """``float(v)`` when it is a finite number, else ``None`` (JSON-safe evidence values)."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
-
-
-_nan_to_none = finite_or_none
 
 
 def default_positive_class(classes: Sequence[str]) -> str:
@@ -198,12 +187,12 @@ def _metrics(
         n=len(idx),
         accuracy=acc,
         balanced_accuracy=bacc,
-        sensitivity=_nan_to_none(sens),
-        specificity=_nan_to_none(spec),
-        auc=_nan_to_none(auc),
-        worst_group_accuracy=_nan_to_none(worst),
+        sensitivity=finite_or_none(sens),
+        specificity=finite_or_none(spec),
+        auc=finite_or_none(auc),
+        worst_group_accuracy=finite_or_none(worst),
         worst_group=worst_name,
-        clean_accuracy=_nan_to_none(clean),
+        clean_accuracy=finite_or_none(clean),
         positive_class=pos,
         group_accuracy=g_acc,
         group_n=g_n,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from concepts._errors import DataError, ModelError
+from concepts._progress import ProgressFn
 from concepts.data import Dataset
 from concepts.models._activations import ActivationCache, extract_activations
 from concepts.models._classifier import (
@@ -31,8 +31,6 @@ __all__ = [
     "train_classifier",
     "train_end_to_end",
 ]
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 def fit_linear_head(
@@ -103,7 +101,7 @@ def train_end_to_end(
     batch_size: int = 64,
     seed: int = 0,
     class_balanced: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressFn | None = None,
     device: str | torch.device | None = None,
 ) -> ClassifierModel:
     """Train every parameter of ``model`` with Adam (small models such as ``tiny-cnn``);

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import ConceptError, ModelError, WorkspaceError
+from concepts._progress import ProgressFn
 from concepts.bank import ConceptBank
 from concepts.data import ImageSet
 from concepts.models import ActivationCache, ClassifierModel, on_device
@@ -54,6 +54,7 @@ from concepts.tcav._significance import (
     direction,
 )
 from concepts.workspace import Workspace
+from store import atomic_path
 
 __all__ = [
     "DEFAULT_TCAV_LAYERS",
@@ -65,7 +66,6 @@ __all__ = [
     "run_tcav",
 ]
 
-ProgressFn = Callable[[str, int, int], None]
 
 # --------------------------------------------------------------------------- the analysis
 #: Default TCAV layers of the built-in architectures (below the last non-linearity).
@@ -599,6 +599,5 @@ def run_tcav(
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path, private=False) as tmp:
+        df.to_parquet(tmp, index=False)

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from concepts._errors import ConceptError, ModelError
 from concepts.data import ImageSet
 from concepts.models import ActivationCache, ClassifierModel
 from concepts.tcav._cav import CAV
+from store import atomic_path
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -115,10 +114,8 @@ def concept_scores(
         out[:, idx] = A @ V.T + b  # unit vectors: w·h + b is the signed distance
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, out)
-        os.replace(tmp, path)
+        with atomic_path(path, prefix=".tmp-", suffix=".npy") as tmp:
+            np.save(tmp, out)
     return pd.DataFrame(out, columns=cols)
 
 

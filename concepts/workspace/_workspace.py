@@ -14,18 +14,16 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from concepts.models import ActivationCache
-from concepts.models import Compute
-from concepts.data import Dataset, swap_in_directory
 from concepts._errors import ModelError, WorkspaceError
-from concepts.models import ClassifierModel
+from concepts.data import Dataset, swap_in_directory
+from concepts.models import ActivationCache, ClassifierModel, Compute
+from store import atomic_path
 
 #: Names of data sets and models inside a workspace.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -143,10 +141,9 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         data = self.manifest() if self.exists() else {}
         data.update(fields)
-        fd, tmp = tempfile.mkstemp(prefix=".workspace-", suffix=".json", dir=self.root)
-        with os.fdopen(fd, "w") as f:
+        with atomic_path(self.manifest_path, prefix=".workspace-", suffix=".json") as tmp, \
+                open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, self.manifest_path)
         return data
 
     # ---------------------------------------------------------------- contents and selection

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from concepts import Workspace
 from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
+
+if TYPE_CHECKING:
+    from concepts import ProgressFn
 
 app = typer.Typer(
     name="workbench",
@@ -121,7 +123,7 @@ def demo(
         serve_ui(ws, host=host, port=port, role=role)
 
 
-def _post_build(ws: Workspace, progress: Callable[[str, int, int], None]) -> None:
+def _post_build(ws: Workspace, progress: ProgressFn) -> None:
     """Analyses the demo precomputes after the model is built (TCAV, store registration)."""
     from workbench.services._demo import analyse_workspace
 

@@ -7,9 +7,9 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -19,6 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from concepts import WorkbenchError
+from store import to_jsonable
+
+if TYPE_CHECKING:
+    from concepts import ProgressFn
 
 __all__ = [
     "WorkspaceOpt",
@@ -72,7 +76,7 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 @contextmanager
-def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bars(enabled: bool = True) -> Iterator[ProgressFn]:
     """A ``progress(stage, done, total)`` callback drawing one rich bar per stage (on stderr)."""
     if not enabled:
         yield lambda stage, done, total: None
@@ -95,19 +99,6 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
     with prog:
         yield update
 
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy/pandas scalars and NaN to JSON-safe values (NaN -> null)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, str | bytes):
-        with suppress(ValueError, TypeError):
-            obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def print_frame(df: pd.DataFrame, fmt: str, *, title: str | None = None) -> None:

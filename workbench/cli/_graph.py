@@ -24,6 +24,7 @@ from graph import (
     extend_graph,
     rule_summary,
 )
+from store import atomic_path
 from workbench.cli._console import cli_errors, print_frame, to_jsonable
 
 __all__ = ["graph_app"]
@@ -121,9 +122,8 @@ def export_cmd(
         return
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
+        with atomic_path(out, private=False) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror or exc}") from exc
     typer.echo(f"wrote {out} ({g.nx.number_of_nodes()} nodes, {g.nx.number_of_edges()} edges)", err=True)

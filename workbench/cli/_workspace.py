@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -38,6 +38,9 @@ from workbench.cli._compute import (
     compute_settings,
 )
 from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
+
+if TYPE_CHECKING:
+    from concepts import ProgressFn
 
 __all__ = ["analysis_layers", "register"]
 
@@ -385,7 +388,7 @@ def _metrics_table(result: Any) -> Table:
     return t
 
 
-def _precompute(ws: Workspace, runs: int, progress: Callable[[str, int, int], None]) -> str:
+def _precompute(ws: Workspace, runs: int, progress: ProgressFn) -> str:
     """TCAV with significance, evaluation, confounder report and clusters for the UI (as the
     demo does); one line per note when a step cannot run."""
     from workbench.services._demo import analyse_workspace

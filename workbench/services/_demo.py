@@ -20,6 +20,7 @@ import torch
 from concepts import (
     ClassifierModel,
     Dataset,
+    ProgressFn,
     Workspace,
     WorkspaceError,
     fit_linear_head,
@@ -32,7 +33,6 @@ from concepts.models import classification_metrics
 
 __all__ = ["DEMO_LAYERS", "DemoConfig", "build_demo", "evaluate_shortcut"]
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: Layers analysed by default: two intermediate blocks for TCAV, pooled features for interventions.
 DEMO_LAYERS: dict[str, tuple[str, ...]] = {

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from concepts import WorkbenchError, Workspace
+from concepts import ProgressFn, WorkbenchError, Workspace
+from store import atomic_path
 
 __all__ = [
     "CONFOUNDERS_FILE",
@@ -35,7 +36,6 @@ __all__ = [
     "precompute_pages",
 ]
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: The precomputed confounder report (``results/``).
 CONFOUNDERS_FILE = "confounders.parquet"
@@ -91,9 +91,8 @@ def _confounders(ws: Workspace) -> dict[str, Any]:
 
     df = workspace_confounders(ws)
     path = ws.results_dir / CONFOUNDERS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.reset_index(drop=True).to_parquet(tmp)
-    tmp.replace(path)
+    with atomic_path(path, private=False) as tmp:
+        df.reset_index(drop=True).to_parquet(tmp)
     top = df[df["score"].fillna(0) > 0].head(3) if "score" in df else df.head(0)
     return {"key": confounders_key(ws), "model_id": confounders_key(ws).split(":")[0], "rows": len(df),
             "top": [f"{r['concept']} ({r['class']})" for _, r in top.iterrows()]}
@@ -164,9 +163,8 @@ def _cooccurrence(ws: Workspace) -> dict[str, Any]:
     for table, name in ((attribute_class_table(ds), COOCCURRENCE_FILES[0]),
                         (attribute_pair_table(ds), COOCCURRENCE_FILES[1])):
         path = ws.results_dir / name
-        tmp = path.with_name(f".{path.name}.tmp")
-        table.to_parquet(tmp)
-        tmp.replace(path)
+        with atomic_path(path, private=False) as tmp:
+            table.to_parquet(tmp)
     return {"key": _dataset_key(ws)}
 
 

@@ -17,11 +17,12 @@ content hash so a stale one is never shown as current.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from concepts import ModelError, Workspace, WorkspaceError
+from concepts import ModelError, ProgressFn, Workspace, WorkspaceError
+from store import atomic_path
 
 __all__ = [
     "EVALUATION_FILE",
@@ -37,7 +38,6 @@ __all__ = [
 #: The stored evaluation of the active model on the active data set (``results/``).
 EVALUATION_FILE = "evaluation.json"
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: Splits a model is evaluated on, in order of preference for the headline figure.
 _EVAL_ORDER = ("test", "test_debiased", "val", "valid", "validation")
@@ -158,9 +158,8 @@ def store_evaluation(
         "splits": evaluation_splits(list(metrics)), "metrics": {k: dict(v) for k, v in metrics.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(entries, indent=1, default=str))
-    tmp.replace(path)
+    with atomic_path(path, private=False) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1, default=str))
     return path
 
 

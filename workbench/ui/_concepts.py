@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from concepts import CRITERIA, ConceptError, Workspace
+from concepts import CRITERIA, ConceptError, ProgressFn, Workspace
 from concepts.tcav import CAV, MIN_EXAMPLES, CAVSet
 from store import Action, PermissionDenied
 from workbench.ui._science import file_key, tcav_table
@@ -36,8 +35,6 @@ __all__ = [
     "mean_cav",
     "name_cluster_as_concept",
 ]
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 # --------------------------------------------------------------------------- CAVs

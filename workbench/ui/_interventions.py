@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from concepts import Workspace, WorkspaceError
+from concepts import ProgressFn, Workspace, WorkspaceError
 from interventions import (
     METRIC_KEYS,
     ConceptEdit,
@@ -40,6 +40,7 @@ from interventions import (
     record_effect,
 )
 from store import Action, Actor, Event, EventFilter
+from workbench.services._summary import evaluation_splits
 from workbench.ui._state import dataset, dataset_key, model, model_key, model_lock, store
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
     "whatif_ready",
 ]
 
-ProgressFn = Callable[[str, int, int], None]
 
 #: Session key other pages set to open the Interventions page with concepts preselected.
 PRESET_KEY = "iv_preset"
@@ -74,19 +74,19 @@ _PLAIN_SPLITS: tuple[tuple[str, str], ...] = (("test", "test"), ("val", "validat
 
 
 def eval_splits(ws: Workspace) -> tuple[tuple[str, str], ...]:
-    """The splits of the active data set evaluated live, as (split, label), main one first:
-    DermSynth's debiased test and biased validation splits, else ``test`` and ``val`` (those
-    present and non-empty; the first non-empty split when neither is)."""
+    """The splits of the active data set evaluated live, as (split, label), main one first.
+
+    The splits are those of :func:`workbench.services._summary.evaluation_splits` among the
+    non-empty ones (DermSynth: the debiased test and biased validation splits; else ``test``
+    and ``val``; the first other split when neither is), so the UI and the stored evaluation
+    agree."""
     ds = dataset(ws)
-    present = {s for s in ds.splits if len(ds.indices(s))}
-    for choice in (EvalSplits, _PLAIN_SPLITS):
-        found = tuple((s, label) for s, label in choice if s in present)
-        if found and (choice is _PLAIN_SPLITS or found[0][0] == "test_debiased"):
-            return found
+    present = [s for s in ds.splits if len(ds.indices(s))]
     if not present:
         raise WorkspaceError(f"data set {ds.info.name!r} has no cases in any split — re-import it")
-    first = sorted(present)[0]
-    return ((first, first),)
+    chosen = evaluation_splits(present)
+    labels = dict(EvalSplits if "test_debiased" in chosen else _PLAIN_SPLITS)
+    return tuple((s, labels.get(s, s)) for s in chosen)
 
 
 @dataclass

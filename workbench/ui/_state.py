@@ -23,7 +23,7 @@ from typing import Any
 
 import streamlit as st
 
-from concepts import ClassifierModel, Dataset, WorkbenchError, Workspace, WorkspaceError
+from concepts import ClassifierModel, Dataset, ProgressFn, WorkbenchError, Workspace, WorkspaceError
 from store import (
     Action,
     Actor,
@@ -379,7 +379,7 @@ def guard(what: str = "") -> Iterator[None]:
 
 
 @contextmanager
-def progress_bar(text: str) -> Iterator[Callable[[str, int, int], None]]:
+def progress_bar(text: str) -> Iterator[ProgressFn]:
     """A ``progress(stage, done, total)`` callback drawing one ``st.progress`` bar (removed when
     the block ends) for long work: building engines, extracting activations, TCAV."""
     bar = st.progress(0.0, text=text)
