@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError
-from concepts.data import ARTIFACTS, CRITERIA, Dataset
+from concepts.data import ARTIFACTS, CRITERIA, Dataset, register_twin_renderer
 from concepts.dermsynth._config import DERMSYNTH_CLASSES
 from concepts.dermsynth._drawing import render_tables
 from concepts.dermsynth._render import artifact_mask, render_image
@@ -151,3 +151,12 @@ def render_twins(
     cases = dataset.cases.iloc[ix].reset_index(drop=True).copy()
     cases[artifact] = int(bool(present))
     return render_tables([("twins", cases)], dataset.info.image_size, workers, None)[0]
+
+
+def _made_by_dermsynth(dataset: Dataset) -> bool:
+    """DermSynth cases carry their ``render_seed`` (exact twins can be re-rendered from it)."""
+    return "render_seed" in dataset.cases.columns
+
+
+# the analysis code finds DermSynth's twins through concepts.data, never by importing DermSynth
+register_twin_renderer("dermsynth", _made_by_dermsynth, render_twins)
