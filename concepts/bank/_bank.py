@@ -35,10 +35,15 @@ from concepts.bank._concept import (
     default_group,
     label_confounding,
 )
+from concepts.bank._default_banks import (
+    MIN_POOL,
+    fill_from_columns,
+    fill_from_concept_sets,
+    workspace_bank,
+)
 from concepts.bank._selection import (
     FOLDER_SUFFIXES,
     column_rows,
-    concept_set_rows,
     matched_negatives,
     pool_rows,
     read_folder,
@@ -56,11 +61,6 @@ __all__ = [
     "ExampleSet",
     "label_confounding",
 ]
-
-
-#: Fewest cases left outside the concept sets for :meth:`ConceptBank.from_columns` to draw the
-#: random pool from them alone.
-MIN_POOL = 60
 
 
 class ConceptBank:
@@ -324,22 +324,7 @@ class ConceptBank:
         random pool. Negatives whose ``pair`` column matches the positives' are marked as
         counterfactual twins (kept together in held-out splits).
         """
-        sets, random_rows = concept_set_rows(dataset)
-        bank = cls(root=root, datasets_dir=datasets_dir)
-        bank.register_dataset(dataset)
-        for cs in sets:
-            has_neg = len(cs.negative) > 0
-            bank.add(Concept(
-                cs.name, default_group(cs.name), CONCEPT_DESCRIPTIONS.get(cs.name, cs.name),
-                ExampleSet.from_rows(dataset, cs.positive),
-                ExampleSet.from_rows(dataset, cs.negative) if has_neg else None,
-                counterpart if has_neg else "random",
-                twins=cs.twins,
-                origin="concept-sets",
-            ))
-        if len(random_rows):
-            bank.random_pool = ExampleSet.from_rows(dataset, random_rows)
-        return bank
+        return fill_from_concept_sets(cls(root=root, datasets_dir=datasets_dir), dataset, counterpart)
 
     @classmethod
     def from_columns(
@@ -364,19 +349,7 @@ class ConceptBank:
         own examples against it).
         """
         bank = cls(root=root, datasets_dir=datasets_dir)
-        cols = list(columns) if columns is not None else [*dataset.info.concepts, *dataset.info.artifacts]
-        for i, col in enumerate(cols):
-            try:
-                bank.add_from_column(dataset, col, split=split, max_per_class=max_per_class, seed=seed + i)
-            except ConceptError:
-                if columns is not None:
-                    raise
-        used = {c for con in bank for ex in (con.positive, con.negative) if ex is not None for c in ex.case_ids}
-        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
-        free = set(dataset.cases["case_id"].astype(str).to_numpy()[idx]) - used
-        bank.set_random_pool_from_dataset(dataset, split=split, size=pool_size, seed=seed,
-                                          exclude_case_ids=used if len(free) >= MIN_POOL else ())
-        return bank
+        return fill_from_columns(bank, dataset, columns, split, max_per_class, pool_size, seed)
 
     # ---------------------------------------------------------------- resolving
     def dataset(self, name: str) -> Dataset:
@@ -516,24 +489,7 @@ class ConceptBank:
         The default comes from the workspace's DermSynth concept sets when it has them, else
         from the annotated columns of its active data set.
         """
-        root = Path(workspace.concepts_dir)
-        ddir = Path(workspace.datasets_dir)
-        if (root / cls.FILE).is_file() and not rebuild:
-            return cls.load(root, datasets_dir=ddir)
-        sets = workspace.concept_sets()
-        if sets is not None:
-            bank = cls.from_concept_sets(sets, root=root, datasets_dir=ddir)
-            if bank.random_pool is None:
-                bank.set_random_pool_from_dataset(workspace.dataset())
-        else:
-            bank = cls.from_columns(workspace.dataset(), root=root, datasets_dir=ddir)
-        if len(bank) == 0:
-            raise ConceptError(
-                f"no concepts could be built for {workspace.root}: the data set has no annotated "
-                "concept columns — add concepts with ConceptBank.add_from_cases/add_from_images"
-            )
-        bank.save()
-        return bank
+        return workspace_bank(cls, workspace, rebuild)
 
     def with_counterpart(self, counterpart: str) -> ConceptBank:
         """A copy whose concepts with explicit negatives all train against ``counterpart``."""
