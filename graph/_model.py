@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from concepts import ARTIFACTS, ConceptError, DataError
-from concepts.importers import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES, SEVEN_POINT_THRESHOLD
+from concepts.data import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES, SEVEN_POINT_THRESHOLD
 from graph._schema import (
     EXPECTATION_RELATIONS,
     RELATIONS,

@@ -16,7 +16,6 @@ its ``revision``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,91 +24,44 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from concepts._errors import ConceptError, DataError
+from concepts._errors import ConceptError
+from concepts.bank._bank_files import read_bank_file, write_array, write_bank_file
 from concepts.bank._concept import (
     CONCEPT_DESCRIPTIONS,
     CONFOUNDING_TOLERANCE,
     GROUPS,
-    MIN_EXAMPLES,
     Concept,
     ExampleSet,
     default_group,
     label_confounding,
 )
-from concepts.bank._twins import real_twins
-from concepts.data import ARTIFACTS, CRITERIA, Dataset, ImageSet, hash_array
-from store import atomic_path
+from concepts.bank._default_banks import (
+    MIN_POOL,
+    fill_from_columns,
+    fill_from_concept_sets,
+    workspace_bank,
+)
+from concepts.bank._selection import (
+    FOLDER_SUFFIXES,
+    column_rows,
+    matched_negatives,
+    pool_rows,
+    read_folder,
+    twin_examples,
+)
+from concepts.data import Dataset, ImageSet, hash_array
 
 __all__ = [
     "CONCEPT_DESCRIPTIONS",
+    "FOLDER_SUFFIXES",
     "GROUPS",
+    "MIN_POOL",
     "Concept",
     "ConceptBank",
     "ExampleSet",
     "label_confounding",
 ]
 
-
-#: Fewest cases left outside the concept sets for :meth:`ConceptBank.from_columns` to draw the
-#: random pool from them alone.
-MIN_POOL = 60
-
-#: Image file suffixes :meth:`ConceptBank.add_from_folder` reads.
-FOLDER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-
-def _read_folder(folder: str | Path, size: int) -> np.ndarray:
-    """All images directly in ``folder`` as ``(N, size, size, 3)`` uint8 (sorted by name)."""
-    from concepts.data import load_image_rgb
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise ConceptError(f"{root} is not a folder — give a folder of example images")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES)
-    if not files:
-        raise ConceptError(
-            f"no images in {root} (looked for {', '.join(FOLDER_SUFFIXES)}) — put example images there"
-        )
-    return np.stack([load_image_rgb(p, size) for p in files])
-
-
-def _matched_negatives(dataset: Dataset, positive_ids: Sequence[str], seed: int) -> list[str]:
-    """Other cases of ``dataset`` with the same class counts as the positives (as far as they go)."""
-    ids = dataset.cases["case_id"].astype(str).to_numpy()
-    labels = dataset.labels(np.arange(len(ids)))
-    is_pos = np.isin(ids, list(positive_ids))
-    rng = np.random.default_rng(seed)
-    out: list[str] = []
-    for k, n in enumerate(np.bincount(labels[is_pos], minlength=len(dataset.classes))):
-        pool = np.flatnonzero(~is_pos & (labels == k))
-        out += ids[rng.choice(pool, min(int(n), len(pool)), replace=False)].tolist()
-    if len(out) < MIN_EXAMPLES:
-        raise ConceptError(
-            f"only {len(out)} class-matched negatives available — the data set has too few other cases"
-        )
-    return out
-
-
-# --------------------------------------------------------------------------- the bank
-
-def _add_twins(
-    dataset: Dataset, column: str, split: str | None, max_examples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``max_examples`` add-twins of clean ``split`` rows and the rows they were made from."""
-    idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
-    try:
-        sets = real_twins(dataset, idx, column, seed=seed)
-    except DataError as exc:
-        raise ConceptError(f"column {column!r}: {exc}") from None
-    add = next((t for t in sets if t.direction == "add"), None)
-    if add is None or len(add) < 10:
-        raise ConceptError(
-            f"column {column!r}: the data set has no twin or mask column for it, or fewer than 10 clean "
-            f"cases in split {split!r} — import a `{column}_twin` or `mask` column (see docs/importers.md)"
-        )
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(add), min(max_examples, len(add)), replace=False))
-    return np.asarray(add.images[pick]), np.asarray(add.rows[pick], dtype=np.int64)
 
 class ConceptBank:
     """An ordered collection of :class:`Concept` plus the pool random counterparts are drawn from.
@@ -213,7 +165,7 @@ class ConceptBank:
         self.register_dataset(dataset)
         pos = ExampleSet.from_cases(dataset, positive_case_ids)
         if match_classes and negative_case_ids is None:
-            negative_case_ids = _matched_negatives(dataset, pos.case_ids, seed)
+            negative_case_ids = matched_negatives(dataset, pos.case_ids, seed)
         neg = ExampleSet.from_cases(dataset, negative_case_ids) if negative_case_ids is not None else None
         cp = counterpart or ("negative" if neg is not None else "random")
         return self.add(Concept(name, group, description, pos, neg, cp, origin="cases"), replace=replace)
@@ -252,8 +204,8 @@ class ConceptBank:
         to a square of ``image_size`` px and stored with the bank. Without ``negative_folder``
         the CAVs train against random counterparts; with it, against those images.
         """
-        pos = self._store_array(_read_folder(folder, image_size))
-        neg = (self._store_array(_read_folder(negative_folder, image_size))
+        pos = self._store_array(read_folder(folder, image_size))
+        neg = (self._store_array(read_folder(negative_folder, image_size))
                if negative_folder is not None else None)
         desc = description or f"example images from {Path(folder).name}"
         cp = "negative" if neg is not None else "random"
@@ -289,29 +241,7 @@ class ConceptBank:
         if column not in dataset.cases.columns:
             raise ConceptError(f"data set {dataset.info.name!r} has no column {column!r}")
         self.register_dataset(dataset)
-        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
-        labels = dataset.labels(idx)
-        flag = dataset.cases[column].to_numpy()[idx].astype(int)
-        rng = np.random.default_rng(seed)
-        per_class = []
-        for k in range(len(dataset.classes)):
-            pk = idx[(labels == k) & (flag == 1)]
-            nk = idx[(labels == k) & (flag == 0)]
-            per_class.append((pk, nk, min(len(pk), len(nk), max_per_class)))
-        equal = min(n for _, _, n in per_class)
-        pos_rows: list[np.ndarray] = []
-        neg_rows: list[np.ndarray] = []
-        for pk, nk, n in per_class:
-            take = equal if equalize_classes and equal >= 10 else n
-            pos_rows.append(rng.choice(pk, take, replace=False) if take else pk[:0])
-            neg_rows.append(rng.choice(nk, take, replace=False) if take else nk[:0])
-        pos = np.sort(np.concatenate(pos_rows))
-        neg = np.sort(np.concatenate(neg_rows))
-        if len(pos) < 10:
-            raise ConceptError(
-                f"column {column!r}: only {len(pos)} class-matched positive/negative pairs in split "
-                f"{split!r} — a CAV needs at least 10; annotate more cases or use another split"
-            )
+        pos, neg = column_rows(dataset, column, split, max_per_class, seed, equalize_classes)
         cname = name or column
         concept = Concept(
             cname, group or default_group(column), description or CONCEPT_DESCRIPTIONS.get(column, column),
@@ -350,7 +280,7 @@ class ConceptBank:
         if column not in dataset.cases.columns:
             raise ConceptError(f"data set {dataset.info.name!r} has no column {column!r}")
         self.register_dataset(dataset)
-        pos_images, rows = _add_twins(dataset, column, split, max_examples, seed)
+        pos_images, rows = twin_examples(dataset, column, split, max_examples, seed)
         concept = Concept(
             name or f"{column}_twins", default_group(column),
             description or f"{CONCEPT_DESCRIPTIONS.get(column, column)} (pasted into clean cases)",
@@ -373,22 +303,8 @@ class ConceptBank:
         ``exclude_case_ids`` (e.g. the cases of the concept sets) are left out of the pool.
         """
         self.register_dataset(dataset)
-        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
-        skip = set(map(str, exclude_case_ids))
-        if skip:
-            ids = dataset.cases["case_id"].astype(str).to_numpy()[idx]
-            idx = idx[~np.isin(ids, list(skip))]
-        if len(idx) == 0:
-            raise ConceptError(
-                f"no cases left for the random pool in split {split!r} — use another split or fewer "
-                "concept examples"
-            )
-        labels = dataset.labels(idx)
-        rng = np.random.default_rng(seed)
-        k = len(dataset.classes)
-        per = max(1, size // k)
-        rows = [rng.permutation(idx[labels == c])[:per] for c in range(k)]
-        self.random_pool = ExampleSet.from_rows(dataset, np.sort(np.concatenate(rows)))
+        rows = pool_rows(dataset, split, size, seed, exclude_case_ids)
+        self.random_pool = ExampleSet.from_rows(dataset, rows)
         return self.random_pool
 
     # ---------------------------------------------------------------- default banks
@@ -408,40 +324,7 @@ class ConceptBank:
         random pool. Negatives whose ``pair`` column matches the positives' are marked as
         counterfactual twins (kept together in held-out splits).
         """
-        cases = dataset.cases
-        for col in ("concept_set", "polarity"):
-            if col not in cases.columns:
-                raise DataError(
-                    f"{dataset.info.name!r} is not a concept-sets data set (no {col!r} column)"
-                )
-        bank = cls(root=root, datasets_dir=datasets_dir)
-        bank.register_dataset(dataset)
-        sets = cases["concept_set"].astype(str).to_numpy()
-        pol = cases["polarity"].astype(str).to_numpy()
-        order = [c for c in (*CRITERIA, *ARTIFACTS) if c in set(sets)]
-        order += [s for s in dict.fromkeys(sets.tolist()) if s not in order and s != "random"]
-        for name in order:
-            pos = np.flatnonzero((sets == name) & (pol == "positive"))
-            neg = np.flatnonzero((sets == name) & (pol == "negative"))
-            if len(pos) == 0:
-                continue
-            group = default_group(name)
-            twins = False
-            if "pair" in cases.columns and len(pos) == len(neg):
-                pairs = cases["pair"].to_numpy()
-                twins = bool(np.array_equal(pairs[pos], pairs[neg]) and (pairs[pos] >= 0).all())
-            bank.add(Concept(
-                name, group, CONCEPT_DESCRIPTIONS.get(name, name),
-                ExampleSet.from_rows(dataset, pos),
-                ExampleSet.from_rows(dataset, neg) if len(neg) else None,
-                counterpart if len(neg) else "random",
-                twins=twins,
-                origin="concept-sets",
-            ))
-        rnd = np.flatnonzero(sets == "random")
-        if len(rnd):
-            bank.random_pool = ExampleSet.from_rows(dataset, rnd)
-        return bank
+        return fill_from_concept_sets(cls(root=root, datasets_dir=datasets_dir), dataset, counterpart)
 
     @classmethod
     def from_columns(
@@ -466,19 +349,7 @@ class ConceptBank:
         own examples against it).
         """
         bank = cls(root=root, datasets_dir=datasets_dir)
-        cols = list(columns) if columns is not None else [*dataset.info.concepts, *dataset.info.artifacts]
-        for i, col in enumerate(cols):
-            try:
-                bank.add_from_column(dataset, col, split=split, max_per_class=max_per_class, seed=seed + i)
-            except ConceptError:
-                if columns is not None:
-                    raise
-        used = {c for con in bank for ex in (con.positive, con.negative) if ex is not None for c in ex.case_ids}
-        idx = dataset.indices(split) if split is not None else np.arange(len(dataset))
-        free = set(dataset.cases["case_id"].astype(str).to_numpy()[idx]) - used
-        bank.set_random_pool_from_dataset(dataset, split=split, size=pool_size, seed=seed,
-                                          exclude_case_ids=used if len(free) >= MIN_POOL else ())
-        return bank
+        return fill_from_columns(bank, dataset, columns, split, max_per_class, pool_size, seed)
 
     # ---------------------------------------------------------------- resolving
     def dataset(self, name: str) -> Dataset:
@@ -562,17 +433,8 @@ class ConceptBank:
         fname = f"{key}.npy"
         self._arrays[fname] = arr
         if self.root is not None:
-            self._write_array(self.root, fname, arr)
+            write_array(self.root, fname, arr)
         return ExampleSet("array", key, len(arr), array=fname)
-
-    @staticmethod
-    def _write_array(root: Path, fname: str, arr: np.ndarray) -> None:
-        p = root / "arrays" / fname
-        if p.is_file():
-            return
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(p, prefix=".tmp-", suffix=".npy") as tmp:
-            np.save(tmp, arr)
 
     def _load_array(self, ex: ExampleSet) -> np.ndarray:
         if ex.array in self._arrays:
@@ -605,20 +467,8 @@ class ConceptBank:
             raise ConceptError("the bank has no directory — pass a path to save()")
         p.parent.mkdir(parents=True, exist_ok=True)
         for fname, arr in self._arrays.items():
-            self._write_array(p.parent, fname, arr)
-        old: dict[str, Any] = {}
-        if p.is_file():
-            try:
-                old = json.loads(p.read_text())
-            except json.JSONDecodeError:
-                old = {}
-        body = self.to_json()
-        strip = {k: v for k, v in body.items() if k != "revision"}
-        if {k: v for k, v in old.items() if k != "revision"} != strip:
-            self.revision = int(old.get("revision", self.revision)) + 1
-        body["revision"] = self.revision
-        with atomic_path(p, prefix=".bank-", suffix=".json") as tmp, open(tmp, "w") as f:
-            json.dump(body, f, indent=1)
+            write_array(p.parent, fname, arr)
+        self.revision = write_bank_file(p, self.to_json(), self.revision)
         return p
 
     @classmethod
@@ -627,16 +477,9 @@ class ConceptBank:
         p = Path(path)
         if p.is_dir() or p.suffix != ".json":
             p = p / cls.FILE
-        if not p.is_file():
-            raise ConceptError(f"no concept bank at {p} — build one with ConceptBank.from_concept_sets")
-        try:
-            d = json.loads(p.read_text())
-            concepts = [Concept.from_json(c) for c in d.get("concepts", [])]
-            pool = ExampleSet.from_json(d["random_pool"]) if d.get("random_pool") else None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ConceptError(f"{p} is corrupt ({exc}) — delete it to rebuild the default bank") from exc
+        concepts, pool, revision = read_bank_file(p)
         bank = cls(concepts, random_pool=pool, root=p.parent, datasets_dir=datasets_dir)
-        bank.revision = int(d.get("revision", 0))
+        bank.revision = revision
         return bank
 
     @classmethod
@@ -646,24 +489,7 @@ class ConceptBank:
         The default comes from the workspace's DermSynth concept sets when it has them, else
         from the annotated columns of its active data set.
         """
-        root = Path(workspace.concepts_dir)
-        ddir = Path(workspace.datasets_dir)
-        if (root / cls.FILE).is_file() and not rebuild:
-            return cls.load(root, datasets_dir=ddir)
-        sets = workspace.concept_sets()
-        if sets is not None:
-            bank = cls.from_concept_sets(sets, root=root, datasets_dir=ddir)
-            if bank.random_pool is None:
-                bank.set_random_pool_from_dataset(workspace.dataset())
-        else:
-            bank = cls.from_columns(workspace.dataset(), root=root, datasets_dir=ddir)
-        if len(bank) == 0:
-            raise ConceptError(
-                f"no concepts could be built for {workspace.root}: the data set has no annotated "
-                "concept columns — add concepts with ConceptBank.add_from_cases/add_from_images"
-            )
-        bank.save()
-        return bank
+        return workspace_bank(cls, workspace, rebuild)
 
     def with_counterpart(self, counterpart: str) -> ConceptBank:
         """A copy whose concepts with explicit negatives all train against ``counterpart``."""

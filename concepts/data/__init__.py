@@ -13,17 +13,33 @@ from concepts.data._dataset import (
     swap_in_directory,
 )
 from concepts.data._images import load_image_rgb
+from concepts.data._sevenpoint import (
+    DERM7PT_CRITERION_POINTS,
+    DERM7PT_LABELS,
+    DERM7PT_MELANOMA_DIAGNOSES,
+    SEVEN_POINT_THRESHOLD,
+    is_melanoma_diagnosis,
+)
+from concepts.data._twin_renderers import TwinRenderer, find_twin_renderer, register_twin_renderer
 
 __all__ = [
     "ARTIFACTS",
     "CRITERIA",
+    "DERM7PT_CRITERION_POINTS",
+    "DERM7PT_LABELS",
+    "DERM7PT_MELANOMA_DIAGNOSES",
+    "SEVEN_POINT_THRESHOLD",
     "Dataset",
     "DatasetInfo",
     "ImageSet",
+    "TwinRenderer",
     "check_name",
+    "find_twin_renderer",
     "hash_array",
+    "is_melanoma_diagnosis",
     "load_image_rgb",
     "name_problem",
+    "register_twin_renderer",
     "release_pages",
     "swap_in_directory",
 ]

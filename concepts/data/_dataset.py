@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import tempfile
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,17 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError, WorkspaceError
-from concepts.data._chunks import ImageWriter, hash_npy_file, iter_rows, update_hash
+from concepts.data._chunks import ImageWriter, hash_npy_file, iter_rows
+from concepts.data._dataset_files import (
+    _REIMPORT,
+    _corrupt,
+    _file_content_hash,
+    _read_cases,
+    _read_images,
+    hash_array,
+    swap_in_directory,
+)
+from concepts.data._names import check_name, name_problem
 
 __all__ = [
     "ARTIFACTS",
@@ -58,96 +67,6 @@ CRITERIA: tuple[str, ...] = (
 ARTIFACTS: tuple[str, ...] = ("ruler", "ink", "hair", "dark_corner", "patch", "gel_bubble")
 
 
-#: Spellings of a missing value (pandas' default ``na_values``, compared case-insensitively):
-#: never the name of a class, concept or column.
-_MISSING_NAMES = frozenset({
-    "", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
-    "n/a", "na", "nan", "null", "none", "nat",
-})
-#: Unicode categories that display as nothing or reorder text: control (Cc), format (Cf: bidi
-#: overrides and isolates, zero-width characters, BOM), surrogates, private use, unassigned,
-#: line/paragraph separators.
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def name_problem(value: object) -> str:
-    """Why ``value`` cannot name a class, concept or column (``""`` when it can).
-
-    Refused: non-strings, empty or blank names, leading/trailing white space, spellings of a
-    missing value (``NaN``, ``nan``, ``None``, ``NA``, ...), and invisible or text-reordering
-    characters (bidi controls, zero-width characters, control characters, spaces other than
-    the plain one) that would make two names look alike or a name look like something else.
-    """
-    if not isinstance(value, str):
-        return f"{value!r} is not text"
-    if value.strip().lower() in _MISSING_NAMES:
-        return f"{value!r} reads as a missing value"
-    if value != value.strip():
-        return f"{value!r} has leading or trailing white space"
-    for ch in value:
-        cat = unicodedata.category(ch)
-        if cat in _INVISIBLE or (cat == "Zs" and ch != " "):
-            return (
-                f"{value!r} contains the invisible or text-reordering character U+{ord(ch):04X} "
-                f"({unicodedata.name(ch, 'unnamed')})"
-            )
-    return ""
-
-
-def check_name(value: object, what: str) -> str:
-    """``value`` if :func:`name_problem` finds nothing; else :class:`DataError` naming ``what``."""
-    problem = name_problem(value)
-    if problem:
-        raise DataError(f"{what} {problem} — use a visible name such as 'melanoma'")
-    return str(value)
-
-
-def swap_in_directory(tmp: Path, target: Path) -> None:
-    """Move the complete directory ``tmp`` to ``target``, replacing an existing ``target``.
-
-    Readers never see a half-written ``target``: the old one is renamed aside, the new one
-    renamed in, then the old one removed.
-    """
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
-
-
-def hash_array(arr: np.ndarray, *extra: str) -> str:
-    """sha256 of an array's shape, dtype and bytes (plus optional extra strings).
-
-    Large arrays are hashed in row chunks (a memory-mapped one keeps one chunk resident).
-    """
-    h = hashlib.sha256()
-    h.update(str(arr.shape).encode())
-    h.update(str(arr.dtype).encode())
-    update_hash(h, arr)
-    for e in extra:
-        h.update(e.encode())
-    return h.hexdigest()
-
-
-_REIMPORT = "re-import it (`workbench import`) or rebuild the demo (`workbench demo --no-serve`)"
-
-
-def _content_hash(images: np.ndarray, cases: pd.DataFrame) -> str:
-    """The content hash of a data set: its images plus its cases table as JSON records."""
-    return hash_array(images, cases.to_json(orient="records"))
-
-
-def _file_content_hash(npy: Path, images: np.ndarray, cases: pd.DataFrame) -> str:
-    """:func:`_content_hash` with the images read from ``npy`` in chunks (no mapping)."""
-    h = hash_npy_file(npy) if isinstance(images, np.memmap) or images.size == 0 else None
-    if h is None:
-        return _content_hash(images, cases)
-    h.update(cases.to_json(orient="records").encode())
-    return str(h.hexdigest())
-
 
 @dataclass(frozen=True)
 class _FilesKey:
@@ -172,11 +91,6 @@ class _FilesKey:
 _VERIFIED: dict[_FilesKey, str] = {}
 
 
-def _corrupt(path: Path, exc: BaseException) -> DataError:
-    detail = " ".join(str(exc).split())[:160] or type(exc).__name__
-    return DataError(f"{path}: cannot read it ({detail}) — the data set is corrupt; {_REIMPORT}")
-
-
 def _read_info(meta: Path) -> DatasetInfo:
     try:
         data = json.loads(meta.read_text(encoding="utf-8"))
@@ -189,31 +103,6 @@ def _read_info(meta: Path) -> DatasetInfo:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _corrupt(meta, exc) from None
 
-
-def _read_cases(path: Path) -> pd.DataFrame:
-    try:
-        cases = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many types (ArrowInvalid, OSError, ...)
-        raise _corrupt(path, exc) from None
-    missing = [c for c in ("case_id", "label", "split") if c not in cases.columns]
-    if missing:
-        raise DataError(f"{path}: lacks the column(s) {missing} — the data set is corrupt; {_REIMPORT}")
-    return cases
-
-
-def _read_images(path: Path, mmap: bool) -> np.ndarray:
-    try:
-        images = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise _corrupt(path, exc) from None
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        shape = getattr(images, "shape", "?")
-        dtype = getattr(images, "dtype", "?")
-        raise DataError(
-            f"{path}: holds {dtype} {shape}, not uint8 images (N, S, S, 3) — the data set is "
-            f"corrupt; {_REIMPORT}"
-        )
-    return images
 
 
 @dataclass(frozen=True)

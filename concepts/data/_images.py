@@ -117,43 +117,53 @@ def load_image_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
     old_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd metadata
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p, formats=formats) as probe:
-                probe.verify()  # structural check (truncation, bad CRC)
-            with Image.open(p, formats=formats) as img:
-                if size is not None:  # JPEG: decode at a reduced scale still >= size (faster)
-                    img.draft(None, (size, size))
-                img.load()
-                w, h = img.size
-                if w < 1 or h < 1:
-                    raise ImageError(f"{p}: image has no pixels ({w}x{h}) — replace or remove the file")
-                rgb = _to_rgb(ImageOps.exif_transpose(img))
-                if size is not None:
-                    rgb = to_square(rgb, size)
-                arr = np.array(rgb, dtype=np.uint8)  # a copy, valid after the file is closed
+        arr = _decode(p, size, formats)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(
-            f"{p}: image is too large ({exc}); images above {MAX_IMAGE_PIXELS:,} pixels are "
-            "refused as possible decompression bombs — downscale it first"
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(
-            f"{p}: not an image Pillow can read (accepted formats: {', '.join(IMAGE_FORMATS)}) "
-            "— replace or remove the file"
-        ) from exc
-    except MemoryError as exc:
-        raise ImageError(f"{p}: not enough memory to decode this image — downscale it first") from exc
     except Exception as exc:  # Pillow's decoders raise many types on corrupt input
-        raise ImageError(
-            f"{p}: corrupt or truncated image ({type(exc).__name__}: {exc}) — replace or remove "
-            "the file"
-        ) from exc
+        raise _decode_error(p, exc) from exc
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageError(f"{p}: unexpected image shape {arr.shape}")
     return arr
+
+
+def _decode(p: Path, size: int | None, formats: list[str]) -> np.ndarray:
+    """Verify, decode, orient, convert to RGB and (with ``size``) square-resize one image file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd metadata
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(p, formats=formats) as probe:
+            probe.verify()  # structural check (truncation, bad CRC)
+        with Image.open(p, formats=formats) as img:
+            if size is not None:  # JPEG: decode at a reduced scale still >= size (faster)
+                img.draft(None, (size, size))
+            img.load()
+            w, h = img.size
+            if w < 1 or h < 1:
+                raise ImageError(f"{p}: image has no pixels ({w}x{h}) — replace or remove the file")
+            rgb = _to_rgb(ImageOps.exif_transpose(img))
+            if size is not None:
+                rgb = to_square(rgb, size)
+            return np.array(rgb, dtype=np.uint8)  # a copy, valid after the file is closed
+
+
+def _decode_error(p: Path, exc: Exception) -> ImageError:
+    """The one-line error for an exception raised while decoding ``p``."""
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return ImageError(
+            f"{p}: image is too large ({exc}); images above {MAX_IMAGE_PIXELS:,} pixels are "
+            "refused as possible decompression bombs — downscale it first"
+        )
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageError(
+            f"{p}: not an image Pillow can read (accepted formats: {', '.join(IMAGE_FORMATS)}) "
+            "— replace or remove the file"
+        )
+    if isinstance(exc, MemoryError):
+        return ImageError(f"{p}: not enough memory to decode this image — downscale it first")
+    return ImageError(
+        f"{p}: corrupt or truncated image ({type(exc).__name__}: {exc}) — replace or remove "
+        "the file"
+    )

@@ -1,8 +1,8 @@
 """DermSynth's cases tables: labels, splits, criteria, artifacts and render seeds, no images.
 
 :func:`sample_dermsynth` draws both tables of a DermSynth data set from a
-:class:`concepts.dermsynth._generate.DermSynthConfig`; :mod:`concepts.dermsynth._generate` renders and writes them
-and re-exports everything public here. The class-conditional criterion frequencies and the split
+:class:`concepts.dermsynth._config.DermSynthConfig`; :mod:`concepts.dermsynth._generate` draws and writes
+them. The class-conditional criterion frequencies and the split
 shares the sampler draws from are defined here too.
 """
 
@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
 from concepts.data import ARTIFACTS, CRITERIA
-from concepts.dermsynth._render import skin_tone_group, skin_tone_value
-
-if TYPE_CHECKING:
-    from concepts.dermsynth._generate import DermSynthConfig
+from concepts.dermsynth._config import _SEED_BLOCK, DERMSYNTH_CLASSES, DermSynthConfig
+from concepts.dermsynth._lesion import skin_tone_group, skin_tone_value
 
 __all__ = [
     "CRITERION_FREQUENCIES",
     "CRITERION_POINTS",
-    "DERMSYNTH_CLASSES",
     "SPLIT_FRACTIONS",
     "sample_dermsynth",
 ]
 
-
-#: DermSynth's diagnoses, in class-index order.
-DERMSYNTH_CLASSES: tuple[str, ...] = ("melanoma", "nevus")
 
 #: ``criterion -> (P(present | melanoma), P(present | non-melanoma))`` from derm7pt's 1011 cases
 #: (shared/reference/seven-point-checklist.md).
@@ -63,8 +57,6 @@ SPLIT_FRACTIONS: Mapping[str, float] = {"train": 0.6, "val": 0.2, "test_debiased
 # Loading of each criterion on the shared latent severity (a Gaussian copula: the marginals stay
 # exactly the reference frequencies, the criteria become mildly positively correlated).
 _LATENT_LOADING = 0.2
-# Render seeds of the main set lie in [0, 2**30), those of the concept sets in [2**30, 2**31).
-_SEED_BLOCK = 2**30
 
 
 def _sample_criteria(rng: np.random.Generator, melanoma: np.ndarray) -> np.ndarray:
@@ -207,8 +199,5 @@ def sample_dermsynth(config: DermSynthConfig | None = None) -> tuple[pd.DataFram
         concept sets' table (also ``concept_set``, ``polarity`` and ``pair``: the twin index in
         its set, -1 in the random pool), exactly as :func:`generate_dermsynth` writes them.
     """
-    # imported here, not at the top: concepts.dermsynth._generate imports this module
-    from concepts.dermsynth._generate import DermSynthConfig
-
     cfg = config or DermSynthConfig()
     return _sample_main(cfg), _sample_concepts(cfg)

@@ -1,12 +1,14 @@
 """concepts.discovery."""
 
+from concepts.discovery._cluster_workspace import (
+    cluster_associations,
+    cluster_dataset,
+    name_cluster,
+)
 from concepts.discovery._clusters import (
     CLUSTER_COLUMNS,
     ClusteringResult,
     cluster_activations,
-    cluster_associations,
-    cluster_dataset,
-    name_cluster,
     pool_activations,
 )
 from concepts.discovery._cooccurrence import (

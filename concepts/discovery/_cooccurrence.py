@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -307,45 +308,69 @@ def attribute_pair_table(
     want = splits_of(plan, totals, splits)
     counts = pair_counts(plan, attrs, batch_size)
     rows: list[dict[str, Any]] = []
-    k = len(attrs)
     for split in want:
-        mats = [np.zeros((k, k), dtype=np.int64) for _ in range(4)]
-        for s, m in counts.items():
-            if split in (ALL_SPLITS, s):
-                for i in range(4):
-                    mats[i] += m[i]
-        obs, x_o, o_x, x_x = mats  # O'O, X'O, O'X, X'X
-        where = "across all splits" if split == ALL_SPLITS else f"in split {split!r}"
-        for i in range(k):
-            for j in range(i + 1, k):
-                ai, aj = attrs[i], attrs[j]
-                if ai.column == aj.column:
-                    continue
-                n = int(obs[i, j])
-                n11 = int(x_x[i, j])
-                n10 = int(x_o[i, j]) - n11
-                n01 = int(o_x[i, j]) - n11
-                n00 = n - n11 - n10 - n01
-                row: dict[str, Any] = {
-                    "split": split, "a": ai.name, "b": aj.name, "kind_a": ai.kind, "kind_b": aj.kind,
-                    "n": n, "n11": n11, "n10": n10, "n01": n01, "n00": n00,
-                    "phi": math.nan, "odds_ratio": math.nan, "haldane": False, "test": None,
-                    "p_value": math.nan, "p_adjusted": math.nan, "significant": False,
-                    "testable": False, "note": "",
-                }
-                margins = (n11 + n10, n01 + n00, n11 + n01, n10 + n00)
-                if n == 0:
-                    row["note"] = f"not testable: no case {where} has both annotated"
-                elif min(margins) == 0:
-                    const = ai.name if min(margins[:2]) == 0 else aj.name
-                    row["note"] = f"not testable: {const!r} is constant {where}"
-                else:
-                    phi = (n11 * n00 - n10 * n01) / math.sqrt(float(np.prod(np.array(margins, dtype=float))))
-                    or_, _, _, hal = odds_ratio_ci(n11, n10, n01, n00)
-                    test, p = two_by_two_test(n11, n10, n01, n00, min_expected)
-                    row.update(phi=phi, odds_ratio=or_, haldane=hal, test=test, p_value=p, testable=True)
-                rows.append(row)
+        rows.extend(_pair_rows(attrs, _split_counts(counts, split, len(attrs)), split, min_expected))
     df = pd.DataFrame(rows, columns=list(ATTRIBUTE_PAIR_COLUMNS))
     return _adjust(df, ["split"], correction, alpha, dedupe_binary=False)
 
 
+@dataclass(frozen=True)
+class _PairCounts:
+    """Pair counts of one split: ``annotated[i, j]`` cases with both annotated, ``present_a``
+    with ``i`` present (and ``j`` annotated), ``present_b`` with ``j`` present, ``both``."""
+
+    annotated: np.ndarray  # O'O
+    present_a: np.ndarray  # X'O
+    present_b: np.ndarray  # O'X
+    both: np.ndarray  # X'X
+
+
+def _split_counts(counts: dict[str, list[np.ndarray]], split: str, k: int) -> _PairCounts:
+    """The pair counts of ``split`` (summed over every split for :data:`ALL_SPLITS`)."""
+    mats = [np.zeros((k, k), dtype=np.int64) for _ in range(4)]
+    for s, m in counts.items():
+        if split in (ALL_SPLITS, s):
+            for i in range(4):
+                mats[i] += m[i]
+    return _PairCounts(*mats)
+
+
+def _pair_rows(attrs: Sequence[Attr], pc: _PairCounts, split: str, min_expected: float) -> Iterator[dict[str, Any]]:
+    where = "across all splits" if split == ALL_SPLITS else f"in split {split!r}"
+    k = len(attrs)
+    for i in range(k):
+        for j in range(i + 1, k):
+            ai, aj = attrs[i], attrs[j]
+            if ai.column == aj.column:
+                continue
+            n = int(pc.annotated[i, j])
+            n11 = int(pc.both[i, j])
+            n10 = int(pc.present_a[i, j]) - n11
+            n01 = int(pc.present_b[i, j]) - n11
+            yield _pair_row(split, where, ai, aj, (n11, n10, n01, n - n11 - n10 - n01), min_expected)
+
+
+def _pair_row(split: str, where: str, ai: Attr, aj: Attr, cells: tuple[int, int, int, int],
+              min_expected: float) -> dict[str, Any]:
+    """One row of :func:`attribute_pair_table` from the 2 x 2 cells ``(n11, n10, n01, n00)``."""
+    n11, n10, n01, n00 = cells
+    n = n11 + n10 + n01 + n00
+    row: dict[str, Any] = {
+        "split": split, "a": ai.name, "b": aj.name, "kind_a": ai.kind, "kind_b": aj.kind,
+        "n": n, "n11": n11, "n10": n10, "n01": n01, "n00": n00,
+        "phi": math.nan, "odds_ratio": math.nan, "haldane": False, "test": None,
+        "p_value": math.nan, "p_adjusted": math.nan, "significant": False,
+        "testable": False, "note": "",
+    }
+    margins = (n11 + n10, n01 + n00, n11 + n01, n10 + n00)
+    if n == 0:
+        row["note"] = f"not testable: no case {where} has both annotated"
+    elif min(margins) == 0:
+        const = ai.name if min(margins[:2]) == 0 else aj.name
+        row["note"] = f"not testable: {const!r} is constant {where}"
+    else:
+        phi = (n11 * n00 - n10 * n01) / math.sqrt(float(np.prod(np.array(margins, dtype=float))))
+        or_, _, _, hal = odds_ratio_ci(n11, n10, n01, n00)
+        test, p = two_by_two_test(n11, n10, n01, n00, min_expected)
+        row.update(phi=phi, odds_ratio=or_, haldane=hal, test=test, p_value=p, testable=True)
+    return row

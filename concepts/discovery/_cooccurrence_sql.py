@@ -178,7 +178,22 @@ def make_plan(
             f"{src.name}: no {label_column!r} column — the cases table needs the class of every "
             "case (pass label_column= if it has another name)"
         )
-    info = src.info
+    arts, crits, meta = _attribute_columns(src, artifacts, criteria, metadata, label_column, split_column)
+    cls = _classes(src, classes, label_column)
+    plan = Plan(src, label_column, split_column if split_column in cols else None, cls, [], [])
+    plan.binary = [(c, "artifact") for c in arts] + [(c, "criterion") for c in crits]
+    if meta:
+        _sort_metadata(plan, meta, max_levels)
+    plan.label_derived = set(label_derived) if label_derived is not None else set()
+    return plan
+
+
+def _attribute_columns(
+    src: _Source, artifacts: Sequence[str] | None, criteria: Sequence[str] | None,
+    metadata: Sequence[str] | None, label_column: str, split_column: str,
+) -> tuple[list[str], list[str], list[str]]:
+    """The artifact, criterion and metadata columns (given, declared by the data set, or found)."""
+    cols, info = src.columns, src.info
     arts = list(artifacts) if artifacts is not None else (
         list(info.artifacts) if info else [c for c in ARTIFACTS if c in cols])
     crits = list(criteria) if criteria is not None else (
@@ -211,6 +226,11 @@ def make_plan(
             f"{src.name}: no annotated attributes to test — declare artifact/criterion/metadata "
             "columns (artifacts=, criteria=, metadata=) or import a data set that has them"
         )
+    return arts, crits, meta
+
+
+def _classes(src: _Source, classes: Sequence[str] | None, label_column: str) -> tuple[str, ...]:
+    """The classes (given, declared or found); every case labelled with one of them, at least two."""
     n_rows, n_null = _sql(src, f"SELECT count(*), count(*) FILTER (WHERE {_q(label_column)} IS NULL) FROM src")[0]
     if n_rows == 0:
         raise DataError(f"{src.name}: the cases table is empty — there is nothing to count")
@@ -219,8 +239,8 @@ def make_plan(
     found = [str(r[0]) for r in _sql(src, f"SELECT DISTINCT CAST({_q(label_column)} AS VARCHAR) FROM src ORDER BY 1")]
     if classes is not None:
         cls = tuple(str(c) for c in classes)
-    elif info is not None:
-        cls = tuple(info.classes)
+    elif src.info is not None:
+        cls = tuple(src.info.classes)
     else:
         cls = tuple(found)
     unknown = [c for c in found if c not in cls]
@@ -231,20 +251,21 @@ def make_plan(
             f"{src.name}: only one class ({', '.join(cls) or 'none'}) — co-occurrence with a class "
             "needs at least two classes to compare"
         )
-    plan = Plan(src, label_column, split_column if split_column in cols else None, cls, [], [])
-    plan.binary = [(c, "artifact") for c in arts] + [(c, "criterion") for c in crits]
-    if meta:
-        exprs = ", ".join(f"count(DISTINCT {_q(c)})" for c in meta)
-        counts = _sql(src, f"SELECT {exprs} FROM src")[0]
-        for c, k in zip(meta, counts, strict=True):
-            if int(k) > max_levels:
-                plan.too_many[c] = int(k)
-            elif _is_numeric(src.types[c]) and _levels_01(src, c):
-                plan.binary.append((c, "metadata"))
-            else:
-                plan.categorical.append(c)
-    plan.label_derived = set(label_derived) if label_derived is not None else set()
-    return plan
+    return cls
+
+
+def _sort_metadata(plan: Plan, meta: list[str], max_levels: int) -> None:
+    """Metadata columns: too many levels (not testable), 0/1 indicators, or categorical."""
+    src = plan.src
+    exprs = ", ".join(f"count(DISTINCT {_q(c)})" for c in meta)
+    counts = _sql(src, f"SELECT {exprs} FROM src")[0]
+    for c, k in zip(meta, counts, strict=True):
+        if int(k) > max_levels:
+            plan.too_many[c] = int(k)
+        elif _is_numeric(src.types[c]) and _levels_01(src, c):
+            plan.binary.append((c, "metadata"))
+        else:
+            plan.categorical.append(c)
 
 
 def _levels_01(src: _Source, col: str) -> bool:

@@ -1,9 +1,11 @@
 """Counterfactual reliance measures: how often a prediction changes when an artifact is added
 to (or removed from) the very same lesion.
 
-DermSynth data re-render exact twins; any other data need twins made from the data itself
-(:mod:`concepts.bank._twins`: user-supplied pairs, or artifact transplant with masks), given as a
-:class:`~concepts.bank._twins.TwinSet`. The result names the method.
+Data from a source with a twin renderer (DermSynth) re-render exact twins, found through
+:func:`concepts.data.find_twin_renderer` (this module never imports the generator); any other data
+need twins made from the data itself (:mod:`concepts.bank._twins`: user-supplied pairs, or
+artifact transplant with masks), given as a :class:`~concepts.bank._twins.TwinSet`. The result
+names the method.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from concepts._errors import DataError, ImageError
 from concepts.bank import TwinSet, real_twins
-from concepts.data import Dataset
+from concepts.data import Dataset, find_twin_renderer
 
 __all__ = [
     "EVAL_SPLITS",
@@ -122,18 +124,27 @@ def counterfactual_flip_rate(
     if len(idx) == 0:
         return FlipRate(artifact, direction, 0, 0, float("nan"), to_class, 0, (), method)
     if twins is None:
-        if not is_dermsynth(dataset):
-            raise DataError(
-                f"{dataset.info.name!r} is not DermSynth data: flip rates need real twins — a column "
-                "naming each case's twin, or artifact masks to transplant (concepts.bank._twins)"
-            )
-        from concepts.dermsynth import render_twins
-
-        twins = render_twins(dataset, idx, artifact, present=(direction == "add"))
+        twins = _rendered_twins(dataset, idx, artifact, direction)
     elif method == "render":
         method = "given"
     p0 = base_pred if base_pred is not None else predict(np.asarray(dataset.images[idx]))
-    p1 = predict(twins)
+    return _flip_rate(dataset, idx, artifact, direction, to_class, method, p0, predict(twins))
+
+
+def _rendered_twins(dataset: Dataset, idx: np.ndarray, artifact: str, direction: str) -> np.ndarray:
+    """Twins re-rendered by the data set's source; DataError when it has no twin renderer."""
+    render = find_twin_renderer(dataset)
+    if render is None:
+        raise DataError(
+            f"{dataset.info.name!r} is not DermSynth data: flip rates need real twins — a column "
+            "naming each case's twin, or artifact masks to transplant (concepts.bank._twins)"
+        )
+    return render(dataset, idx, artifact, direction == "add")
+
+
+def _flip_rate(dataset: Dataset, idx: np.ndarray, artifact: str, direction: str, to_class: str | None,
+               method: str, p0: np.ndarray, p1: np.ndarray) -> FlipRate:
+    """The :class:`FlipRate` of predictions ``p0`` on the originals and ``p1`` on their twins."""
     flipped = p0 != p1
     n_to = 0
     if to_class is not None:
@@ -247,10 +258,9 @@ def _add_twins(dataset: Dataset, pool: np.ndarray, artifact: str, max_twins: int
         return None
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(clean, size=min(max_twins, len(clean)), replace=False))
-    if is_dermsynth(dataset):
-        from concepts.dermsynth import render_twins
-
-        return pick, render_twins(dataset, pick, artifact, present=True), "render"
+    render = find_twin_renderer(dataset)
+    if render is not None:
+        return pick, render(dataset, pick, artifact, True), "render"
     sets = [t for t in real_twins(dataset, pick, artifact, donor_idx=pool[flag[pool]], seed=seed)
             if t.direction == "add" and len(t)]
     if not sets:

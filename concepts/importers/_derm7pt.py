@@ -1,12 +1,12 @@
-"""The derm7pt release: its label-to-points table and an importer to the data-set format.
+"""The derm7pt release: an importer to the data-set format.
 
 derm7pt (Kawahara et al.) ships ``meta/meta.csv`` (one row per case, the seven criteria as raw
 labels), three split files ``meta/{train,valid,test}_indexes.csv`` (one column ``indexes``:
 0-based row positions in ``meta.csv``) and ``images/`` (the ``derm`` and ``clinic`` columns hold
 paths relative to it). The data set is not redistributable; users download it themselves.
 
-The raw-label -> points table lives here (not in :mod:`graph`) because ``concepts`` must not
-import ``graph``; the knowledge graph builds its criterion and sub-label nodes from it.
+The raw-label -> points table and the melanoma diagnoses are domain constants in
+:mod:`concepts.data` (re-exported here); the knowledge graph builds its nodes from them too.
 
 Row numbers in error messages are 0-based positions in ``meta.csv`` (as in the index files).
 """
@@ -22,7 +22,17 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError, ImageError
-from concepts.data import CRITERIA, Dataset, DatasetInfo, load_image_rgb
+from concepts.data import (
+    CRITERIA,
+    DERM7PT_CRITERION_POINTS,
+    DERM7PT_LABELS,
+    DERM7PT_MELANOMA_DIAGNOSES,
+    SEVEN_POINT_THRESHOLD,
+    Dataset,
+    DatasetInfo,
+    is_melanoma_diagnosis,
+    load_image_rgb,
+)
 from concepts.importers._rows import _check_common
 
 __all__ = [
@@ -38,56 +48,6 @@ __all__ = [
     "read_derm7pt_meta",
     "read_derm7pt_splits",
 ]
-
-#: Every raw label derm7pt uses for each criterion, with the points it scores (0 = does not
-#: score). Keys follow :data:`concepts.CRITERIA`; labels are lower case, as in ``meta.csv``.
-DERM7PT_LABELS: Mapping[str, Mapping[str, int]] = MappingProxyType(
-    {
-        "pigment_network": MappingProxyType({"absent": 0, "typical": 0, "atypical": 2}),
-        "blue_whitish_veil": MappingProxyType({"absent": 0, "present": 2}),
-        "vascular_structures": MappingProxyType(
-            {
-                "absent": 0,
-                "arborizing": 0,
-                "comma": 0,
-                "hairpin": 0,
-                "within regression": 0,
-                "wreath": 0,
-                "dotted": 2,
-                "linear irregular": 2,
-            }
-        ),
-        "pigmentation": MappingProxyType(
-            {
-                "absent": 0,
-                "diffuse regular": 0,
-                "localized regular": 0,
-                "diffuse irregular": 1,
-                "localized irregular": 1,
-            }
-        ),
-        "streaks": MappingProxyType({"absent": 0, "regular": 0, "irregular": 1}),
-        "dots_and_globules": MappingProxyType({"absent": 0, "regular": 0, "irregular": 1}),
-        "regression_structures": MappingProxyType(
-            {"absent": 0, "blue areas": 1, "white areas": 1, "combinations": 1}
-        ),
-    }
-)
-
-#: Points a criterion scores when present: 2 for the three major, 1 for the four minor criteria.
-DERM7PT_CRITERION_POINTS: Mapping[str, int] = MappingProxyType(
-    {c: max(labels.values()) for c, labels in DERM7PT_LABELS.items()}
-)
-
-#: The derm7pt diagnoses that count as melanoma; every other diagnosis is non-melanoma.
-DERM7PT_MELANOMA_DIAGNOSES: tuple[str, ...] = (
-    "melanoma",
-    "melanoma (in situ)",
-    "melanoma (less than 0.76 mm)",
-    "melanoma (0.76 to 1.5 mm)",
-    "melanoma (more than 1.5 mm)",
-    "melanoma metastasis",
-)
 
 #: Classes of an imported derm7pt data set (``label`` column).
 DERM7PT_CLASSES: tuple[str, ...] = ("melanoma", "non_melanoma")
@@ -106,16 +66,9 @@ DERM7PT_SPLIT_FILES: Mapping[str, str] = MappingProxyType(
     {"train_indexes.csv": "train", "valid_indexes.csv": "val", "test_indexes.csv": "test"}
 )
 
-#: A 7-point score at or above this suggests melanoma.
-SEVEN_POINT_THRESHOLD = 3
-
 _REQUIRED = ("case_num", "diagnosis", *CRITERIA, "clinic", "derm")
 _OPTIONAL = ("seven_point_score", *DERM7PT_METADATA, "case_id", "notes")
 
-
-def is_melanoma_diagnosis(diagnosis: str) -> bool:
-    """Whether a derm7pt diagnosis (any case, surrounding blanks ignored) is a melanoma."""
-    return " ".join(diagnosis.strip().lower().split()) in DERM7PT_MELANOMA_DIAGNOSES
 
 
 def _norm_label(value: str) -> str:

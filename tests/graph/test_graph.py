@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from concepts import ARTIFACTS, CRITERIA, ConceptError, DataError
-from concepts.importers import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES, read_derm7pt_meta
+from concepts.data import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES
+from concepts.importers import read_derm7pt_meta
 from graph import ClinicalGraph, add_cooccurrence, checklist_scores, implied_checklist, rule_summary
 from graph._schema import validate_graph
 
