@@ -12,6 +12,8 @@ from concepts.tcav._cav import (
     fit_cavs,
 )
 from concepts.tcav._core import (
+    TABLE_COLUMNS,
+    TCAVReport,
     TCAVScores,
     check_gradients_vary,
     class_gradients,
@@ -26,7 +28,7 @@ from concepts.tcav._design import (
     plan_runs,
     random_sets,
 )
-from concepts.tcav._run import TABLE_COLUMNS, TCAVReport, TCAVSetup, default_layers, run_tcav
+from concepts.tcav._run import run_tcav, run_tcav_stages
 from concepts.tcav._scores import (
     attribution_map,
     channel_profile,
@@ -34,6 +36,7 @@ from concepts.tcav._scores import (
     concept_maps,
     concept_scores,
 )
+from concepts.tcav._setup import TCAVConfig, TCAVSetup, default_layers
 from concepts.tcav._significance import (
     CORRECTIONS,
     STATISTICS,
@@ -60,6 +63,7 @@ __all__ = [
     "ConceptSides",
     "ProbeTask",
     "SignificanceConfig",
+    "TCAVConfig",
     "TCAVReport",
     "TCAVScores",
     "TCAVSetup",
@@ -84,6 +88,7 @@ __all__ = [
     "plan_runs",
     "random_sets",
     "run_tcav",
+    "run_tcav_stages",
     "shared_logit_share",
     "tcav_scores",
 ]
