@@ -1,4 +1,15 @@
-"""concepts.tcav."""
+"""CAVs and TCAV with significance testing.
+
+Public entry points: :func:`run_tcav` (a workspace or :class:`TCAVSetup` -> :class:`TCAVReport`),
+:class:`CAVTrainer` / :func:`fit_cavs` (single CAVs), :func:`concept_scores` / :func:`concept_maps`
+(scoring images), :func:`adjust_pvalues` (the project's one multiple-testing correction).
+
+Private modules, in the order :func:`run_tcav` uses them: ``_setup`` (setup and frozen
+config), ``_plan`` (validate and plan; class gradients), ``_compute_cavs`` (activation pool,
+run design from ``_design``, batched probes from ``_probes``, ``.npz`` cache), ``_table``
+(scores per run; significance table, tests from ``_significance``), ``_save``; ``_core`` holds
+the gradient and score maths, ``_cav`` the CAV records, ``_scores`` concept scores and maps.
+"""
 
 from concepts.tcav._cav import (
     CAV,

@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from concepts.tcav._compute_cavs import RANDOM, TrainedCAVs, compute_cavs
 from concepts.tcav._core import TABLE_COLUMNS, TCAVReport
 from concepts.tcav._design import random_sets
@@ -83,6 +85,8 @@ def run_tcav(
     progress: ProgressFn | None = None,
 ) -> TCAVReport:
     """TCAV of every bank concept against ``runs`` random counterparts, with significance.
+
+    The settings are gathered in one :class:`TCAVConfig` and run by :func:`run_tcav_stages`.
 
     Parameters
     ----------
@@ -200,9 +204,10 @@ def _settings(
 
 
 def _report(
-    setup: TCAVSetup, plan: TCAVPlan, gradients: ClassGradients, cavs: TrainedCAVs, table: Any, scores: Any,
-    settings: dict[str, Any], warnings: list[str], timings: dict[str, float],
+    setup: TCAVSetup, plan: TCAVPlan, gradients: ClassGradients, cavs: TrainedCAVs, table: pd.DataFrame,
+    scores: pd.DataFrame, settings: dict[str, Any], warnings: list[str], timings: dict[str, float],
 ) -> TCAVReport:
+    """The report: the table, the per-run scores and the main (and stability) probe's CAVs."""
     names = [spec.name for spec in cavs.design.specs if spec.name != RANDOM]
     alt = plan.stability_probe
     return TCAVReport(
