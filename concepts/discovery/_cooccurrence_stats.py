@@ -4,19 +4,19 @@
   every cell gets +0.5 first (the Haldane-Anscombe correction);
 - test of independence: Pearson's chi-square (1 degree of freedom, no continuity correction)
   when every expected count is at least ``min_expected``, else Fisher's exact test (two-sided);
-- multiple-testing corrections: Holm (step-down, family-wise error) or Benjamini-Hochberg (FDR).
+- multiple-testing corrections: Holm (step-down, family-wise error) or Benjamini-Hochberg (FDR),
+  by the project's one :func:`concepts.tcav.adjust_pvalues` (re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
 from scipy import stats
 
 from concepts._errors import DataError
+from concepts.tcav import CORRECTIONS, adjust_pvalues
 
 __all__ = [
     "CORRECTIONS",
@@ -26,9 +26,6 @@ __all__ = [
     "odds_ratio_ci",
     "two_by_two_test",
 ]
-
-#: Multiple-testing corrections: Holm (family-wise error), Benjamini-Hochberg (FDR), none.
-CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
 
 Correction = Literal["holm", "bh", "none"]
 
@@ -79,39 +76,8 @@ def two_by_two_test(a: int, b: int, c: int, d: int, min_expected: float = 5.0) -
     return "chi2", float(stats.chi2.sf(chi2, 1))
 
 
-def adjust_pvalues(p: Sequence[float] | np.ndarray, method: str = "holm") -> np.ndarray:
-    """Correct p-values for the number of tests.
-
-    Parameters
-    ----------
-    p
-        Raw p-values (finite).
-    method
-        ``"holm"`` (step-down, family-wise error), ``"bh"`` (Benjamini-Hochberg, false
-        discovery rate) or ``"none"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        Adjusted p-values in the input order, capped at 1.
-    """
-    arr = np.asarray(p, dtype=float)
-    check_correction(method)
-    m = len(arr)
-    if m == 0 or method == "none":
-        return arr.copy()
-    order = np.argsort(arr, kind="stable")
-    ranked = arr[order]
-    if method == "holm":
-        adj = np.maximum.accumulate(ranked * (m - np.arange(m)))
-    else:
-        adj = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
 def check_correction(method: str) -> None:
+    """Raise :class:`DataError` unless ``method`` is one of :data:`CORRECTIONS`."""
     if method not in CORRECTIONS:
         raise DataError(f"unknown correction {method!r}: use one of {list(CORRECTIONS)}")
 

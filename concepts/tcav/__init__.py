@@ -1,4 +1,15 @@
-"""concepts.tcav."""
+"""CAVs and TCAV with significance testing.
+
+Public entry points: :func:`run_tcav` (a workspace or :class:`TCAVSetup` -> :class:`TCAVReport`),
+:class:`CAVTrainer` / :func:`fit_cavs` (single CAVs), :func:`concept_scores` / :func:`concept_maps`
+(scoring images), :func:`adjust_pvalues` (the project's one multiple-testing correction).
+
+Private modules, in the order :func:`run_tcav` uses them: ``_setup`` (setup and frozen
+config), ``_plan`` (validate and plan; class gradients), ``_compute_cavs`` (activation pool,
+run design from ``_design``, batched probes from ``_probes``, ``.npz`` cache), ``_table``
+(scores per run; significance table, tests from ``_significance``), ``_save``; ``_core`` holds
+the gradient and score maths, ``_cav`` the CAV records, ``_scores`` concept scores and maps.
+"""
 
 from concepts.tcav._cav import (
     CAV,
@@ -12,6 +23,8 @@ from concepts.tcav._cav import (
     fit_cavs,
 )
 from concepts.tcav._core import (
+    TABLE_COLUMNS,
+    TCAVReport,
     TCAVScores,
     check_gradients_vary,
     class_gradients,
@@ -26,7 +39,7 @@ from concepts.tcav._design import (
     plan_runs,
     random_sets,
 )
-from concepts.tcav._run import TABLE_COLUMNS, TCAVReport, TCAVSetup, default_layers, run_tcav
+from concepts.tcav._run import run_tcav, run_tcav_stages
 from concepts.tcav._scores import (
     attribution_map,
     channel_profile,
@@ -34,10 +47,12 @@ from concepts.tcav._scores import (
     concept_maps,
     concept_scores,
 )
+from concepts.tcav._setup import TCAVConfig, TCAVSetup, default_layers
 from concepts.tcav._significance import (
     CORRECTIONS,
     STATISTICS,
     TESTS,
+    CorrectionError,
     SignificanceConfig,
     adjust_pvalues,
     benjamini_hochberg,
@@ -58,8 +73,10 @@ __all__ = [
     "CAVSet",
     "CAVTrainer",
     "ConceptSides",
+    "CorrectionError",
     "ProbeTask",
     "SignificanceConfig",
+    "TCAVConfig",
     "TCAVReport",
     "TCAVScores",
     "TCAVSetup",
@@ -84,6 +101,7 @@ __all__ = [
     "plan_runs",
     "random_sets",
     "run_tcav",
+    "run_tcav_stages",
     "shared_logit_share",
     "tcav_scores",
 ]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from concepts._errors import ConceptError
-from concepts.tcav._cav import MIN_EXAMPLES, ProbeTask
+from concepts.bank import MIN_EXAMPLES
+from concepts.tcav._probes import ProbeTask
 
 __all__ = ["BASELINE_RUNS_PER_SET", "ConceptSides", "RunPlan", "baseline_means", "half_sample", "plan_runs", "random_sets"]
 

@@ -32,17 +32,19 @@ concept's direction at that layer — not that the model causally relies on the 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from concepts._errors import ConceptError
+from concepts._errors import ConceptError, DataError
 
 __all__ = [
     "CORRECTIONS",
     "STATISTICS",
     "TESTS",
+    "CorrectionError",
     "SignificanceConfig",
     "adjust_pvalues",
     "benjamini_hochberg",
@@ -52,6 +54,7 @@ __all__ = [
 ]
 
 TESTS: tuple[str, ...] = ("prediction", "welch", "mannwhitney")
+#: Multiple-testing corrections: Holm (family-wise error), Benjamini-Hochberg (FDR), none.
 CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
 #: Per-run statistics the test compares: the mean directional derivative of the unit CAV, or the
 #: TCAV score (sign count).
@@ -137,36 +140,66 @@ def _prediction_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(1.0, 2.0 * stats.t.sf(abs(t), df=len(b) - 1)))
 
 
-def holm(p: np.ndarray) -> np.ndarray:
+def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    return adjust_pvalues(p, "holm")
+
+
+def benjamini_hochberg(p: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (the numbers of ``scipy.stats.false_discovery_control``)."""
+    return adjust_pvalues(p, "bh")
+
+
+class CorrectionError(ConceptError, DataError):
+    """An unknown multiple-testing correction.
+
+    Both a :class:`ConceptError` (what the TCAV callers catch) and a :class:`DataError` (what the
+    co-occurrence and cluster callers catch), so one check serves both.
+    """
+
+
+def adjust_pvalues(p: Sequence[float] | np.ndarray, method: str = "holm") -> np.ndarray:
+    """Correct a family of p-values for the number of tests.
+
+    The one p-value adjustment of the project: TCAV (:mod:`concepts.tcav`) and the co-occurrence
+    tables and clusters (:mod:`concepts.discovery`) both use it.
+
+    Parameters
+    ----------
+    p
+        Raw p-values in ``[0, 1]``.
+    method
+        ``"holm"`` (Holm-Bonferroni step-down, family-wise error), ``"bh"`` (Benjamini-Hochberg,
+        false discovery rate; the same numbers as ``scipy.stats.false_discovery_control``) or
+        ``"none"`` (a copy). See :data:`CORRECTIONS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values (float64) in the input order, monotone in the raw ones, capped at 1.
+
+    Raises
+    ------
+    CorrectionError
+        An unknown ``method``.
+    """
+    if method not in CORRECTIONS:
+        raise CorrectionError(f"unknown correction {method!r}; choose one of {list(CORRECTIONS)}")
     pv = np.asarray(p, dtype=np.float64)
     m = len(pv)
-    if m == 0:
+    if m == 0 or method == "none":
         return pv.copy()
     order = np.argsort(pv, kind="stable")
-    adj = np.maximum.accumulate((m - np.arange(m)) * pv[order])
+    if method == "holm":
+        adj = np.maximum.accumulate((m - np.arange(m)) * pv[order])
+    else:
+        if m == 1:
+            return pv.copy()
+        ranked = pv[order] * (m / np.arange(1, m + 1, dtype=np.float64))
+        adj = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(m)
     out[order] = np.minimum(adj, 1.0)
     return out
-
-
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (``scipy.stats.false_discovery_control``)."""
-    pv = np.asarray(p, dtype=np.float64)
-    if len(pv) == 0:
-        return pv.copy()
-    return np.asarray(stats.false_discovery_control(pv, method="bh"), dtype=np.float64)
-
-
-def adjust_pvalues(p: np.ndarray, method: str = "holm") -> np.ndarray:
-    """Adjust a family of p-values: ``holm``, ``bh`` or ``none``."""
-    if method == "holm":
-        return holm(p)
-    if method == "bh":
-        return benjamini_hochberg(p)
-    if method == "none":
-        return np.asarray(p, dtype=np.float64).copy()
-    raise ConceptError(f"unknown correction {method!r}; choose one of {list(CORRECTIONS)}")
 
 
 def direction(significant: bool, effect: float) -> str:

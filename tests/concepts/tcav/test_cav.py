@@ -9,18 +9,18 @@ from hypothesis import strategies as st
 from sklearn.linear_model import Ridge
 
 from concepts import ConceptError
-from concepts.tcav._cav import (
+from concepts.tcav import (
     CAV,
     PROBES,
     CAVSet,
     CAVTrainer,
     ProbeTask,
-    _split_task,
     cav_cosine,
     fit_cav_batch,
     fit_cavs,
-    mean_pairwise_cosine,
 )
+from concepts.tcav._cav import mean_pairwise_cosine
+from concepts.tcav._probes import _split_task
 
 
 def _blobs(n: int = 60, d: int = 40, shift: float = 1.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -16,11 +17,14 @@ from concepts.bank import ConceptBank
 from concepts.tcav import (
     BASELINE_RUNS_PER_SET,
     TABLE_COLUMNS,
+    TCAVConfig,
     TCAVSetup,
     concept_scores,
     random_sets,
     run_tcav,
+    run_tcav_stages,
 )
+from concepts.tcav._plan import plan_analysis
 from tests.concepts.tcav.test_tcav_synth import CLASSES, make_concept_sets, make_dataset
 
 RUNS = 4
@@ -153,3 +157,51 @@ def test_cli_json_csv_and_errors(ws):
     assert res.exit_code == 1 and "same for every input" in res.output
     res = runner.invoke(app, ["tcav", "-w", str(ws.root), "--format", "xml"])
     assert res.exit_code != 0
+
+
+# --------------------------------------------------------------------------- the stages
+@pytest.mark.parametrize(("settings", "error", "match"), [
+    ({"runs": 1}, ConceptError, "at least 2"),
+    ({"probe": "svm"}, ConceptError, "unknown probe"),
+    ({"target": "softmax"}, ConceptError, "unknown target"),
+    ({"stability_probe": "svm"}, ConceptError, "unknown stability probe"),
+    ({"counterpart": "twins"}, ConceptError, "counterpart must be"),
+    ({"concepts": ("nope",)}, ConceptError, "no concept"),
+    ({"classes": ("basal_cell",)}, ConceptError, "unknown class"),
+])
+def test_plan_refuses_bad_settings(ws, settings, error, match):
+    setup = TCAVSetup.from_workspace(ws, inputs_per_class=10)
+    with pytest.raises(error, match=match):
+        plan_analysis(setup, None, TCAVConfig(**settings))
+
+
+def test_plan_refuses_unknown_layer_and_fixes_what_is_analysed(ws):
+    setup = TCAVSetup.from_workspace(ws, inputs_per_class=10)
+    with pytest.raises(ModelError):
+        plan_analysis(setup, ["conv9"], TCAVConfig())
+    plan = plan_analysis(setup, ["conv2", "conv1", "conv2"], TCAVConfig(probe="ridge", concepts=("ink", "patch")))
+    assert plan.layers == ("conv2", "conv1") and plan.layers_named  # deduplicated, order kept
+    assert plan.probes == ("ridge", "pattern")  # 'auto' pairs ridge with pattern, main probe first
+    assert [c.name for c in plan.concepts] == ["ink", "patch"]
+    assert plan.classes == CLASSES
+    assert any("only 10 inputs" in w for w in plan.warnings)
+    default = plan_analysis(setup, None, TCAVConfig(stability_probe=None))
+    assert default.layers == ("conv1", "conv2", "pool") and not default.layers_named  # the workspace's layers
+    assert default.probes == ("pattern",)
+
+
+def test_stages_with_a_config_equal_run_tcav(ws):
+    """run_tcav(**settings) is run_tcav_stages(setup, layers, TCAVConfig(**settings)): same table,
+    scores and CAVs, key by key."""
+    setup = TCAVSetup.from_workspace(ws)
+    kwargs = {"runs": RUNS, "probe": "ridge", "concepts": ["patch", "ink"], "save": False, "seed": 2}
+    rep = run_tcav(setup, ["conv2"], **kwargs)
+    config = TCAVConfig(runs=RUNS, probe="ridge", concepts=("patch", "ink"), save=False, seed=2)
+    staged = run_tcav_stages(setup, ["conv2"], config)
+    pd.testing.assert_frame_equal(staged.table, rep.table, check_exact=True)
+    pd.testing.assert_frame_equal(staged.scores, rep.scores, check_exact=True)
+    assert list(staged.cavs) == [("patch", "conv2"), ("ink", "conv2")] == list(rep.cavs)
+    np.testing.assert_array_equal(staged.cavs[("ink", "conv2")].vectors, rep.cavs[("ink", "conv2")].vectors)
+    assert set(staged.stability_cavs) == set(rep.stability_cavs)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.runs = 3  # type: ignore[misc]

@@ -94,3 +94,24 @@ def test_config_validation():
         SignificanceConfig(alpha=1.5)
     with pytest.raises(ConceptError, match="unknown test"):
         SignificanceConfig(test="z")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=30))
+def test_bh_gives_scipys_numbers(ps):
+    p = np.array(ps)
+    np.testing.assert_array_equal(adjust_pvalues(p, "bh"), stats.false_discovery_control(p, method="bh"))
+
+
+def test_one_adjustment_for_tcav_and_discovery():
+    """Discovery's co-occurrence tables and clusters use the same function; an unknown method is
+    both a ConceptError (TCAV callers) and a DataError (co-occurrence callers)."""
+    from concepts import DataError
+    from concepts.discovery import adjust_pvalues as discovery_adjust
+
+    assert discovery_adjust is adjust_pvalues
+    p = [0.01, 0.04, 0.03, 0.005]  # a plain list is accepted
+    np.testing.assert_allclose(adjust_pvalues(p, "bh"), [0.02, 0.04, 0.04, 0.02])
+    for caught in (ConceptError, DataError):
+        with pytest.raises(caught, match="unknown correction 'bonferroni'; choose one of"):
+            adjust_pvalues(p, "bonferroni")

@@ -26,7 +26,7 @@ from concepts.tcav import (
     plan_runs,
     tcav_scores,
 )
-from concepts.tcav._run import _tested
+from concepts.tcav._table import _tested
 from tests.concepts.tcav.test_tcav_design import N_CONCEPTS, POOL, _null_world, _seed_of
 from tests.concepts.tcav.test_tcav_design import N_EX as NE
 from tests.concepts.tcav.test_tcav_design import R as RR
