@@ -36,7 +36,6 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy import sparse
-from sklearn.linear_model import LogisticRegression, SGDClassifier
 from threadpoolctl import threadpool_limits
 
 from concepts._errors import ConceptError
@@ -326,6 +325,9 @@ def pool_gram(X: np.ndarray) -> np.ndarray:
 
 
 def _fit_classic(probe: str, X: np.ndarray, y: np.ndarray, alpha: float, seed: int) -> tuple[np.ndarray, float]:
+    # imported here: `workbench --help` needs PROBES from this module, not sklearn
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+
     if probe == "logistic":
         clf = LogisticRegression(C=1.0 / alpha, max_iter=1000, random_state=seed)
         clf.fit(X, y)
