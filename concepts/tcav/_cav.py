@@ -32,14 +32,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from concepts._errors import ConceptError
 from concepts.bank import MIN_EXAMPLES
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = [
     "CAV",
@@ -173,6 +175,8 @@ def _split_task(task: ProbeTask, test_size: float) -> tuple[np.ndarray, np.ndarr
 
 def _coef_matrix(rows: Sequence[np.ndarray], vals: Sequence[np.ndarray], m: int) -> sparse.csr_matrix:
     """Sparse ``(T, m)`` matrix with ``vals[t]`` at columns ``rows[t]`` of row ``t`` (summed)."""
+    from scipy import sparse  # imported where used: `workbench --help` needs PROBES, not scipy
+
     indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
     ind = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     dat = np.concatenate(vals) if vals else np.zeros(0)

@@ -35,7 +35,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from concepts._errors import ConceptError
 
@@ -119,6 +118,8 @@ def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "pre
         raise ConceptError(f"unknown test {test!r}; choose one of {list(TESTS)}")
     if test == "prediction":
         return _prediction_p(a, b)
+    from scipy import stats  # imported where used: `workbench --help` needs TESTS, not scipy
+
     with warnings.catch_warnings():  # near-constant samples (all-0/all-1 scores) are expected
         warnings.simplefilter("ignore", RuntimeWarning)
         if test == "welch":
@@ -129,6 +130,8 @@ def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "pre
 
 
 def _prediction_p(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats
+
     sd = float(np.std(b, ddof=1))
     diff = float(a.mean() - b.mean())
     if sd == 0.0:
@@ -155,6 +158,8 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     pv = np.asarray(p, dtype=np.float64)
     if len(pv) == 0:
         return pv.copy()
+    from scipy import stats
+
     return np.asarray(stats.false_discovery_control(pv, method="bh"), dtype=np.float64)
 
 
