@@ -2,9 +2,13 @@
 
 A package ``__init__`` lists its public names once, as imports inside ``if TYPE_CHECKING:``
 (type checkers and readers see ordinary imports), and at run time hands its own file to
-:func:`lazy_exports`. The returned module ``__getattr__`` imports a name's module on first use
-and caches the value in the package namespace; ``from concepts import Workspace`` therefore
-loads only ``concepts.workspace`` and what it needs, never the whole tree.
+:func:`lazy_exports`. The returned module ``__getattr__`` imports a name's module when the name
+is first asked for; ``from concepts import Workspace`` therefore loads only
+``concepts.workspace`` and what it needs, never the whole tree.
+
+The value is not cached in the package: each lookup reads the defining module (one dict lookup
+in ``sys.modules``), so a test that monkeypatches a private module never leaves its stand-in
+behind in the package.
 
 The import table comes from the package's own source (its ``TYPE_CHECKING`` block), never from
 data: only absolute ``from concepts... import name`` statements are honoured.
@@ -53,9 +57,7 @@ def lazy_exports(package: str, init_file: str) -> tuple[Callable[[str], Any], Ca
         module = table.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        namespace[name] = value
-        return value
+        return getattr(importlib.import_module(module), name)
 
     def __dir__() -> list[str]:
         return sorted(set(namespace) | set(table))

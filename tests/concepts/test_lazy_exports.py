@@ -54,3 +54,19 @@ def test_exports_from_outside_concepts_are_refused(tmp_path: Path) -> None:
     init.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from os import system\n")
     with pytest.raises(ImportError, match=r"only come from concepts modules, not \['os'\]"):
         lazy_exports("concepts", str(init))
+
+
+def test_a_monkeypatched_module_leaves_no_stand_in_in_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import concepts
+    import concepts.discovery._cooccurrence as cooccurrence
+
+    real = cooccurrence.attribute_class_table
+
+    def stand_in() -> None:
+        return None
+
+    monkeypatch.setattr(cooccurrence, "attribute_class_table", stand_in)
+    assert concepts.attribute_class_table is stand_in
+    monkeypatch.undo()
+    assert concepts.attribute_class_table is real
+    assert concepts.discovery.attribute_class_table is real
