@@ -55,11 +55,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans, MiniBatchKMeans, SpectralClustering
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from concepts._errors import DataError
@@ -172,6 +167,11 @@ def _pool(a: np.ndarray, pooling: str) -> np.ndarray:
 # ====================================================================== clustering
 def _reduce(x: np.ndarray, disc: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, int]:
     """Standardise and PCA-reduce, fitted on the discovery cases only, applied to every case."""
+    # sklearn is imported where used in this module: `import graph` (workbench info) needs
+    # cluster_associations only
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(x[disc])
     z = scaler.transform(x)
     nc = int(min(n_components, z.shape[1], max(int(disc.sum()) - 1, 1)))
@@ -181,6 +181,8 @@ def _reduce(x: np.ndarray, disc: np.ndarray, n_components: int, seed: int) -> tu
 
 
 def _fit(z: np.ndarray, k: int, method: str, seed: int, n_init: int) -> np.ndarray:
+    from sklearn.cluster import KMeans, SpectralClustering
+
     if k == 1:
         return np.zeros(len(z), dtype=np.int64)
     if method == "kmeans" and len(z) >= MINIBATCH_MIN_ROWS:
@@ -199,6 +201,8 @@ def _fit_minibatch(z: np.ndarray, k: int, seed: int, n_init: int, epochs: int = 
     The ``n_init`` restarts are kept: each runs from its own seed and the one with the lowest
     inertia (summed over the chunks) is used. Deterministic for a given ``seed``.
     """
+    from sklearn.cluster import MiniBatchKMeans
+
     n = len(z)
     rng = np.random.default_rng(seed)
     best: tuple[float, np.ndarray] | None = None
@@ -228,6 +232,8 @@ def _choose_k(
     group: str,
 ) -> tuple[int, np.ndarray, list[dict[str, Any]], str]:
     """(k, assignments, silhouette rows, note) for one group of cases."""
+    from sklearn.metrics import silhouette_score
+
     n = len(z)
     distinct = len(np.unique(np.round(z, 9), axis=0)) if n else 0
     if n < 4 or distinct < 2:
@@ -310,6 +316,8 @@ def _probe_rule(z_disc: np.ndarray, in_c: np.ndarray, member: np.ndarray, seed: 
 
     The class is held fixed, so the probe learns what sets the cluster apart, not the class.
     """
+    from sklearn.linear_model import LogisticRegression
+
     y = member[in_c]
     if y.all() or not y.any():
         return None
