@@ -6,7 +6,8 @@ Each repeat starts fresh interpreters (``sys.executable``), in turn: ``python -m
 --help``, ``python -m workbench.cli audit verify -w <tmp workspace>`` (a workspace made here
 with one recorded event), ``python -c "import torch"`` and ``python -c "pass"`` (the interpreter
 alone). The same load weighs on all of them, so the ratio to ``import torch`` is the figure to
-compare across machines. Also reports whether torch, sklearn, captum or streamlit were imported
+compare across machines; the CPU seconds (user + system) of each child are reported too (close
+to the wall time on a quiet machine). Also reports whether torch, sklearn, captum or streamlit were imported
 by ``--help`` (``-X importtime``).
 
 Last line: ``help_over_torch: <median ratio>``.
@@ -15,6 +16,7 @@ Last line: ``help_over_torch: <median ratio>``.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,10 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "sklearn", "captum", "streamlit")
 
 
-def _wall(args: list[str]) -> float:
+def _timed(args: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of ``python ARGS`` in a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _heavy_in_help() -> list[str]:
@@ -65,12 +71,16 @@ def main() -> None:
             "python (empty)": ["-c", "pass"],
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
+        cpu: dict[str, list[float]] = {k: [] for k in commands}
         for _ in range(args.repeats):
             for name, cmd in commands.items():
-                times[name].append(_wall(cmd))
+                wall, secs = _timed(cmd)
+                times[name].append(wall)
+                cpu[name].append(secs)
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, ts in times.items():
-        print(f"{name:24s} median {med[name]:6.2f} s   min {min(ts):6.2f} s   max {max(ts):6.2f} s")
+        print(f"{name:24s} wall median {med[name]:6.2f} s (min {min(ts):6.2f}, max {max(ts):6.2f})   "
+              f"CPU median {statistics.median(cpu[name]):6.2f} s")
     print(f"heavy packages imported by --help: {', '.join(_heavy_in_help()) or 'none'}")
     ratios = [h / t for h, t in zip(times["workbench --help"], times["import torch"], strict=True)]
     print(f"audit_verify_over_torch: {med['workbench audit verify'] / med['import torch']:.2f}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,23 @@ def test_python_m_workbench_cli_help_loads_no_heavy_package() -> None:
     loaded = _imported(proc.stderr)
     assert {"typer", "workbench", "concepts"} <= loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_info_and_graph_on_a_built_workspace_load_no_heavy_package(small_workspace: Path,
+                                                                   tmp_path: Path) -> None:
+    """With a model, a data set and a concept bank present, ``info``, ``graph export`` (with
+    co-occurrence learnt from the data set), ``concepts list`` and ``models list`` read files
+    only: no torch, no sklearn."""
+    ws = tmp_path / "ws"
+    shutil.copytree(small_workspace, ws)
+    dataset = ws / "datasets" / json.loads((ws / "workspace.json").read_text())["dataset"]
+    cmds = [["info", "-w", str(ws)], ["graph", "export", "--dataset", str(dataset)],
+            ["concepts", "list", "-w", str(ws)], ["models", "list", "-w", str(ws)]]
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cmds)], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = json.loads(proc.stdout.rsplit("STEPS ", 1)[1])
+    assert "next:" in proc.stdout and '"nodes"' in proc.stdout
+    for step in steps:
+        assert step["code"] == 0, (step["args"], proc.stderr[-2000:])
+        assert not set(step["loaded"]) & set(HEAVY), (step["args"], sorted(set(step["loaded"]) & set(HEAVY)))
