@@ -1,26 +1,37 @@
 """concepts.data."""
 
-from concepts.data._chunks import release_pages
-from concepts.data._dataset import (
-    ARTIFACTS,
-    CRITERIA,
-    Dataset,
-    DatasetInfo,
-    ImageSet,
-    check_name,
-    hash_array,
-    name_problem,
-    swap_in_directory,
-)
-from concepts.data._images import load_image_rgb
-from concepts.data._sevenpoint import (
-    DERM7PT_CRITERION_POINTS,
-    DERM7PT_LABELS,
-    DERM7PT_MELANOMA_DIAGNOSES,
-    SEVEN_POINT_THRESHOLD,
-    is_melanoma_diagnosis,
-)
-from concepts.data._twin_renderers import TwinRenderer, find_twin_renderer, register_twin_renderer
+from typing import TYPE_CHECKING
+
+from concepts._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from concepts.data._chunks import release_pages
+    from concepts.data._dataset import (
+        ARTIFACTS,
+        CRITERIA,
+        Dataset,
+        DatasetInfo,
+        ImageSet,
+        check_name,
+        hash_array,
+        name_problem,
+        swap_in_directory,
+    )
+    from concepts.data._images import load_image_rgb
+    from concepts.data._sevenpoint import (
+        DERM7PT_CRITERION_POINTS,
+        DERM7PT_LABELS,
+        DERM7PT_MELANOMA_DIAGNOSES,
+        SEVEN_POINT_THRESHOLD,
+        is_melanoma_diagnosis,
+    )
+    from concepts.data._twin_renderers import (
+        TwinRenderer,
+        find_twin_renderer,
+        register_twin_renderer,
+    )
+else:  # each name loads on first use: importing the package stays cheap (no torch)
+    __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 __all__ = [
     "ARTIFACTS",

@@ -1,39 +1,46 @@
 """concepts.discovery."""
 
-from concepts.discovery._cluster_workspace import (
-    cluster_associations,
-    cluster_dataset,
-    name_cluster,
-)
-from concepts.discovery._clusters import (
-    CLUSTER_COLUMNS,
-    ClusteringResult,
-    cluster_activations,
-    pool_activations,
-)
-from concepts.discovery._cooccurrence import (
-    ALL_SPLITS,
-    ATTRIBUTE_CLASS_COLUMNS,
-    ATTRIBUTE_PAIR_COLUMNS,
-    AttributeSource,
-    Correction,
-    adjust_pvalues,
-    attribute_class_table,
-    attribute_pair_table,
-    odds_ratio_ci,
-    two_by_two_test,
-)
-from concepts.discovery._cooccurrence_stats import check_correction
-from concepts.discovery._reliance import (
-    FLIP_TABLE_COLUMNS,
-    FlipRate,
-    artifact_flip_table,
-    counterfactual_flip_rate,
-    evaluation_split,
-    flip_rates_from_twins,
-    is_dermsynth,
-    planted_confounders,
-)
+from typing import TYPE_CHECKING
+
+from concepts._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from concepts.discovery._cluster_workspace import (
+        cluster_associations,
+        cluster_dataset,
+        name_cluster,
+    )
+    from concepts.discovery._clusters import (
+        CLUSTER_COLUMNS,
+        ClusteringResult,
+        cluster_activations,
+        pool_activations,
+    )
+    from concepts.discovery._cooccurrence import (
+        ALL_SPLITS,
+        ATTRIBUTE_CLASS_COLUMNS,
+        ATTRIBUTE_PAIR_COLUMNS,
+        AttributeSource,
+        Correction,
+        adjust_pvalues,
+        attribute_class_table,
+        attribute_pair_table,
+        odds_ratio_ci,
+        two_by_two_test,
+    )
+    from concepts.discovery._cooccurrence_stats import check_correction
+    from concepts.discovery._reliance import (
+        FLIP_TABLE_COLUMNS,
+        FlipRate,
+        artifact_flip_table,
+        counterfactual_flip_rate,
+        evaluation_split,
+        flip_rates_from_twins,
+        is_dermsynth,
+        planted_confounders,
+    )
+else:  # each name loads on first use: importing the package stays cheap (no torch)
+    __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 __all__ = [
     "ALL_SPLITS",

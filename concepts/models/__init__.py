@@ -1,45 +1,52 @@
 """concepts.models."""
 
-from concepts.models._activations import ActivationCache, RowWriter, extract_activations
-from concepts.models._classifier import (
-    ARCHITECTURE_GROUP,
-    BUILTIN_ARCHITECTURES,
-    PROGRAM_ARCHITECTURE,
-    ClassifierModel,
-    Preprocessing,
-    StagedNet,
-    TinyCNN,
-    architecture_names,
-    check_architecture_name,
-    check_factory_kwargs,
-    load_state_dict_safely,
-)
-from concepts.models._compute import (
-    DEVICES,
-    ENGINES,
-    PRECISIONS,
-    Compute,
-    on_device,
-    resolve_device,
-)
-from concepts.models._engine_ray import PID_DIR_ENV
-from concepts.models._metrics import (
-    ClassificationMetrics,
-    annotated_artifacts,
-    classification_metrics,
-    default_positive_class,
-    group_name,
-    resolve_positive_class,
-)
-from concepts.models._program import check_program_archive
-from concepts.models._training import (
-    TrainConfig,
-    TrainResult,
-    fit_linear_head,
-    set_linear_head,
-    train_classifier,
-    train_end_to_end,
-)
+from typing import TYPE_CHECKING
+
+from concepts._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from concepts.models._activations import ActivationCache, RowWriter, extract_activations
+    from concepts.models._classifier import (
+        ARCHITECTURE_GROUP,
+        BUILTIN_ARCHITECTURES,
+        PROGRAM_ARCHITECTURE,
+        ClassifierModel,
+        Preprocessing,
+        StagedNet,
+        TinyCNN,
+        architecture_names,
+        check_architecture_name,
+        check_factory_kwargs,
+        load_state_dict_safely,
+    )
+    from concepts.models._compute import (
+        DEVICES,
+        ENGINES,
+        PRECISIONS,
+        Compute,
+        on_device,
+        resolve_device,
+    )
+    from concepts.models._engine_ray import PID_DIR_ENV
+    from concepts.models._metrics import (
+        ClassificationMetrics,
+        annotated_artifacts,
+        classification_metrics,
+        default_positive_class,
+        group_name,
+        resolve_positive_class,
+    )
+    from concepts.models._program import check_program_archive
+    from concepts.models._training import (
+        TrainConfig,
+        TrainResult,
+        fit_linear_head,
+        set_linear_head,
+        train_classifier,
+        train_end_to_end,
+    )
+else:  # each name loads on first use: importing the package stays cheap (no torch)
+    __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 __all__ = [
     "ARCHITECTURE_GROUP",

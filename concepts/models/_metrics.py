@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from concepts._errors import DataError
 from concepts.data import ARTIFACTS, Dataset
@@ -155,6 +154,9 @@ def classification_metrics(
 def _metrics(
     dataset: Dataset, idx: np.ndarray, proba: np.ndarray, pos: str, arts: tuple[str, ...], min_size: int
 ) -> ClassificationMetrics:
+    # imported here: `import graph` (workbench info) needs finite_or_none, not sklearn
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
     y = dataset.labels(idx)
     pred = proba.argmax(axis=1)
     k = dataset.classes.index(pos)

@@ -11,55 +11,62 @@ run design from ``_design``, batched probes from ``_probes``, ``.npz`` cache), `
 the gradient and score maths, ``_cav`` the CAV records, ``_scores`` concept scores and maps.
 """
 
-from concepts.tcav._cav import (
-    CAV,
-    MIN_EXAMPLES,
-    PROBES,
-    CAVSet,
-    CAVTrainer,
-    ProbeTask,
-    cav_cosine,
-    fit_cav_batch,
-    fit_cavs,
-)
-from concepts.tcav._core import (
-    TABLE_COLUMNS,
-    TCAVReport,
-    TCAVScores,
-    check_gradients_vary,
-    class_gradients,
-    shared_logit_share,
-    tcav_scores,
-)
-from concepts.tcav._design import (
-    BASELINE_RUNS_PER_SET,
-    ConceptSides,
-    baseline_means,
-    half_sample,
-    plan_runs,
-    random_sets,
-)
-from concepts.tcav._run import run_tcav, run_tcav_stages
-from concepts.tcav._scores import (
-    attribution_map,
-    channel_profile,
-    concept_map_from_activations,
-    concept_maps,
-    concept_scores,
-)
-from concepts.tcav._setup import TCAVConfig, TCAVSetup, default_layers
-from concepts.tcav._significance import (
-    CORRECTIONS,
-    STATISTICS,
-    TESTS,
-    CorrectionError,
-    SignificanceConfig,
-    adjust_pvalues,
-    benjamini_hochberg,
-    compare_to_random,
-    direction,
-    holm,
-)
+from typing import TYPE_CHECKING
+
+from concepts._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from concepts.tcav._cav import (
+        CAV,
+        MIN_EXAMPLES,
+        PROBES,
+        CAVSet,
+        CAVTrainer,
+        ProbeTask,
+        cav_cosine,
+        fit_cav_batch,
+        fit_cavs,
+    )
+    from concepts.tcav._core import (
+        TABLE_COLUMNS,
+        TCAVReport,
+        TCAVScores,
+        check_gradients_vary,
+        class_gradients,
+        shared_logit_share,
+        tcav_scores,
+    )
+    from concepts.tcav._design import (
+        BASELINE_RUNS_PER_SET,
+        ConceptSides,
+        baseline_means,
+        half_sample,
+        plan_runs,
+        random_sets,
+    )
+    from concepts.tcav._run import run_tcav, run_tcav_stages
+    from concepts.tcav._scores import (
+        attribution_map,
+        channel_profile,
+        concept_map_from_activations,
+        concept_maps,
+        concept_scores,
+    )
+    from concepts.tcav._setup import TCAVConfig, TCAVSetup, default_layers
+    from concepts.tcav._significance import (
+        CORRECTIONS,
+        STATISTICS,
+        TESTS,
+        CorrectionError,
+        SignificanceConfig,
+        adjust_pvalues,
+        benjamini_hochberg,
+        compare_to_random,
+        direction,
+        holm,
+    )
+else:  # each name loads on first use: importing the package stays cheap (no torch)
+    __getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 __all__ = [
     "BASELINE_RUNS_PER_SET",

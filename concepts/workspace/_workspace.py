@@ -18,12 +18,15 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from concepts._errors import ModelError, WorkspaceError
-from concepts.data import Dataset, swap_in_directory
-from concepts.models import ActivationCache, ClassifierModel, Compute
+from concepts.models import Compute
 from store import atomic_path
+
+if TYPE_CHECKING:  # imported where used: a workspace opens without torch or pandas (fast CLI start)
+    from concepts.data import Dataset
+    from concepts.models import ActivationCache, ClassifierModel
 
 #: Names of data sets and models inside a workspace.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -167,6 +170,8 @@ class Workspace:
                 f"no data set {name!r} in {self.root} — known: {', '.join(self.dataset_names()) or 'none'} "
                 "(import one with `workbench import`)"
             )
+        from concepts.data import Dataset
+
         ds = Dataset.load(self.datasets_dir / name)
         self.ensure()
         self.update_manifest(dataset=name)
@@ -180,6 +185,8 @@ class Workspace:
                 f"no model {name!r} in {self.root} — known: {', '.join(self.model_names()) or 'none'} "
                 "(add one with `workbench train` or `workbench models add`)"
             )
+        from concepts.models import ClassifierModel
+
         model = ClassifierModel.load(self.models_dir / name)
         fields: dict[str, Any] = {"model": name, "model_dir": f"models/{name}"}
         if layers is not None:
@@ -207,6 +214,8 @@ class Workspace:
                 p.name not in allowed for p in target.iterdir()
             ):
                 raise WorkspaceError(f"{target} is not a model folder written by the workbench — refusing to replace it")
+        from concepts.data import swap_in_directory
+
         self.ensure()
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.models_dir))
         try:
@@ -230,6 +239,8 @@ class Workspace:
     def dataset(self, name: str | None = None) -> Dataset:
         """The named data set (default: the manifest's active one)."""
         name = name or str(self.manifest().get("dataset", "dermsynth"))
+        from concepts.data import Dataset
+
         return Dataset.load(self.datasets_dir / name)
 
     def concept_sets(self, name: str | None = None) -> Dataset | None:
@@ -237,6 +248,8 @@ class Workspace:
         name = name or self.manifest().get("concept_sets")
         if not name:
             return None
+        from concepts.data import Dataset
+
         return Dataset.load(self.datasets_dir / str(name))
 
     def model(self, name: str | None = None) -> ClassifierModel:
@@ -248,11 +261,15 @@ class Workspace:
                 f"no model {name!r} in {self.root} — train one (`workbench train -w {self.root}`), add one "
                 "(`workbench models add`), or build the demo (`workbench demo --no-serve`)"
             )
+        from concepts.models import ClassifierModel
+
         return ClassifierModel.load(d)
 
     @property
     def activation_cache(self) -> ActivationCache:
         if self._cache is None:
+            from concepts.models import ActivationCache
+
             self._cache = ActivationCache(self.cache_dir / "activations", compute=self.compute)
         return self._cache
 

@@ -9,23 +9,18 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
-from concepts import DataError, Dataset, Workspace, WorkspaceError
-from concepts.importers import read_derm7pt_meta
-from graph import (
-    ClinicalGraph,
-    add_cooccurrence,
-    alignment_report,
-    checklist_scores,
-    dump_graph,
-    extend_graph,
-    rule_summary,
-)
+from concepts import DataError, Workspace, WorkspaceError
 from store import atomic_path
 from workbench.cli._console import cli_errors, print_frame, to_jsonable
+
+if TYPE_CHECKING:  # graph pulls sklearn: imported inside the commands (fast `workbench --help`)
+    import pandas as pd
+
+    from graph import ClinicalGraph
 
 __all__ = ["graph_app"]
 
@@ -54,11 +49,15 @@ _TAXONOMY_HELP = "A taxonomy file (.json/.csv) adding criteria, sub-labels, conc
 
 
 def _graph(taxonomy: Path | None) -> ClinicalGraph:
+    from graph import ClinicalGraph, extend_graph
+
     g = ClinicalGraph.default()
     return extend_graph(g, taxonomy) if taxonomy is not None else g
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"file not found: {path}")
     try:
@@ -84,6 +83,9 @@ def score_cmd(
     (sensitivity, specificity of score >= 3) on stderr, so stdout stays a clean CSV.
     json: ``{"cases": [...], "summary": {...}}`` on stdout.
     """
+    from concepts.importers import read_derm7pt_meta
+    from graph import checklist_scores, rule_summary
+
     g = _graph(taxonomy)
     scores = checklist_scores(read_derm7pt_meta(derm7pt), g)
     summary = rule_summary(scores["seven_point_score"], scores["melanoma"], g.threshold)
@@ -110,6 +112,10 @@ def export_cmd(
     ),
 ) -> None:
     """Export the clinical graph as node-link JSON or GraphML."""
+    from concepts.data import Dataset
+    from concepts.importers import read_derm7pt_meta
+    from graph import add_cooccurrence, dump_graph
+
     g = _graph(taxonomy)
     if dataset is not None:
         ds = Dataset.load(dataset)
@@ -142,6 +148,10 @@ def align_cmd(
     ),
 ) -> None:
     """Alignment report: each concept's TCAV reliance against the clinical graph, ranked."""
+    import pandas as pd
+
+    from graph import alignment_report
+
     ws = Workspace(workspace)
     path = ws.results_dir / "tcav.parquet"
     if not path.is_file():

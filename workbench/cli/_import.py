@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -23,9 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from concepts import DataError, Workspace
-from concepts.data import Dataset
-from concepts.importers import import_class_folders, import_folder, import_isic
 from workbench.cli._console import WorkspaceOpt, cli_errors, console, err_console
+
+if TYPE_CHECKING:  # the importers (PIL) load inside the commands: fast `workbench --help`
+    from concepts.data import Dataset
 
 __all__ = ["dataset_summary", "import_app"]
 
@@ -239,6 +240,8 @@ def folder(
     """Import a folder of images described by a CSV (id/path, label, 0/1 concept columns)."""
     _check_format(fmt)
     out = _dataset_dir(workspace, name)
+    from concepts.importers import import_folder
+
     with _image_progress(fmt == "table") as progress:
         ds = import_folder(
             csv_file,
@@ -299,6 +302,8 @@ def isic(
     """Import an ISIC-challenge style data set (one-hot ground truth, image folder)."""
     _check_format(fmt)
     out = _dataset_dir(workspace, name)
+    from concepts.importers import import_isic
+
     with _image_progress(fmt == "table") as progress:
         ds = import_isic(
             gt_csv,
@@ -341,6 +346,8 @@ def subfolders(
     """Import a folder of class sub-folders of images (no CSV)."""
     _check_format(fmt)
     out = _dataset_dir(workspace, name)
+    from concepts.importers import import_class_folders
+
     with _image_progress(fmt == "table") as progress:
         ds = import_class_folders(
             root,

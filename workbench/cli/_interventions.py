@@ -10,32 +10,12 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
-from concepts import ClassifierModel, Dataset, Workspace, extract_activations, load_image_rgb
-from interventions import (
-    METRIC_KEYS,
-    ConceptEdit,
-    ConceptLibrary,
-    EffectReport,
-    FixProposal,
-    InterventionError,
-    InterventionSpec,
-    Scope,
-    WhatIf,
-    is_patched_artifact,
-    load_patched,
-    mask_edit,
-    measure_effect,
-    patch,
-    propose_fix,
-    record_effect,
-    select_few_shot,
-)
+from concepts import Workspace
 from workbench.cli._compute import (
     DeviceOpt,
     EngineOpt,
@@ -44,6 +24,12 @@ from workbench.cli._compute import (
     compute_settings,
 )
 from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
+
+if TYPE_CHECKING:  # torch and sklearn: imported inside the commands (fast `workbench --help`)
+    import numpy as np
+
+    from concepts import ClassifierModel, Dataset
+    from interventions import ConceptLibrary, EffectReport, FixProposal, InterventionSpec, Scope
 
 __all__ = ["apply", "fix", "intervene", "predict", "register"]
 
@@ -113,6 +99,8 @@ def build_spec(
     note: str = "",
 ) -> InterventionSpec:
     """A spec from ``--mask`` / ``--amplify`` values (directions from the concept bank)."""
+    from interventions import ConceptEdit, InterventionError, InterventionSpec, Scope
+
     edits = [ConceptEdit(library.direction(c, layer, method), "mask", 1.0) for c in masks]
     for text in amplifies:
         name, op, strength, level = parse_amplify(text)
@@ -124,6 +112,8 @@ def build_spec(
 
 # ---------------------------------------------------------------------------------- tables
 def _effect_tables(report: EffectReport) -> list[Table]:
+    from interventions import METRIC_KEYS
+
     t = Table(title=f"{report.spec.describe()} — split {report.split} (n={report.before.get('n')})")
     t.add_column("metric")
     for c in ("before", "after", "Δ points"):
@@ -220,6 +210,15 @@ def intervene(
     precision: PrecisionOpt = "fp32",
 ) -> None:
     """Mask or amplify concepts and print the before/after metrics, flips and reliance."""
+    from interventions import (
+        ConceptLibrary,
+        InterventionSpec,
+        Scope,
+        mask_edit,
+        measure_effect,
+        record_effect,
+    )
+
     _check_format(fmt)
     if save and not (rationale and rationale.strip()):
         raise typer.BadParameter("--save needs --rationale TEXT (why this intervention)", param_hint="--rationale")
@@ -283,6 +282,9 @@ def apply(
     fmt: FormatOpt = "table",
 ) -> None:
     """Write a patched model: base weights + spec + checksums, loadable with weights_only."""
+    from concepts.models import ClassifierModel
+    from interventions import InterventionSpec, patch
+
     _check_format(fmt)
     spec = InterventionSpec.load(spec_path)
     model = ClassifierModel.load(model_dir)
@@ -311,6 +313,12 @@ def predict(
     fmt: FormatOpt = "table",
 ) -> None:
     """Predict images with a patched (or plain) model: case, predicted class, probabilities."""
+    import numpy as np
+
+    from concepts.data import load_image_rgb
+    from concepts.models import ClassifierModel
+    from interventions import is_patched_artifact, load_patched
+
     _check_format(fmt)
     if is_patched_artifact(model_dir):
         pm = load_patched(model_dir)
@@ -346,6 +354,8 @@ def predict(
 
 def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images and class indices of a generic-import CSV (path,label columns)."""
+    import numpy as np
+
     from concepts.importers import import_folder
 
     with tempfile.TemporaryDirectory(prefix="fewshot-") as tmp:
@@ -418,6 +428,9 @@ def fix(
     precision: PrecisionOpt = "fp32",
 ) -> None:
     """Propose a test-time fix from k labelled images per class of a new domain."""
+    from concepts.models import extract_activations
+    from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
+
     _check_format(fmt)
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     model = ws.model()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from concepts import Workspace
-from concepts.tcav import CORRECTIONS, PROBES, STATISTICS, TESTS, SignificanceConfig, run_tcav
+from concepts.tcav import CORRECTIONS, PROBES, STATISTICS, TESTS, SignificanceConfig
 from workbench.cli._compute import (
     DeviceOpt,
     EngineOpt,
@@ -92,6 +92,8 @@ def tcav_command(
     saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and reused when
     nothing changed.
     """
+    from concepts.tcav import run_tcav  # torch: imported here, not at `workbench --help`
+
     if fmt not in ("table", "json", "csv"):
         raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")
     sig = SignificanceConfig(alpha=alpha, test=test, correction=correction, statistic=statistic)

@@ -19,17 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from concepts import (
-    ClassifierModel,
-    Dataset,
-    ModelError,
-    Preprocessing,
-    TrainConfig,
-    WorkbenchError,
-    Workspace,
-    WorkspaceError,
-    check_name,
-)
+from concepts import ModelError, WorkbenchError, Workspace, WorkspaceError, check_name
 from workbench.cli._compute import (
     DeviceOpt,
     EngineOpt,
@@ -39,8 +29,8 @@ from workbench.cli._compute import (
 )
 from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
 
-if TYPE_CHECKING:
-    from concepts import ProgressFn
+if TYPE_CHECKING:  # torch: imported inside the commands that load or train a model (fast `workbench --help`)
+    from concepts import ClassifierModel, Dataset, Preprocessing, ProgressFn
 
 __all__ = ["analysis_layers", "register"]
 
@@ -259,6 +249,8 @@ def models_list(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = "t
 
 
 def _activate_model(ws: Workspace, name: str) -> ClassifierModel:
+    from concepts import ClassifierModel
+
     model = ClassifierModel.load(ws.models_dir / name)
     model = ws.select_model(name, analysis_layers(model))
     _register(ws, model, _active_dataset(ws))
@@ -311,6 +303,8 @@ def _read_model(
     source: Path, program: bool, architecture: str | None, classes: tuple[str, ...], pp: Preprocessing | None,
     kwargs: dict[str, Any],
 ) -> ClassifierModel:
+    from concepts import ClassifierModel
+
     if source.is_dir():
         return ClassifierModel.load(source)
     if program or source.suffix == ".pt2":
@@ -357,7 +351,7 @@ def models_add(
         raise typer.BadParameter("give --classes (no active data set to take them from)", param_hint="--classes")
     pp = None
     if image_size is not None or mean is not None or std is not None:
-        from concepts import BUILTIN_ARCHITECTURES
+        from concepts import BUILTIN_ARCHITECTURES, Preprocessing
 
         base = BUILTIN_ARCHITECTURES[architecture][1] if architecture in BUILTIN_ARCHITECTURES else Preprocessing(224)
         pp = Preprocessing(size=image_size or base.size, mean=_floats3(mean, "--mean") or base.mean,
@@ -433,7 +427,7 @@ def train(
     precision: PrecisionOpt = "fp32",
 ) -> None:
     """Train a classifier on the active data set's train split, store it and make it active."""
-    from concepts import train_classifier
+    from concepts import TrainConfig, train_classifier
 
     _check_format(fmt)
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
