@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from concepts._errors import DataError, ImageError
 from concepts.data import Dataset, load_image_rgb
@@ -131,6 +130,7 @@ def inpaint(image: np.ndarray, mask: np.ndarray, *, iterations: int = 200, dilat
     numpy.ndarray
         uint8 ``(H, W, 3)``; pixels outside the (dilated) mask are unchanged.
     """
+    from scipy import ndimage  # here, not at import: the CLI starts without scipy
     img = np.asarray(image)
     m = np.asarray(mask) > 0.5
     if m.shape != img.shape[:2]:

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy import sparse
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+if TYPE_CHECKING:
+    from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from concepts._errors import ConceptError
@@ -126,6 +127,8 @@ def _split_task(task: ProbeTask, test_size: float) -> tuple[np.ndarray, np.ndarr
 
 def _coef_matrix(rows: Sequence[np.ndarray], vals: Sequence[np.ndarray], m: int) -> sparse.csr_matrix:
     """Sparse ``(T, m)`` matrix with ``vals[t]`` at columns ``rows[t]`` of row ``t`` (summed)."""
+    from scipy import sparse  # here, not at import: the CLI starts without scipy
+
     indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
     ind = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     dat = np.concatenate(vals) if vals else np.zeros(0)
@@ -278,6 +281,8 @@ def pool_gram(X: np.ndarray) -> np.ndarray:
 
 
 def _fit_classic(probe: str, X: np.ndarray, y: np.ndarray, alpha: float, seed: int) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression, SGDClassifier  # not at import (fast CLI)
+
     if probe == "logistic":
         clf = LogisticRegression(C=1.0 / alpha, max_iter=1000, random_state=seed)
         clf.fit(X, y)

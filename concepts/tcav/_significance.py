@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from concepts._errors import ConceptError, DataError
 
@@ -112,6 +111,7 @@ def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "pre
     Degenerate samples (no variance in either, or in the baseline for ``prediction``) give
     p = 1 when the means agree and p = 0 when they differ.
     """
+    from scipy import stats  # here, not at import: the CLI starts without scipy
     a = np.asarray(scores, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     if len(a) < 2 or len(b) < 2:
@@ -132,6 +132,7 @@ def compare_to_random(scores: np.ndarray, baseline: np.ndarray, test: str = "pre
 
 
 def _prediction_p(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats  # here, not at import: the CLI starts without scipy
     sd = float(np.std(b, ddof=1))
     diff = float(a.mean() - b.mean())
     if sd == 0.0:
