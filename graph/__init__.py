@@ -22,6 +22,7 @@ from graph._confounders import (
     workspace_flip_rates,
 )
 from graph._cooccur import COOCCURRENCE_COLUMNS, add_cooccurrence, cooccurrence_table
+from graph._expectation import Expectation
 from graph._io import (
     GRAPH_FORMATS,
     dump_graph,
@@ -30,7 +31,7 @@ from graph._io import (
     to_node_link,
     write_graph,
 )
-from graph._model import ClinicalGraph, Expectation, Neighbor, PathStep
+from graph._model import ClinicalGraph, Neighbor, PathStep
 from graph._schema import EXPECTATION_RELATIONS, NODE_KINDS, RELATIONS, validate_graph
 from graph._scoring import RuleSummary, checklist_scores, implied_checklist, rule_summary
 from graph._taxonomy import (

@@ -50,8 +50,8 @@ from interventions._pcbm import (
     HEAD_OPERATIONS,
     ConceptHead,
     HeadEdit,
-    concept_scores,
     intervention_curve,
+    pcbm_concept_scores,
 )
 from interventions._spec import SCOPE_KINDS, SPEC_VERSION, InterventionSpec, Scope
 from interventions._whatif import (
@@ -88,7 +88,6 @@ __all__ = [
     "WhatIfResult",
     "apply_spec",
     "artifact_twins",
-    "concept_scores",
     "direction_from_examples",
     "direction_from_twins",
     "edit_activations",
@@ -101,6 +100,7 @@ __all__ = [
     "mask_edit",
     "measure_effect",
     "patch",
+    "pcbm_concept_scores",
     "population_level",
     "propose_fix",
     "random_direction",

@@ -22,13 +22,13 @@ from interventions import (
     Scope,
     WhatIf,
     apply_spec,
-    concept_scores,
     direction_from_examples,
     edit_activations,
     insert_artifact,
     intervention_curve,
     load_patched,
     patch,
+    pcbm_concept_scores,
     propose_fix,
     random_direction,
     select_few_shot,
@@ -429,9 +429,9 @@ def test_concept_head_ops_are_exact() -> None:
     assert curve.shape == (k + 1,) and curve[-1] >= curve[0]
 
 
-def test_concept_scores_use_mid_level(tiny: ClassifierModel) -> None:
+def test_pcbm_concept_scores_use_mid_level(tiny: ClassifierModel) -> None:
     d = ConceptDirection("c@1", "c", "pool", tiny.model_id, np.eye(4)[0], mu0=1.0, mu1=3.0)
-    s = concept_scores(np.array([[2.0, 5, 5, 5], [4.0, 0, 0, 0]], np.float32), [d])
+    s = pcbm_concept_scores(np.array([[2.0, 5, 5, 5], [4.0, 0, 0, 0]], np.float32), [d])
     np.testing.assert_allclose(s[:, 0], [0.0, 2.0])
 
 
