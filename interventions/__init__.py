@@ -19,7 +19,6 @@ from interventions._concept import (
 from interventions._directions import (
     DIRECTION_METHODS,
     MASK_LEVELS,
-    ConceptLibrary,
     direction_from_examples,
     direction_from_twins,
     insert_artifact,
@@ -28,16 +27,11 @@ from interventions._directions import (
     random_direction,
     twin_direction_from_images,
 )
-from interventions._effects import (
-    METRIC_KEYS,
-    EffectReport,
-    artifact_twins,
-    measure_effect,
-    record_effect,
-    tcav_reliance,
-    twin_activations,
-)
+from interventions._effect_record import record_effect
+from interventions._effect_twins import artifact_twins, twin_activations
+from interventions._effects import METRIC_KEYS, EffectReport, measure_effect, tcav_reliance
 from interventions._fix import FixProposal, propose_fix, select_few_shot
+from interventions._library import ConceptLibrary
 from interventions._ops import CompiledSpec, apply_spec, edit_activations
 from interventions._patch import (
     PatchedModel,
@@ -54,12 +48,8 @@ from interventions._pcbm import (
     pcbm_concept_scores,
 )
 from interventions._spec import SCOPE_KINDS, SPEC_VERSION, InterventionSpec, Scope
-from interventions._whatif import (
-    TwinActivations,
-    WhatIf,
-    WhatIfResult,
-    make_twins,
-)
+from interventions._twins import TwinActivations, make_twins
+from interventions._whatif import WhatIf, WhatIfResult
 
 __all__ = [
     "DIRECTION_METHODS",

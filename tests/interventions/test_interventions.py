@@ -437,7 +437,7 @@ def test_pcbm_concept_scores_use_mid_level(tiny: ClassifierModel) -> None:
 
 def test_fast_whatif_metrics_agree_with_classification_metrics() -> None:
     from concepts.models import classification_metrics
-    from interventions._whatif import _FastMetrics
+    from interventions._whatif_metrics import FastMetrics as _FastMetrics
 
     rng = np.random.default_rng(7)
     n = 300
