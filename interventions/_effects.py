@@ -7,8 +7,13 @@ the counterfactual flip rates of the planted (and targeted) artifacts on twins â
 DermSynth, made from the data itself otherwise (user-supplied pairs, or the artifact transplanted
 with masks and inpainted away: :mod:`concepts.bank._twins`; the report names the method) â€” and, when a
 concept bank is given, re-runs TCAV of the targeted concepts on the patched model and reports
-their alignment category before and after. :func:`record_effect` writes the result to the
-store (``proposed`` if new, ``applied`` with evidence and metric deltas, ``effect_recorded``).
+their alignment category before and after. :func:`~interventions.record_effect` writes the
+result to the store (``proposed`` if new, ``applied`` with evidence and metric deltas,
+``effect_recorded``).
+
+The pieces live beside it: the twins in :mod:`interventions._effect_twins`, TCAV before/after in
+:mod:`interventions._effect_tcav`, the slice/flip tables in :mod:`interventions._effect_tables`
+and the store record in :mod:`interventions._effect_record`.
 """
 
 from __future__ import annotations
