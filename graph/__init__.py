@@ -5,30 +5,14 @@ and any class, explain it with paths, and hold a model's TCAV reliance against i
 (:func:`alignment_report`). See ``docs/graph.md``.
 """
 
-from graph._align import (
-    AlignmentFinding,
-    AlignmentReport,
-    alignment_report,
-)
-from graph._confounders import (
-    confounder_report,
-    workspace_confounders,
-    workspace_flip_rates,
-)
+from graph._align import AlignmentFinding, AlignmentReport, alignment_report
+from graph._confounders import confounder_report, workspace_confounders, workspace_flip_rates
 from graph._cooccur import add_cooccurrence
-from graph._io import (
-    dump_graph,
-    from_node_link,
-    read_graph,
-    to_node_link,
-    write_graph,
-)
-from graph._model import ClinicalGraph, Expectation
+from graph._expectation import Expectation
+from graph._io import dump_graph, from_node_link, read_graph, to_node_link, write_graph
+from graph._model import ClinicalGraph
 from graph._scoring import checklist_scores, implied_checklist, rule_summary
-from graph._taxonomy import (
-    TaxonomyError,
-    extend_graph,
-)
+from graph._taxonomy import TaxonomyError, extend_graph
 
 __all__ = [
     "AlignmentFinding",

@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from concepts import DataError
-from graph._model import ClinicalGraph, Expectation
+from graph._expectation import Expectation
+from graph._model import ClinicalGraph
 from graph._schema import py_scalar
 from store import finite_or_none as _num
 
@@ -268,116 +269,166 @@ def alignment_report(
     cooc = _validate_cooc(cooccurrence)
     findings: list[tuple[tuple[Any, ...], AlignmentFinding]] = []
     for concept, rows in df.groupby("concept", sort=True):
-        concept = str(concept)
-        group = str(rows["group"].iloc[0])
-        classes = list(dict.fromkeys(rows["class"]))
-        exps = {c: _expectation(g, concept, group, c) for c in classes}
-        sign = pd.Series([exps[c].sign for c in rows["class"]], index=rows.index, dtype=object)
-        found = rows[rows["significant"] & ~rows["unstable"]]
-        n_unstable = int((rows["significant"] & rows["unstable"]).sum())
-        fsign = sign.loc[found.index]
-        known = fsign.notna()
-        irrelevant = found[known & (fsign == 0)]
-        directional = found[known & (fsign != 0)]
-        agree = np.sign(directional["effect"]) == fsign[directional.index]
-        opposite, consistent = directional[~agree], directional[agree]
-        unknown_found = found[~known]
-        discriminative = any(e.sign in (1, -1) for e in exps.values())
-        expected_summary = "; ".join(f"{c}: {e.relation}" for c, e in exps.items())
-
-        lead_rows: pd.DataFrame
-        if len(irrelevant):
-            category, lead_rows = "confounder", irrelevant
-        elif len(opposite):
-            category, lead_rows = "contradictory", opposite
-        elif len(consistent):
-            category, lead_rows = "aligned", consistent
-        elif len(unknown_found):
-            category, lead_rows = "unreviewed", unknown_found
-        elif discriminative:
-            category, lead_rows = "neglected", rows
-        elif all(e.sign == 0 for e in exps.values()):
-            category, lead_rows = "aligned", rows
-        else:
-            category, lead_rows = "unreviewed", rows
-        lead = _lead(lead_rows)
-        cls = str(lead["class"])
-        exp = exps[cls]
-        eff = float(lead["effect"])
-        p_adj = _num(lead["p_adjusted"])
-        at = f"TCAV effect {eff:+.3f} on {cls} at {lead['layer']}" + (
-            f" (adjusted p {p_adj:.2g})" if p_adj is not None else ""
-        )
-        if category == "confounder":
-            reason = f"{exp.reason}, yet the class logit is sensitive to it: {at}"
-        elif category == "contradictory":
-            reason = f"expected to {'raise' if exp.sign == 1 else 'lower'} {cls} ({exp.reason}) but {at}"
-        elif category == "aligned" and len(consistent):
-            reason = f"sensitivity in the expected direction ({exp.reason}): {at}"
-        elif category == "aligned":
-            reason = f"{exp.reason}, and no significant, stable TCAV sensitivity to it"
-        elif category == "neglected":
-            best = next(e for e in exps.values() if e.sign in (1, -1))
-            reason = (
-                f"no evidence of use: clinically discriminative ({best.reason}) but no "
-                f"significant, stable TCAV effect on any class (strongest: {at}) — absence of "
-                "evidence, not proof that the model ignores it"
-            )
-        elif len(unknown_found):
-            reason = f"class logit sensitive to it ({at}) but the graph has no expectation: {exp.reason}"
-        else:
-            reason = f"no clinical expectation ({exp.reason}) — review it and add it to a taxonomy"
-        if n_unstable and category in ("neglected", "aligned"):
-            reason += f"; {n_unstable} significant but unstable row(s) ignored"
-
-        ev: dict[str, float | None] = {"lift": None, "odds_ratio": None, "p_adjusted": None}
-        if cooc is not None:
-            me = g.find(concept) or concept
-            mine = cooc[cooc["attribute"].map(lambda a: g.find(a) or a) == me]
-            if len(mine):
-                same = mine[mine["class"] == cls]
-                pick = same if len(same) else mine
-                r = pick.loc[pd.to_numeric(pick["p_adjusted"], errors="coerce").fillna(np.inf).idxmin()]
-                ev = {k: _num(r[k]) for k in ev}
-        related, phi = _related(g, concept)
-        direction = f"{_verb(eff)} {cls}" if len(found) and eff != 0 else "no evidence"
-        f = AlignmentFinding(
-            rank=0,
-            concept=concept,
-            group=group,
-            category=category,
-            cls=cls,
-            expected_relation=exp.relation,
-            expected=expected_summary,
-            direction=direction,
-            layer=str(lead["layer"]),
-            effect=eff,
-            score_mean=_num(lead["score_mean"]),
-            random_mean=_num(lead["random_mean"]),
-            p_adjusted=p_adj,
-            cav_accuracy=_num(lead["cav_accuracy"]),
-            stability=_num(lead["stability"]),
-            n_rows=len(rows),
-            n_findings=len(found),
-            n_unstable=n_unstable,
-            cooc_lift=ev["lift"],
-            cooc_odds_ratio=ev["odds_ratio"],
-            cooc_p_adjusted=ev["p_adjusted"],
-            related_criterion=related,
-            related_phi=phi,
-            reason=reason,
-        )
-        if category == "neglected":
-            weight = max((e.weight or 0.0) for e in exps.values())
-            within: tuple[Any, ...] = (-weight, 0.0, concept)
-        else:
-            within = (-abs(eff), p_adj if p_adj is not None else math.inf, concept)
-        findings.append(((ALIGNMENT_CATEGORIES.index(category), *within), f))
+        ev = _evidence_rows(g, str(concept), rows)
+        category, lead_rows = _categorize(ev)
+        finding = _finding(g, ev, category, _lead(lead_rows), cooc)
+        findings.append((_rank_key(ev, finding), finding))
     findings.sort(key=lambda t: t[0])
     ranked = tuple(
         AlignmentFinding(**{**asdict(f), "rank": i + 1}) for i, (_, f) in enumerate(findings)
     )
     return AlignmentReport(ranked)
+
+
+@dataclass(frozen=True)
+class _ConceptEvidence:
+    """One concept's TCAV rows split by what the graph expects of them.
+
+    ``found`` are the finding rows (significant and stable); of them ``irrelevant`` hit a class
+    the concept is irrelevant to, ``opposite``/``consistent`` go against/with the expected sign
+    and ``unknown_found`` hit a class the graph has no expectation for.
+    """
+
+    concept: str
+    group: str
+    rows: pd.DataFrame
+    exps: dict[str, Expectation]
+    found: pd.DataFrame
+    n_unstable: int
+    irrelevant: pd.DataFrame
+    opposite: pd.DataFrame
+    consistent: pd.DataFrame
+    unknown_found: pd.DataFrame
+
+
+def _evidence_rows(g: ClinicalGraph, concept: str, rows: pd.DataFrame) -> _ConceptEvidence:
+    group = str(rows["group"].iloc[0])
+    classes = list(dict.fromkeys(rows["class"]))
+    exps = {c: _expectation(g, concept, group, c) for c in classes}
+    sign = pd.Series([exps[c].sign for c in rows["class"]], index=rows.index, dtype=object)
+    found = rows[rows["significant"] & ~rows["unstable"]]
+    n_unstable = int((rows["significant"] & rows["unstable"]).sum())
+    fsign = sign.loc[found.index]
+    known = fsign.notna()
+    directional = found[known & (fsign != 0)]
+    agree = np.sign(directional["effect"]) == fsign[directional.index]
+    return _ConceptEvidence(
+        concept=concept, group=group, rows=rows, exps=exps, found=found, n_unstable=n_unstable,
+        irrelevant=found[known & (fsign == 0)], opposite=directional[~agree],
+        consistent=directional[agree], unknown_found=found[~known],
+    )
+
+
+def _categorize(ev: _ConceptEvidence) -> tuple[str, pd.DataFrame]:
+    """The concept's category and the rows its lead evidence row is drawn from."""
+    if len(ev.irrelevant):
+        return "confounder", ev.irrelevant
+    if len(ev.opposite):
+        return "contradictory", ev.opposite
+    if len(ev.consistent):
+        return "aligned", ev.consistent
+    if len(ev.unknown_found):
+        return "unreviewed", ev.unknown_found
+    if any(e.sign in (1, -1) for e in ev.exps.values()):
+        return "neglected", ev.rows
+    if all(e.sign == 0 for e in ev.exps.values()):
+        return "aligned", ev.rows
+    return "unreviewed", ev.rows
+
+
+def _reason(ev: _ConceptEvidence, category: str, exp: Expectation, cls: str, at: str) -> str:
+    """The finding's one-sentence reason (``at`` names the lead row's effect)."""
+    if category == "confounder":
+        reason = f"{exp.reason}, yet the class logit is sensitive to it: {at}"
+    elif category == "contradictory":
+        reason = f"expected to {'raise' if exp.sign == 1 else 'lower'} {cls} ({exp.reason}) but {at}"
+    elif category == "aligned" and len(ev.consistent):
+        reason = f"sensitivity in the expected direction ({exp.reason}): {at}"
+    elif category == "aligned":
+        reason = f"{exp.reason}, and no significant, stable TCAV sensitivity to it"
+    elif category == "neglected":
+        best = next(e for e in ev.exps.values() if e.sign in (1, -1))
+        reason = (
+            f"no evidence of use: clinically discriminative ({best.reason}) but no "
+            f"significant, stable TCAV effect on any class (strongest: {at}) — absence of "
+            "evidence, not proof that the model ignores it"
+        )
+    elif len(ev.unknown_found):
+        reason = f"class logit sensitive to it ({at}) but the graph has no expectation: {exp.reason}"
+    else:
+        reason = f"no clinical expectation ({exp.reason}) — review it and add it to a taxonomy"
+    if ev.n_unstable and category in ("neglected", "aligned"):
+        reason += f"; {ev.n_unstable} significant but unstable row(s) ignored"
+    return reason
+
+
+def _cooc_evidence(
+    g: ClinicalGraph, cooc: pd.DataFrame | None, concept: str, cls: str
+) -> dict[str, float | None]:
+    """Lift, odds ratio and adjusted p of the concept's most significant co-occurrence row
+    (on ``cls`` when there is one), all None without evidence."""
+    ev: dict[str, float | None] = {"lift": None, "odds_ratio": None, "p_adjusted": None}
+    if cooc is not None:
+        me = g.find(concept) or concept
+        mine = cooc[cooc["attribute"].map(lambda a: g.find(a) or a) == me]
+        if len(mine):
+            same = mine[mine["class"] == cls]
+            pick = same if len(same) else mine
+            r = pick.loc[pd.to_numeric(pick["p_adjusted"], errors="coerce").fillna(np.inf).idxmin()]
+            ev = {k: _num(r[k]) for k in ev}
+    return ev
+
+
+def _finding(
+    g: ClinicalGraph, ev: _ConceptEvidence, category: str, lead: pd.Series, cooc: pd.DataFrame | None
+) -> AlignmentFinding:
+    """The unranked finding of one concept, from its lead evidence row."""
+    cls = str(lead["class"])
+    exp = ev.exps[cls]
+    eff = float(lead["effect"])
+    p_adj = _num(lead["p_adjusted"])
+    at = f"TCAV effect {eff:+.3f} on {cls} at {lead['layer']}" + (
+        f" (adjusted p {p_adj:.2g})" if p_adj is not None else ""
+    )
+    co = _cooc_evidence(g, cooc, ev.concept, cls)
+    related, phi = _related(g, ev.concept)
+    return AlignmentFinding(
+        rank=0,
+        concept=ev.concept,
+        group=ev.group,
+        category=category,
+        cls=cls,
+        expected_relation=exp.relation,
+        expected="; ".join(f"{c}: {e.relation}" for c, e in ev.exps.items()),
+        direction=f"{_verb(eff)} {cls}" if len(ev.found) and eff != 0 else "no evidence",
+        layer=str(lead["layer"]),
+        effect=eff,
+        score_mean=_num(lead["score_mean"]),
+        random_mean=_num(lead["random_mean"]),
+        p_adjusted=p_adj,
+        cav_accuracy=_num(lead["cav_accuracy"]),
+        stability=_num(lead["stability"]),
+        n_rows=len(ev.rows),
+        n_findings=len(ev.found),
+        n_unstable=ev.n_unstable,
+        cooc_lift=co["lift"],
+        cooc_odds_ratio=co["odds_ratio"],
+        cooc_p_adjusted=co["p_adjusted"],
+        related_criterion=related,
+        related_phi=phi,
+        reason=_reason(ev, category, exp, cls, at),
+    )
+
+
+def _rank_key(ev: _ConceptEvidence, f: AlignmentFinding) -> tuple[Any, ...]:
+    """Category first; within it neglected by clinical weight, the rest by |effect| then p."""
+    if f.category == "neglected":
+        weight = max((e.weight or 0.0) for e in ev.exps.values())
+        within: tuple[Any, ...] = (-weight, 0.0, ev.concept)
+    else:
+        eff = f.effect if f.effect is not None else 0.0
+        within = (-abs(eff), f.p_adjusted if f.p_adjusted is not None else math.inf, ev.concept)
+    return (ALIGNMENT_CATEGORIES.index(f.category), *within)
 
 
 def _related(g: ClinicalGraph, concept: str) -> tuple[str | None, float | None]:

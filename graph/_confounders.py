@@ -7,7 +7,7 @@ measured otherwise (a named cluster, tested on a split it was not found on — s
 
 The score is a product of three factors, each a necessary condition of a shortcut; the formula,
 its defence and its edge cases are written once, in ``docs/confounders.md`` ("The score"), and
-computed once, in :func:`_score`::
+computed once, in :func:`graph._confounder_rows._score`::
 
     score = w * C * R
     C = max(0, ln OR_low)          co-occurrence (lower 95% bound of the odds ratio)
@@ -32,9 +32,7 @@ or ``counter_indicates`` relation.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,14 @@ from concepts.discovery import (
     artifact_flip_table,
     attribute_class_table,
     evaluation_split,
+)
+from graph._confounder_rows import (
+    RELEVANCE_WEIGHTS,
+    ConceptClass,
+    FlipRate,
+    GivenEvidence,
+    tcav_only_rows,
+    tested_rows,
 )
 from graph._model import ClinicalGraph
 from store import atomic_path
@@ -83,16 +89,8 @@ CONFOUNDER_COLUMNS: tuple[str, ...] = (
     "association", "reliance_strength", "relevance_weight", "testable", "evidence",
 )
 
-#: Weight ``w`` of each clinical situation (see the module docstring).
-RELEVANCE_WEIGHTS: dict[str, float] = {
-    "irrelevant": 1.0,
-    "unknown": 0.5,
-    "contradicts": 0.25,
-    "indicates": 0.0,
-}
 
 _TCAV_REQUIRED = ("concept", "class", "layer", "effect", "p_adjusted", "significant", "unstable")
-_CHECKLIST_DERIVED = ("seven_point_score",)
 _FLIP_REQUIRED = ("concept", "class", "flip_rate", "n")
 
 #: Cache of the flip rates of :func:`workspace_confounders` (in the workspace's results folder).
@@ -131,8 +129,8 @@ def _read_tcav(tcav: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
     return df
 
 
-def _read_flips(flips: pd.DataFrame | None) -> dict[tuple[str, str], tuple[float, int]]:
-    """``(concept, class) -> (flip rate, n)`` of the measured rows (n > 0, finite rate)."""
+def _read_flips(flips: pd.DataFrame | None) -> dict[ConceptClass, FlipRate]:
+    """(concept, class) -> flip rate and n of the measured rows (n > 0, finite rate)."""
     if flips is None:
         return {}
     if not isinstance(flips, pd.DataFrame):
@@ -141,201 +139,18 @@ def _read_flips(flips: pd.DataFrame | None) -> dict[tuple[str, str], tuple[float
     if missing:
         raise DataError(f"the flip-rate table lacks the column(s) {missing} — build it with "
                         "concepts.discovery._reliance.artifact_flip_table")
-    out: dict[tuple[str, str], tuple[float, int]] = {}
+    out: dict[ConceptClass, FlipRate] = {}
     for r in flips.to_dict("records"):
         rate, n = _num(r["flip_rate"]), int(_num(r["n"]) or 0)
         if rate is None or n <= 0 or not 0.0 <= rate <= 1.0:
             continue
-        out[(str(r["concept"]), str(r["class"]))] = (rate, n)
+        out[ConceptClass(str(r["concept"]), str(r["class"]))] = FlipRate(rate, n)
     return out
-
-
-# ====================================================================== pieces of the score
-def _reliance(rows: pd.DataFrame | None, flip: tuple[float, int] | None = None) -> dict[str, Any]:
-    """Reliance evidence of one (concept, class): a flip rate first, else the lead TCAV row.
-
-    ``reliance_strength`` (R) is the flip rate toward the class when one was measured
-    (``reliance_source`` ``flip_rate``); else the effect of a significant, stable, positive TCAV
-    row (``tcav``); else 0 (``none``; also for a concept the TCAV table lacks).
-    """
-    out = _tcav_evidence(rows)
-    if flip is not None:
-        out.update(flip_rate=flip[0], flip_n=flip[1], reliance_source="flip_rate",
-                   reliance_strength=flip[0])
-    return out
-
-
-def _tcav_evidence(rows: pd.DataFrame | None) -> dict[str, Any]:
-    """The strongest stable positive TCAV finding of one (concept, class)."""
-    out: dict[str, Any] = {"reliance": None, "reliance_layer": None, "tcav_significant": None,
-                           "tcav_p_adjusted": None, "flip_rate": None, "flip_n": None,
-                           "reliance_source": "none", "reliance_strength": 0.0}
-    if rows is None or rows.empty:
-        return out
-    found = rows[rows["significant"] & ~rows["unstable"] & (rows["effect"] > 0)]
-    pick = found if len(found) else rows
-    lead = pick.loc[pick["effect"].fillna(-np.inf).idxmax()]
-    eff = _num(lead["effect"])
-    out.update(reliance=eff, reliance_layer=str(lead["layer"]), tcav_significant=bool(len(found)),
-               tcav_p_adjusted=_num(lead["p_adjusted"]))
-    if len(found) and eff is not None:
-        out["reliance_strength"] = max(0.0, eff)
-        out["reliance_source"] = "tcav"
-    return out
-
-
-def _association(testable: bool, or_low: float | None) -> float:
-    """Co-occurrence factor ``C = max(0, ln OR_low)`` (0 when not testable)."""
-    return max(0.0, math.log(or_low)) if testable and or_low and or_low > 0 else 0.0
-
-
-def _score(weight: float, association: float, reliance: float, evidence_given: bool) -> float:
-    """``score = w * C * R``; ``R = 1`` for every row when no reliance evidence (flip rates or
-    TCAV results) is given at all.
-
-    The one implementation of the formula documented in docs/confounders.md ("The score").
-    """
-    return weight * association * (reliance if evidence_given else 1.0)
-
-
-def _relevance(graph: ClinicalGraph, concept: str, column: str, kind: str, group: str, cls: str,
-               over: bool) -> tuple[str, bool, float, str]:
-    """(relation, clinically_relevant, weight, reason) of a concept for a class.
-
-    ``over``: the concept is over-represented in the class (odds ratio > 1) or relied on.
-    """
-    if column in _CHECKLIST_DERIVED:
-        return ("indicates", True, RELEVANCE_WEIGHTS["indicates"],
-                f"{column} is computed from the checklist criteria (clinically relevant)")
-    exp = graph.expected_relation(column, cls)
-    if exp.node is None and concept != column:
-        exp = graph.expected_relation(concept, cls)
-    rel = exp.relation
-    reason = exp.reason
-    if exp.node is None and (kind == "artifact" or group == "artifact"):
-        rel, reason = "irrelevant", f"{concept} is an artifact: clinically irrelevant to every diagnosis"
-    if rel == "irrelevant":
-        return rel, False, RELEVANCE_WEIGHTS["irrelevant"], reason
-    if rel == "indicates":
-        return rel, True, RELEVANCE_WEIGHTS["indicates"], reason
-    if rel == "counter_indicates":
-        w = RELEVANCE_WEIGHTS["contradicts"] if over else RELEVANCE_WEIGHTS["indicates"]
-        return rel, True, w, reason
-    return "unknown", False, RELEVANCE_WEIGHTS["unknown"], reason
-
-
-def _pct(v: Any) -> str:
-    f = _num(v)
-    return "?" if f is None else f"{100 * f:.0f}%"
-
-
-@dataclass(frozen=True)
-class _Given:
-    """Which reliance evidence the report was given."""
-
-    tcav: bool
-    flips: dict[tuple[str, str], tuple[float, int]]
-
-    @property
-    def any(self) -> bool:
-        return self.tcav or bool(self.flips)
-
-
-def _flip_sentence(row: dict[str, Any]) -> str:
-    return (f"adding it to {row['flip_n']} twins predicted otherwise turns "
-            f"{_pct(row['flip_rate'])} of them {row['class']} (counterfactual flip rate: reliance)")
-
-
-def _evidence(row: dict[str, Any], note: str, reason: str, given: _Given) -> str:
-    parts: list[str] = []
-    if row["testable"]:
-        parts.append(
-            f"{row['concept']} in {_pct(row['prevalence_class'])} of {row['class']} vs "
-            f"{_pct(row['prevalence_other'])} of the other cases ({row['split']}; lift "
-            f"{row['lift']:.2f}, OR {row['odds_ratio']:.2f} [{row['or_ci_low']:.2f}, "
-            f"{row['or_ci_high']:.2f}], adjusted p {row['p_adjusted']:.2g})"
-        )
-    elif note:
-        parts.append(note)
-    else:
-        parts.append("no annotation of this concept in the data: co-occurrence unmeasured")
-    if row["reliance_source"] == "flip_rate":
-        parts.append(_flip_sentence(row))
-    if not given.any:
-        parts.append("no TCAV results and no twins: reliance unknown, ranked on co-occurrence alone")
-    elif not given.tcav:
-        if row["reliance_source"] != "flip_rate":
-            parts.append("no twins and no TCAV results for it: no evidence of reliance")
-    elif row["reliance"] is None:
-        parts.append("not in the TCAV results: no evidence of sensitivity")
-    elif row["tcav_significant"]:
-        parts.append(f"class logit sensitive to it (TCAV effect {row['reliance']:+.2f} at "
-                     f"{row['reliance_layer']}; directional sensitivity, not a causal test)")
-    else:
-        parts.append(f"no significant stable TCAV sensitivity (best effect {row['reliance']:+.2f})")
-    parts.append(f"graph: {reason}")
-    return "; ".join(parts)
 
 
 _COOC_NEED = ("split", "attribute", "kind", "column", "class", "lift", "odds_ratio", "or_ci_low",
               "or_ci_high", "p_adjusted", "testable", "note")
 
-
-def _tested_rows(cooc: pd.DataFrame, by_key: dict[tuple[str, str], pd.DataFrame], g: ClinicalGraph,
-                 given: _Given) -> list[dict[str, Any]]:
-    """One scored row per (attribute, class) of a co-occurrence-like table."""
-    rows: list[dict[str, Any]] = []
-    for r in cooc.to_dict("records"):
-        concept, cls = str(r["attribute"]), str(r["class"])
-        rel_rows = by_key.get((concept, cls))
-        group = str(rel_rows["group"].iloc[0]) if rel_rows is not None and len(rel_rows) else ""
-        rely = _reliance(rel_rows, given.flips.get((concept, cls)))
-        testable = bool(r["testable"])
-        or_lo = _num(r["or_ci_low"])
-        assoc = _association(testable, or_lo)
-        over = (testable and (_num(r["odds_ratio"]) or 0.0) > 1.0) or rely["reliance_strength"] > 0
-        relation, relevant, w, reason = _relevance(g, concept, str(r["column"]), str(r["kind"]),
-                                                   group, cls, over)
-        row = {
-            "concept": concept, "class": cls, "kind": str(r["kind"]), "split": str(r["split"]),
-            "lift": _num(r["lift"]), "odds_ratio": _num(r["odds_ratio"]),
-            "or_ci_low": or_lo, "or_ci_high": _num(r["or_ci_high"]),
-            "p_adjusted": _num(r["p_adjusted"]),
-            "prevalence_class": _num(r.get("prevalence_class")),
-            "prevalence_other": _num(r.get("prevalence_other")),
-            "n_class": int(r.get("n_class", 0) or 0), "n_both": int(r.get("n_both", 0) or 0),
-            **rely, "clinically_relevant": relevant, "relation": relation,
-            "association": assoc, "relevance_weight": w, "testable": testable,
-        }
-        row["score"] = _score(w, assoc, row["reliance_strength"], given.any)
-        row["evidence"] = _evidence(row, str(r["note"]), reason, given)
-        rows.append(row)
-    return rows
-
-
-def _tcav_only_rows(by_key: dict[tuple[str, str], pd.DataFrame], seen: set[tuple[str, str]],
-                    g: ClinicalGraph, sp: str, given: _Given) -> list[dict[str, Any]]:
-    """Rows of TCAV concepts with no measured association (co-occurrence factor 0)."""
-    rows: list[dict[str, Any]] = []
-    for (concept, cls), rel_rows in by_key.items():
-        if (concept, cls) in seen:
-            continue
-        group = str(rel_rows["group"].iloc[0]) if len(rel_rows) else ""
-        rely = _reliance(rel_rows, given.flips.get((concept, cls)))
-        kind = group if group in ("artifact", "criterion") else "concept"
-        relation, relevant, w, reason = _relevance(g, concept, concept, kind, group, cls,
-                                                   rely["reliance_strength"] > 0)
-        row = {
-            "concept": concept, "class": cls, "kind": kind, "split": sp,
-            "lift": None, "odds_ratio": None, "or_ci_low": None, "or_ci_high": None,
-            "p_adjusted": None, "prevalence_class": None, "prevalence_other": None,
-            "n_class": 0, "n_both": 0, **rely, "clinically_relevant": relevant,
-            "relation": relation, "association": 0.0, "relevance_weight": w, "testable": False,
-        }
-        row["score"] = _score(w, 0.0, row["reliance_strength"], True)
-        row["evidence"] = _evidence(row, "", reason, given)
-        rows.append(row)
-    return rows
 
 
 def _check_table(df: pd.DataFrame, what: str) -> None:
@@ -398,6 +213,23 @@ def rank_confounders(
     """
     _check_table(cooccurrence, "co-occurrence")
     g = graph or ClinicalGraph.default()
+    cooc, sp = _cooccurrence_rows(cooccurrence, split, associations)
+    tc = _read_tcav(tcav)
+    by_key: dict[ConceptClass, pd.DataFrame] = {}
+    if tc is not None:
+        by_key = {ConceptClass(str(c), str(k)): r for (c, k), r in tc.groupby(["concept", "class"], sort=False)}
+    given = GivenEvidence(tcav=tc is not None, flips=_read_flips(flip_rates))
+    rows = tested_rows(cooc, by_key, g, given)
+    seen = {ConceptClass(str(r["concept"]), str(r["class"])) for r in rows}
+    rows += tcav_only_rows(by_key, seen, g, sp, given)
+    return _ranked(pd.DataFrame(rows, columns=[c for c in CONFOUNDER_COLUMNS if c != "rank"]))
+
+
+def _cooccurrence_rows(
+    cooccurrence: pd.DataFrame, split: str | None, associations: pd.DataFrame | None
+) -> tuple[pd.DataFrame, str]:
+    """The co-occurrence rows of the split that counts (and that split), with the
+    associations of (attribute, class) pairs the table does not test appended."""
     splits = list(dict.fromkeys(cooccurrence["split"].astype(str)))
     sp = split or ("train" if "train" in splits else ALL_SPLITS)
     if sp not in splits:
@@ -409,15 +241,7 @@ def rank_confounders(
         extra = associations[[(str(a), str(c)) not in known for a, c in
                               zip(associations["attribute"], associations["class"], strict=True)]]
         cooc = pd.concat([cooc, extra], ignore_index=True)
-    tc = _read_tcav(tcav)
-    by_key: dict[tuple[str, str], pd.DataFrame] = {}
-    if tc is not None:
-        by_key = {(str(c), str(k)): r for (c, k), r in tc.groupby(["concept", "class"], sort=False)}
-    given = _Given(tcav=tc is not None, flips=_read_flips(flip_rates))
-    rows = _tested_rows(cooc, by_key, g, given)
-    seen = {(str(r["concept"]), str(r["class"])) for r in rows}
-    rows += _tcav_only_rows(by_key, seen, g, sp, given)
-    return _ranked(pd.DataFrame(rows, columns=[c for c in CONFOUNDER_COLUMNS if c != "rank"]))
+    return cooc, sp
 
 
 def _ranked(df: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,18 @@ def cooccurrence_table(
     """
     check_correction(correction)
     cols = list(dict.fromkeys(columns))
+    mats = _binary_columns(cases, cols)
+    rows = [_pair_row(a, b, mats[a], mats[b]) for a, b in itertools.combinations(cols, 2)]
+    df = pd.DataFrame(rows, columns=list(COOCCURRENCE_COLUMNS))
+    ok = df["testable"].to_numpy(dtype=bool)
+    adjusted = df["p_value"].to_numpy(dtype=float, copy=True)
+    adjusted[ok] = adjust_pvalues(adjusted[ok], correction)
+    df["p_adjusted"] = adjusted
+    return df
+
+
+def _binary_columns(cases: pd.DataFrame, cols: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each column as a boolean vector (every value must be 0/1)."""
     mats: dict[str, np.ndarray] = {}
     for c in cols:
         if c not in cases.columns:
@@ -67,26 +80,22 @@ def cooccurrence_table(
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"row {i}, column {c!r}: {py_scalar(v.iloc[i])!r} is not 0/1")
         mats[c] = v.to_numpy().astype(bool)
-    rows = []
-    for a, b in itertools.combinations(cols, 2):
-        x, y = mats[a], mats[b]
-        n11 = int(np.sum(x & y))
-        n10 = int(np.sum(x & ~y))
-        n01 = int(np.sum(~x & y))
-        n00 = int(np.sum(~x & ~y))
-        margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
-        if margins:
-            phi = (n11 * n00 - n10 * n01) / math.sqrt(margins)
-            test, p = two_by_two_test(n11, n10, n01, n00)
-        else:
-            phi, test, p = 0.0, "none", 1.0
-        rows.append((a, b, len(x), n11, n10, n01, n00, float(phi), test, p, p, bool(margins)))
-    df = pd.DataFrame(rows, columns=list(COOCCURRENCE_COLUMNS))
-    ok = df["testable"].to_numpy(dtype=bool)
-    adjusted = df["p_value"].to_numpy(dtype=float, copy=True)
-    adjusted[ok] = adjust_pvalues(adjusted[ok], correction)
-    df["p_adjusted"] = adjusted
-    return df
+    return mats
+
+
+def _pair_row(a: str, b: str, x: np.ndarray, y: np.ndarray) -> tuple[Any, ...]:
+    """One row of the table (``p_adjusted`` still the raw p-value)."""
+    n11 = int(np.sum(x & y))
+    n10 = int(np.sum(x & ~y))
+    n01 = int(np.sum(~x & y))
+    n00 = int(np.sum(~x & ~y))
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    if margins:
+        phi = (n11 * n00 - n10 * n01) / math.sqrt(margins)
+        test, p = two_by_two_test(n11, n10, n01, n00)
+    else:
+        phi, test, p = 0.0, "none", 1.0
+    return (a, b, len(x), n11, n10, n01, n00, float(phi), test, p, p, bool(margins))
 
 
 def add_cooccurrence(

@@ -32,8 +32,8 @@ import pandas as pd
 
 from concepts import ARTIFACTS, ConceptError, DataError
 from concepts.data import DERM7PT_LABELS, DERM7PT_MELANOMA_DIAGNOSES, SEVEN_POINT_THRESHOLD
+from graph._expectation import Expectation, expected_relation
 from graph._schema import (
-    EXPECTATION_RELATIONS,
     RELATIONS,
     add_artifact,
     add_diagnosis,
@@ -44,9 +44,7 @@ from graph._schema import (
     validate_graph,
 )
 
-__all__ = ["ClinicalGraph", "Expectation", "Neighbor", "PathStep"]
-
-_CLINICAL = ("indicates", "counter_indicates", "irrelevant")
+__all__ = ["ClinicalGraph", "Neighbor", "PathStep"]
 
 _CRITERION_LABELS = {
     "pigment_network": "atypical pigment network",
@@ -57,39 +55,6 @@ _CRITERION_LABELS = {
     "dots_and_globules": "irregular dots/globules",
     "regression_structures": "regression structures",
 }
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """The clinical relation the graph expects between a concept and a class.
-
-    Attributes
-    ----------
-    concept, cls
-        As asked (``node``/``class_node`` are the graph nodes they resolved to, or ``None``).
-    relation
-        ``"indicates"`` (expected to raise the class logit), ``"counter_indicates"`` (to lower
-        it), ``"irrelevant"`` (no clinical relation: any reliance is a confounder) or
-        ``"unknown"`` (the graph has no fact).
-    sign
-        +1, -1, 0 or ``None`` for the four relations.
-    weight
-        Checklist points behind an ``indicates``/``counter_indicates`` relation, if any.
-    reason
-        One sentence for a human.
-    path
-        Graph nodes from the concept to the class that support the relation.
-    """
-
-    concept: str
-    cls: str
-    relation: str
-    sign: int | None
-    weight: float | None
-    reason: str
-    node: str | None = None
-    class_node: str | None = None
-    path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -333,11 +298,6 @@ class ClinicalGraph:
                     out.append(parent)
         return out
 
-    def _complements(self, node: str) -> list[str]:
-        out = [v for _, v, k in self.nx.out_edges(node, keys=True) if k == "complement_of"]
-        out += [u for u, _, k in self.nx.in_edges(node, keys=True) if k == "complement_of"]
-        return out
-
     def expected_relation(self, concept: str, cls: str) -> Expectation:
         """The clinical relation expected between any concept and any class.
 
@@ -348,64 +308,7 @@ class ClinicalGraph:
         complement (melanoma vs non_melanoma) gives ``counter_indicates`` (and vice versa);
         anything else is ``unknown``.
         """
-        node = self.find(concept)
-        cls_node = self.find(cls)
-        if cls_node is not None and self.nx.nodes[cls_node]["kind"] != "diagnosis":
-            cls_node = None
-        if node is None:
-            return Expectation(concept, cls, "unknown", None, None,
-                               f"{concept!r} is not in the clinical graph", None, cls_node)
-        data = self.nx.nodes[node]
-        kind = data["kind"]
-        if kind == "artifact":
-            path = (node, cls_node) if cls_node else (node,)
-            return Expectation(concept, cls, "irrelevant", 0, None,
-                               f"{node} is an artifact: clinically irrelevant to every diagnosis",
-                               node, cls_node, path)
-        prefix: tuple[str, ...] = ()
-        if kind == "sub_label":
-            if int(data.get("points", 0)) <= 0:
-                return Expectation(concept, cls, "unknown", None, None,
-                                   f"{node} does not score on the checklist", node, cls_node)
-            prefix = (node,)
-            node = str(data["criterion"])
-        ancestors = self.class_ancestors(cls)
-        if not ancestors:
-            return Expectation(concept, cls, "unknown", None, None,
-                               f"class {cls!r} is not a diagnosis in the clinical graph",
-                               prefix[0] if prefix else node, None)
-        edges = {
-            (v, k): d for _, v, k, d in self.nx.out_edges(node, keys=True, data=True) if k in _CLINICAL
-        }
-        asked = prefix[0] if prefix else node
-        chain = tuple(ancestors)
-        for i, anc in enumerate(ancestors):
-            for rel in _CLINICAL:
-                if (anc, rel) in edges:
-                    d = edges[(anc, rel)]
-                    via = f" (a kind of {anc})" if i else ""
-                    return Expectation(
-                        concept, cls, rel, EXPECTATION_RELATIONS[rel], _weight(d),
-                        f"{node} {rel.replace('_', ' ')} {anc}{via}",
-                        asked, ancestors[0], (*prefix, node, *reversed(chain[: i + 1])),
-                    )
-        flip = {"indicates": "counter_indicates", "counter_indicates": "indicates"}
-        for i, anc in enumerate(ancestors):
-            for other in self._complements(anc):
-                for rel, opposite in flip.items():
-                    if (other, rel) in edges:
-                        d = edges[(other, rel)]
-                        via = f" (a kind of {anc})" if i else ""
-                        return Expectation(
-                            concept, cls, opposite, EXPECTATION_RELATIONS[opposite], _weight(d),
-                            f"{node} {rel.replace('_', ' ')} {other}, the complement of "
-                            f"{anc}{via}",
-                            asked, ancestors[0],
-                            (*prefix, node, other, *reversed(chain[: i + 1])),
-                        )
-        return Expectation(concept, cls, "unknown", None, None,
-                           f"the graph relates {node} to no diagnosis of {ancestors[0]}",
-                           asked, ancestors[0])
+        return expected_relation(self, concept, cls)
 
     # ------------------------------------------------------------------ navigation
     def neighbors(self, name: str, relation: str | None = None) -> list[Neighbor]:
@@ -522,7 +425,3 @@ def _path_nodes(start: str, steps: list[PathStep]) -> tuple[str, ...]:
         nodes.append(st.target if st.source == nodes[-1] else st.source)
     return tuple(nodes)
 
-
-def _weight(d: Mapping[str, Any]) -> float | None:
-    w = d.get("weight")
-    return None if w is None else float(w)

@@ -161,40 +161,9 @@ def implied_checklist(
     """
     g = graph or ClinicalGraph.default()
     crits = g.criteria(checklist_only=True)
-    by_node: dict[str, str] = {}
-    for col in concept_scores.columns:
-        node = g.find(str(col))
-        if node in crits and node not in by_node:
-            by_node[node] = str(col)
-    missing = [c for c in crits if c not in by_node]
-    if missing:
-        raise DataError(
-            f"the concept scores lack the criteria {missing} — score every checklist criterion "
-            "(columns named as the criteria)"
-        )
-    probs = np.empty((len(concept_scores), len(crits)))
-    for j, c in enumerate(crits):
-        v = pd.to_numeric(concept_scores[by_node[c]], errors="coerce").to_numpy(dtype=float)
-        if not np.all(np.isfinite(v)):
-            i = int(np.flatnonzero(~np.isfinite(v))[0])
-            raise DataError(f"row {i}, column {by_node[c]!r}: not a finite number")
-        if from_logits:
-            v = 1.0 / (1.0 + np.exp(-v))
-        elif np.any((v < 0) | (v > 1)):
-            i = int(np.flatnonzero((v < 0) | (v > 1))[0])
-            raise DataError(
-                f"row {i}, column {by_node[c]!r}: {float(v[i])!r} is not a probability in [0, 1] — pass "
-                "from_logits=True for logits or signed distances"
-            )
-        probs[:, j] = v
-    if isinstance(threshold, Mapping):
-        th = {g.node(k): float(v) for k, v in threshold.items()}
-        lacking = [c for c in crits if c not in th]
-        if lacking:
-            raise DataError(f"no presence threshold given for {lacking}")
-        thr = np.array([th[c] for c in crits])
-    else:
-        thr = np.full(len(crits), float(threshold))
+    by_node = _criterion_columns(g, crits, concept_scores)
+    probs = _criterion_probs(concept_scores, crits, by_node, from_logits)
+    thr = _thresholds(g, crits, threshold)
     points = np.array([int(g.nx.nodes[c]["points"]) for c in crits], dtype=np.int64)
     present = (probs >= thr).astype(np.int64)
     out: dict[str, Any] = {}
@@ -207,3 +176,52 @@ def implied_checklist(
     out["score_expected"] = probs @ points
     out["p_rule"] = _at_least(probs, points, g.threshold)
     return pd.DataFrame(out, index=concept_scores.index)
+
+
+def _criterion_columns(g: ClinicalGraph, crits: Sequence[str], scores: pd.DataFrame) -> dict[str, str]:
+    """Criterion node -> the first column of ``scores`` naming it (every criterion needed)."""
+    by_node: dict[str, str] = {}
+    for col in scores.columns:
+        node = g.find(str(col))
+        if node is not None and node in crits and node not in by_node:
+            by_node[node] = str(col)
+    missing = [c for c in crits if c not in by_node]
+    if missing:
+        raise DataError(
+            f"the concept scores lack the criteria {missing} — score every checklist criterion "
+            "(columns named as the criteria)"
+        )
+    return by_node
+
+
+def _criterion_probs(
+    scores: pd.DataFrame, crits: Sequence[str], by_node: Mapping[str, str], from_logits: bool
+) -> np.ndarray:
+    """``(N, len(crits))`` presence probabilities (finite; in [0, 1] or sigmoid of logits)."""
+    probs = np.empty((len(scores), len(crits)))
+    for j, c in enumerate(crits):
+        v = pd.to_numeric(scores[by_node[c]], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(v)):
+            i = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise DataError(f"row {i}, column {by_node[c]!r}: not a finite number")
+        if from_logits:
+            v = 1.0 / (1.0 + np.exp(-v))
+        elif np.any((v < 0) | (v > 1)):
+            i = int(np.flatnonzero((v < 0) | (v > 1))[0])
+            raise DataError(
+                f"row {i}, column {by_node[c]!r}: {float(v[i])!r} is not a probability in [0, 1] — pass "
+                "from_logits=True for logits or signed distances"
+            )
+        probs[:, j] = v
+    return probs
+
+
+def _thresholds(g: ClinicalGraph, crits: Sequence[str], threshold: float | Mapping[str, float]) -> np.ndarray:
+    """One presence threshold per criterion."""
+    if isinstance(threshold, Mapping):
+        th = {g.node(k): float(v) for k, v in threshold.items()}
+        lacking = [c for c in crits if c not in th]
+        if lacking:
+            raise DataError(f"no presence threshold given for {lacking}")
+        return np.array([th[c] for c in crits])
+    return np.full(len(crits), float(threshold))

@@ -33,9 +33,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import pandas as pd
 
 from concepts import DataError
@@ -187,19 +189,85 @@ def extend_graph(
     else:
         entries = [(f"entry {i}", dict(e)) for i, e in enumerate(source)]
         origin = "taxonomy"
-    g = graph.nx.copy()
-    lookup: dict[str, str] = {}
-    for n in g.nodes:
-        lookup.setdefault(normalize_name(n), n)
+    parsed = _parse_entries(entries)
+    builder = _GraphBuilder(graph.nx.copy(), origin)
+    for entry in parsed:  # pass 1: nodes (except sub-labels, which need their criterion)
+        if entry.type not in ("relation", "sub_label"):
+            builder.add_node(entry)
+    for entry in parsed:  # pass 2: sub-labels and edges
+        builder.add_links(entry)
+    return ClinicalGraph(builder.g, threshold=graph.threshold)
 
-    def find(name: str) -> str | None:
-        return name if name in g else lookup.get(normalize_name(name))
 
-    def declare(name: str) -> None:
-        lookup.setdefault(normalize_name(name), name)
+@dataclass(frozen=True)
+class _Entry:
+    """One validated taxonomy entry: where it came from, its type and its raw fields."""
 
-    def ref(where: str, name: str, field: str, kinds: tuple[str, ...]) -> str:
-        node = find(name)
+    where: str
+    type: str
+    fields: Mapping[str, Any]
+
+
+def _parse_entries(entries: Sequence[tuple[str, Mapping[str, Any]]]) -> list[_Entry]:
+    """Entries with known fields and a known type, in file order."""
+    parsed: list[_Entry] = []
+    for where, e in entries:
+        extra = [k for k in e if k not in TAXONOMY_FIELDS]
+        if extra:
+            raise TaxonomyError(f"{where}: unknown field(s) {extra}; fields are {', '.join(TAXONOMY_FIELDS)}")
+        typ = (_text(where, e, "type", required=True) or "").lower()
+        if typ not in _ENTRY_TYPES:
+            raise TaxonomyError(f"{where}: unknown type {typ!r}; expected one of {', '.join(_ENTRY_TYPES)}")
+        parsed.append(_Entry(where, typ, e))
+    return parsed
+
+
+def _relation_kinds(rel: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The node kinds a relation ``rel`` may start from and end at."""
+    if rel in _CLINICAL:
+        src_kinds: tuple[str, ...] = ("criterion", "sub_label", "concept")
+        if rel == "irrelevant":
+            src_kinds = (*src_kinds, "artifact")
+        return src_kinds, ("diagnosis",)
+    if rel == "is_a":
+        return ("diagnosis",), ("diagnosis",)
+    return tuple(NODE_KINDS), tuple(NODE_KINDS)
+
+
+def _weight_attrs(where: str, e: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """Edge attributes of a relation entry: provenance and the optional finite weight."""
+    attrs: dict[str, Any] = {"provenance": origin}
+    w = _text(where, e, "weight")
+    if w is not None:
+        try:
+            attrs["weight"] = float(w)
+        except ValueError:
+            raise TaxonomyError(f"{where}: weight must be a number, got {w!r}") from None
+        if not math.isfinite(attrs["weight"]):
+            raise TaxonomyError(f"{where}: weight must be finite, got {w!r}")
+    return attrs
+
+
+class _GraphBuilder:
+    """Applies taxonomy entries to a working copy ``g`` of the graph (names matched loosely)."""
+
+    def __init__(self, g: nx.MultiDiGraph, origin: str) -> None:
+        self.g = g
+        self.origin = origin
+        self.lookup: dict[str, str] = {}
+        for n in g.nodes:
+            self.lookup.setdefault(normalize_name(n), n)
+
+    def find(self, name: str) -> str | None:
+        return name if name in self.g else self.lookup.get(normalize_name(name))
+
+    def declare(self, name: str) -> None:
+        self.lookup.setdefault(normalize_name(name), name)
+
+    def ref(self, where: str, name: str, field: str, kinds: tuple[str, ...]) -> str:
+        """The existing or declared node ``name`` of one of ``kinds`` (else a TaxonomyError)."""
+        g = self.g
+        node = self.find(name)
         if node is None:
             known = [n for n, k in g.nodes(data="kind") if k in kinds]
             raise TaxonomyError(
@@ -212,23 +280,13 @@ def extend_graph(
             )
         return node
 
-    parsed: list[tuple[str, str, dict[str, Any]]] = []
-    for where, e in entries:
-        extra = [k for k in e if k not in TAXONOMY_FIELDS]
-        if extra:
-            raise TaxonomyError(f"{where}: unknown field(s) {extra}; fields are {', '.join(TAXONOMY_FIELDS)}")
-        typ = (_text(where, e, "type", required=True) or "").lower()
-        if typ not in _ENTRY_TYPES:
-            raise TaxonomyError(f"{where}: unknown type {typ!r}; expected one of {', '.join(_ENTRY_TYPES)}")
-        parsed.append((where, typ, e))
-
-    # pass 1: nodes (except sub-labels, which need their criterion)
-    for where, typ, e in parsed:
-        if typ in ("relation", "sub_label"):
-            continue
+    # ---------------------------------------------------------------- pass 1: nodes
+    def add_node(self, entry: _Entry) -> None:
+        """Declare a criterion, diagnosis, artifact or concept (or relabel an existing one)."""
+        g, where, typ, e = self.g, entry.where, entry.type, entry.fields
         name = _text(where, e, "name", required=True) or ""
         label = _text(where, e, "label")
-        node = find(name)
+        node = self.find(name)
         if node is not None:
             have = g.nodes[node]["kind"]
             if have != typ:
@@ -239,7 +297,8 @@ def extend_graph(
                 )
             if label:
                 g.nodes[node]["label"] = label
-            continue
+            return
+        origin = self.origin
         if typ == "criterion":
             pts = _int(where, e, "points", 1)
             g.add_node(name, kind="criterion", label=label or name.replace("_", " "), points=pts,
@@ -250,83 +309,74 @@ def extend_graph(
             add_artifact(g, name, label=label or "", provenance=origin)
         else:
             g.add_node(name, kind="concept", label=label or name.replace("_", " "), provenance=origin)
-        declare(name)
+        self.declare(name)
 
-    # pass 2: sub-labels and edges
-    for where, typ, e in parsed:
-        name = _text(where, e, "name", required=True) or ""
-        if typ == "sub_label":
-            crit = ref(where, _text(where, e, "parent", required=True) or "", "parent", ("criterion",))
-            raw = " ".join(name.lower().split())
-            pts = _int(where, e, "points", 0)
-            nid = sub_label_id(crit, raw)
-            if nid in g:
-                if int(g.nodes[nid]["points"]) != pts:
-                    raise TaxonomyError(
-                        f"{where}: {crit} label {raw!r} already scores {_points(g.nodes[nid]['points'])}"
-                    )
-                continue
-            if pts > int(g.nodes[crit]["points"]):
-                raise TaxonomyError(
-                    f"{where}: label {raw!r} cannot score {_points(pts)}; its criterion {crit} "
-                    f"scores {_points(g.nodes[crit]['points'])}"
-                )
-            add_sub_label(g, crit, raw, pts, provenance=origin)
-            declare(nid)
-        elif typ == "diagnosis":
-            parent = _text(where, e, "parent")
+    # ---------------------------------------------------------------- pass 2: sub-labels and edges
+    def add_links(self, entry: _Entry) -> None:
+        """Add what an entry links: a sub-label, a diagnosis parent, a criterion target, a relation."""
+        name = _text(entry.where, entry.fields, "name", required=True) or ""
+        if entry.type == "sub_label":
+            self._sub_label(entry, name)
+        elif entry.type == "diagnosis":
+            parent = _text(entry.where, entry.fields, "parent")
             if parent is not None:
-                p = ref(where, parent, "parent", ("diagnosis",))
-                add_edge(g, find(name) or name, p, "is_a", provenance=origin)
-        elif typ == "criterion":
-            node = find(name) or name
-            tgt = ref(where, _text(where, e, "target") or "melanoma", "target", ("diagnosis",))
+                p = self.ref(entry.where, parent, "parent", ("diagnosis",))
+                add_edge(self.g, self.find(name) or name, p, "is_a", provenance=self.origin)
+        elif entry.type == "criterion":
+            g, node = self.g, self.find(name) or name
+            tgt = self.ref(entry.where, _text(entry.where, entry.fields, "target") or "melanoma", "target",
+                           ("diagnosis",))
             if not any(k in _CLINICAL for k in g[node].get(tgt, {})):
                 add_edge(g, node, tgt, "indicates", weight=float(g.nodes[node]["points"]),
-                         provenance=origin)
-        elif typ == "relation":
-            rel = (_text(where, e, "relation", required=True) or "").lower()
-            if rel not in USER_RELATIONS:
+                         provenance=self.origin)
+        elif entry.type == "relation":
+            self._relation(entry, name)
+
+    def _sub_label(self, entry: _Entry, name: str) -> None:
+        g, where, e = self.g, entry.where, entry.fields
+        crit = self.ref(where, _text(where, e, "parent", required=True) or "", "parent", ("criterion",))
+        raw = " ".join(name.lower().split())
+        pts = _int(where, e, "points", 0)
+        nid = sub_label_id(crit, raw)
+        if nid in g:
+            if int(g.nodes[nid]["points"]) != pts:
                 raise TaxonomyError(
-                    f"{where}: relation {rel!r} cannot be added from a taxonomy; use one of "
-                    f"{', '.join(USER_RELATIONS)} (sub-labels score through type sub_label, "
-                    "co-occurrence is learned from data)"
+                    f"{where}: {crit} label {raw!r} already scores {_points(g.nodes[nid]['points'])}"
                 )
-            any_kind = tuple(NODE_KINDS)
-            if rel in _CLINICAL:
-                src_kinds: tuple[str, ...] = ("criterion", "sub_label", "concept")
-                if rel == "irrelevant":
-                    src_kinds = (*src_kinds, "artifact")
-                tgt_kinds: tuple[str, ...] = ("diagnosis",)
-            elif rel == "is_a":
-                src_kinds = tgt_kinds = ("diagnosis",)
-            else:
-                src_kinds = tgt_kinds = any_kind
-            src = ref(where, name, "name", any_kind)
-            if rel in ("indicates", "counter_indicates") and g.nodes[src]["kind"] == "artifact":
+            return
+        if pts > int(g.nodes[crit]["points"]):
+            raise TaxonomyError(
+                f"{where}: label {raw!r} cannot score {_points(pts)}; its criterion {crit} "
+                f"scores {_points(g.nodes[crit]['points'])}"
+            )
+        add_sub_label(g, crit, raw, pts, provenance=self.origin)
+        self.declare(nid)
+
+    def _relation(self, entry: _Entry, name: str) -> None:
+        g, where, e = self.g, entry.where, entry.fields
+        rel = (_text(where, e, "relation", required=True) or "").lower()
+        if rel not in USER_RELATIONS:
+            raise TaxonomyError(
+                f"{where}: relation {rel!r} cannot be added from a taxonomy; use one of "
+                f"{', '.join(USER_RELATIONS)} (sub-labels score through type sub_label, "
+                "co-occurrence is learned from data)"
+            )
+        src_kinds, tgt_kinds = _relation_kinds(rel)
+        src = self.ref(where, name, "name", tuple(NODE_KINDS))
+        if rel in ("indicates", "counter_indicates") and g.nodes[src]["kind"] == "artifact":
+            raise TaxonomyError(
+                f"{where}: {src!r} is an artifact, irrelevant to every diagnosis by "
+                "definition — declare a concept instead if it carries clinical meaning"
+            )
+        src = self.ref(where, name, "name", src_kinds)
+        tgt = self.ref(where, _text(where, e, "target", required=True) or "", "target", tgt_kinds)
+        if src == tgt:
+            raise TaxonomyError(f"{where}: a relation needs two different nodes, got {src!r} twice")
+        if rel in _CLINICAL:
+            clash = [k for k in g[src].get(tgt, {}) if k in _CLINICAL and k != rel]
+            if clash:
                 raise TaxonomyError(
-                    f"{where}: {src!r} is an artifact, irrelevant to every diagnosis by "
-                    "definition — declare a concept instead if it carries clinical meaning"
+                    f"{where}: {src} already {clash[0].replace('_', ' ')} {tgt}; it cannot "
+                    f"also be {rel.replace('_', ' ')}"
                 )
-            src = ref(where, name, "name", src_kinds)
-            tgt = ref(where, _text(where, e, "target", required=True) or "", "target", tgt_kinds)
-            if src == tgt:
-                raise TaxonomyError(f"{where}: a relation needs two different nodes, got {src!r} twice")
-            if rel in _CLINICAL:
-                clash = [k for k in g[src].get(tgt, {}) if k in _CLINICAL and k != rel]
-                if clash:
-                    raise TaxonomyError(
-                        f"{where}: {src} already {clash[0].replace('_', ' ')} {tgt}; it cannot "
-                        f"also be {rel.replace('_', ' ')}"
-                    )
-            attrs: dict[str, Any] = {"provenance": origin}
-            w = _text(where, e, "weight")
-            if w is not None:
-                try:
-                    attrs["weight"] = float(w)
-                except ValueError:
-                    raise TaxonomyError(f"{where}: weight must be a number, got {w!r}") from None
-                if not math.isfinite(attrs["weight"]):
-                    raise TaxonomyError(f"{where}: weight must be finite, got {w!r}")
-            add_edge(g, src, tgt, rel, **attrs)
-    return ClinicalGraph(g, threshold=graph.threshold)
+        add_edge(g, src, tgt, rel, **_weight_attrs(where, e, self.origin))

@@ -8,13 +8,8 @@ milliseconds, :func:`measure_effect` reports before/after metrics, flips, slices
 :class:`ConceptHead` is a PCBM-style concept-space head with its own interventions.
 """
 
-from interventions._concept import (
-    ConceptDirection,
-    ConceptEdit,
-    InterventionError,
-)
+from interventions._concept import ConceptDirection, ConceptEdit, InterventionError
 from interventions._directions import (
-    ConceptLibrary,
     direction_from_examples,
     direction_from_twins,
     insert_artifact,
@@ -22,33 +17,17 @@ from interventions._directions import (
     population_level,
     twin_direction_from_images,
 )
-from interventions._effects import (
-    METRIC_KEYS,
-    EffectReport,
-    artifact_twins,
-    measure_effect,
-    record_effect,
-)
+from interventions._effect_record import record_effect
+from interventions._effect_twins import artifact_twins
+from interventions._effects import METRIC_KEYS, EffectReport, measure_effect
 from interventions._fix import FixProposal, propose_fix, select_few_shot
+from interventions._library import ConceptLibrary
 from interventions._ops import apply_spec
-from interventions._patch import (
-    export_program,
-    is_patched_artifact,
-    load_patched,
-    patch,
-)
-from interventions._pcbm import (
-    ConceptHead,
-    HeadEdit,
-    concept_scores,
-    intervention_curve,
-)
+from interventions._patch import export_program, is_patched_artifact, load_patched, patch
+from interventions._pcbm import ConceptHead, HeadEdit, intervention_curve, pcbm_concept_scores
 from interventions._spec import InterventionSpec, Scope
-from interventions._whatif import (
-    TwinActivations,
-    WhatIf,
-    WhatIfResult,
-)
+from interventions._twins import TwinActivations
+from interventions._whatif import WhatIf, WhatIfResult
 
 __all__ = [
     "METRIC_KEYS",
@@ -67,7 +46,6 @@ __all__ = [
     "WhatIfResult",
     "apply_spec",
     "artifact_twins",
-    "concept_scores",
     "direction_from_examples",
     "direction_from_twins",
     "export_program",
@@ -78,6 +56,7 @@ __all__ = [
     "mask_edit",
     "measure_effect",
     "patch",
+    "pcbm_concept_scores",
     "population_level",
     "propose_fix",
     "record_effect",

@@ -25,7 +25,7 @@ strengths down until the clean accuracy of the source split drops by at most
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from concepts import ClassifierModel
+from interventions._fix_evidence import Candidate, FixContext, FixSettings, candidate_evidence
+from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain
 from interventions._fix_search import (
     ANCHORS,
     Problem,
@@ -41,12 +43,11 @@ from interventions._fix_search import (
     cross_entropy,
     edit_deltas,
     fit_strengths,
-    logits_at,
 )
 from interventions._ops import MAX_CONDITION
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionError, InterventionSpec
 from interventions._whatif import WhatIf
-from store import to_jsonable as _clean
+from store import to_jsonable
 
 __all__ = ["FixProposal", "propose_fix", "select_few_shot"]
 
@@ -120,7 +121,7 @@ class FixProposal:
         return [] if self.spec is None else list(self.spec.concepts)
 
     def to_json(self) -> dict[str, Any]:
-        return _clean({
+        return to_jsonable({
             "spec": None if self.spec is None else self.spec.to_json(),
             "description": None if self.spec is None else self.spec.describe(),
             "proposed": self.proposed,
@@ -171,43 +172,6 @@ def _before_after(wi: WhatIf | None, spec: InterventionSpec | None) -> dict[str,
     return {"before": before, "after": after}
 
 
-def _levels(acts: np.ndarray, d: ConceptDirection) -> np.ndarray:
-    """Component of each row on the absent (0) to present (1) scale of a direction."""
-    comp = np.asarray(acts, dtype=np.float32).reshape(len(acts), -1) @ d.vector - d.mu0
-    if d.mu1 is None or d.mu1 == d.mu0:
-        return np.sign(comp)  # type: ignore[no-any-return]
-    return comp / (d.mu1 - d.mu0)  # type: ignore[no-any-return]
-
-
-# ---------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class _Settings:
-    max_gamma: float
-    max_source_drop: float
-    sparsity: float
-    source_weight: float
-    min_stability: float
-    fire_level: float
-    max_edits: int
-    shift_z: float
-    refit_penalty: float
-    anchor: str = "ce"
-    mask_level: str = "source"
-
-
-@dataclass(frozen=True)
-class _Context:
-    """Everything the search needs, computed once."""
-
-    model: ClassifierModel
-    layer: str
-    few: WhatIf
-    y: np.ndarray
-    source: WhatIf | None
-    src_rows: np.ndarray
-    cfg: _Settings
-
-
 def _source_rows(source: WhatIf | None) -> np.ndarray:
     """Rows of the source anchor and guard: the clean ones (no planted artifact) when known."""
     if source is None:
@@ -221,10 +185,10 @@ def _source_rows(source: WhatIf | None) -> np.ndarray:
     return np.flatnonzero(~dirty) if (~dirty).any() else np.arange(n)
 
 
-def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], notes: list[str]) -> list[tuple[ConceptDirection, str, str]]:
-    """``(direction, expected, operation)`` of the candidates whose directions stay well
+def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], notes: list[str]) -> list[Candidate]:
+    """The candidates (direction, expectation, operation) whose directions stay well
     conditioned together (nearly parallel ones are skipped with a note)."""
-    out: list[tuple[ConceptDirection, str, str]] = []
+    out: list[Candidate] = []
     vecs: list[np.ndarray] = []
     for d in directions:
         expected = _expected(d.concept, classes)
@@ -235,11 +199,11 @@ def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], not
             notes.append(f"skipped {d.concept}: its direction is nearly parallel to another candidate's")
             continue
         vecs.append(v)
-        out.append((d, expected, "amplify" if expected == "relevant" else "mask"))
+        out.append(Candidate(d, expected, "amplify" if expected == "relevant" else "mask"))
     return out
 
 
-def _problem(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, penalty: np.ndarray) -> Problem:
+def _problem(ctx: FixContext, dirs: Sequence[ConceptDirection], signs: np.ndarray, penalty: np.ndarray) -> Problem:
     upper = np.where(signs < 0, 1.0, ctx.cfg.max_gamma - 1.0)
     src = ctx.source
     if src is not None and len(ctx.src_rows):
@@ -252,154 +216,8 @@ def _problem(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray,
                    z_src, d_src, y_src, signs, upper, penalty, ctx.cfg.source_weight, ctx.cfg.anchor)
 
 
-def _folds(y: np.ndarray) -> list[np.ndarray]:
-    """Leave-one-out training rows (row ``j`` of the result leaves shot ``j`` out)."""
-    return [np.delete(np.arange(len(y)), j) for j in range(len(y))] if len(y) > 1 else []
-
-
-# ---------------------------------------------------------------------------------- evidence
-@dataclass(frozen=True)
-class _ShiftStat:
-    """How far a concept's level moved from the source on the shots where a fix would act: up
-    on the class it does not support (a mask's case), down on its own (an amplification's)."""
-
-    levels: np.ndarray  # (n,) levels of the shots
-    rows: np.ndarray  # shots of the tested class
-    sign: float
-    src_mean: float
-    src_sd: float
-
-    def z(self, subset: np.ndarray) -> float:
-        """z-score of the mean level of the tested shots within ``subset`` against the source."""
-        r = np.intersect1d(self.rows, subset)
-        if len(r) == 0 or not math.isfinite(self.src_mean):
-            return 0.0
-        return float(self.sign * (self.levels[r].mean() - self.src_mean) / (self.src_sd / math.sqrt(len(r))))
-
-
-def _src_stats(src: WhatIf | None, d: ConceptDirection, *, wrong_of: int, op: str) -> tuple[float, float]:
-    """Mean and standard deviation of a concept's level on the source images of the class a
-    shift is tested on (NaN without a source)."""
-    if src is None:
-        return float("nan"), 1.0
-    lv = _levels(src.h.numpy(), d)
-    cls = src.labels != wrong_of if op == "mask" else src.labels == wrong_of
-    if cls.sum() < 2:
-        return float("nan"), 1.0
-    return float(lv[cls].mean()), max(float(lv[cls].std(ddof=1)), 1e-6)
-
-
-def _evidence(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]]) -> list[dict[str, Any]]:
-    """Per candidate: the class it supports, its firing on wrong-class and misclassified shots
-    (and on the source), its level deficit on its own class, the few-shot loss gradient."""
-    fs, y, src, classes = ctx.few, ctx.y, ctx.source, ctx.model.classes
-    acts = fs.h.numpy()
-    wrong_pred = fs.base_pred != y
-    dirs = [d for d, _, _ in cands]
-    d_few = edit_deltas(fs, dirs) if dirs else np.zeros((len(y), 0, len(classes)))
-    w = balance_weights(y)
-    w = w / w.sum()
-    g = fs.base_proba.copy()
-    g[np.arange(len(y)), y] -= 1.0
-    grad_t = np.einsum("nk,nmk->m", g * w[:, None], d_few)  # dCE/dt at 0
-    rows = []
-    for i, (d, expected, op) in enumerate(cands):
-        lv = _levels(acts, d)
-        if src is None:
-            delta, lv_ref = d_few[:, i, :], lv
-        else:
-            delta, lv_ref = edit_deltas(src, [d])[:, 0, :], _levels(src.h.numpy(), d)
-        # the class whose logit rises with the concept's component (the step is (c - mu0) times it)
-        k_c = int(np.argmax((delta * np.sign(lv_ref)[:, None]).mean(axis=0)))
-        fires, wrong = lv >= ctx.cfg.fire_level, y != k_c
-        rate_wrong = float(fires[wrong].mean()) if wrong.any() else 0.0
-        level_own = float(lv[~wrong].mean()) if (~wrong).any() else float("nan")
-        src_rate, src_level = 0.0, float("nan")
-        if src is not None:
-            ls = _levels(src.h.numpy(), d)
-            sw = src.labels != k_c
-            src_rate = float((ls[sw] >= ctx.cfg.fire_level).mean()) if sw.any() else 0.0
-            src_level = float(ls[~sw].mean()) if (~sw).any() else float("nan")
-        errs = wrong_pred & wrong
-        sign = -1.0 if op == "mask" else 1.0
-        shift_cls = np.flatnonzero(wrong if op == "mask" else ~wrong)
-        shift = _ShiftStat(lv, shift_cls, 1.0 if op == "mask" else -1.0, *_src_stats(src, d, wrong_of=k_c, op=op))
-        rows.append({
-            "concept": d.concept, "concept_id": d.concept_id, "expected": expected, "operation": op,
-            "supports": classes[k_c], "fire_rate_wrong_class": rate_wrong,
-            "source_fire_rate_wrong_class": src_rate, "excess": rate_wrong - src_rate,
-            "fires_on_errors": float(fires[errs].mean()) if errs.any() else 0.0,
-            "level_own_class": level_own, "source_level_own_class": src_level,
-            "deficit": src_level - level_own if src is not None else float("nan"),
-            "gradient": float(sign * grad_t[i]),
-            "shift": shift.z(np.arange(len(y))), "_shift": shift,
-        })
-    return rows
-
-
-# ---------------------------------------------------------------------------------- leave-one-out
-@dataclass(frozen=True)
-class _Loo:
-    """Leave-one-out fits of one problem: per fold the magnitudes and the left-out shot."""
-
-    held: np.ndarray  # (F,) left-out shot per fold
-    a: np.ndarray  # (F, m)
-
-
-def _loo(p: Problem, penalty: Callable[[np.ndarray], np.ndarray]) -> _Loo:
-    """Refit without each shot (the penalties recomputed on the remaining shots)."""
-    folds = _folds(p.y_few)
-    held = np.array([np.setdiff1d(np.arange(len(p.y_few)), r)[0] for r in folds], dtype=np.int64)
-    a = np.array([fit_strengths(replace(p.subset(r), penalty=penalty(r))) for r in folds])
-    a = a.reshape(len(folds), len(p.signs))
-    return _Loo(held, a)
-
-
-def _shot_scores(p: Problem, loo: _Loo, drop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per fold: log-likelihood gain and correctness change of the left-out shot under its
-    fold's fix (edit ``drop`` removed from the baseline instead of the unpatched model)."""
-    nats, correct = np.zeros(len(loo.held)), np.zeros(len(loo.held))
-    for f, j in enumerate(loo.held):
-        t = p.signs * loo.a[f]
-        t0 = np.zeros_like(t)
-        if drop is not None:
-            t0 = t.copy()
-            t0[drop] = 0.0
-        z1 = logits_at(p.z_few[j : j + 1], p.d_few[j : j + 1], t)
-        z0 = logits_at(p.z_few[j : j + 1], p.d_few[j : j + 1], t0)
-        yj = p.y_few[j : j + 1]
-        nats[f] = cross_entropy(z0, yj) - cross_entropy(z1, yj)
-        correct[f] = float(z1.argmax(1)[0] == yj[0]) - float(z0.argmax(1)[0] == yj[0])
-    return nats, correct
-
-
-def _balanced_mean(values: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([values[y == c].mean() for c in np.unique(y)])) if len(y) else 0.0
-
-
-def _gain(p: Problem, loo: _Loo, drop: int | None = None, n_boot: int = 1000) -> dict[str, Any]:
-    """Expected gain (balanced accuracy points, nats) of the left-out shots with a 90 %
-    class-stratified bootstrap interval."""
-    nats, correct = _shot_scores(p, loo, drop)
-    y = p.y_few[loo.held]
-    rng = np.random.default_rng(0)
-    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
-    boot_pts, boot_nats = np.zeros(n_boot), np.zeros(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(r, len(r)) for r in by_class])
-        boot_pts[b] = 100 * _balanced_mean(correct[idx], y[idx])
-        boot_nats[b] = _balanced_mean(nats[idx], y[idx])
-    return {
-        "gain_points": 100 * _balanced_mean(correct, y),
-        "gain_interval": [float(np.quantile(boot_pts, 0.05)), float(np.quantile(boot_pts, 0.95))],
-        "gain_nats": _balanced_mean(nats, y),
-        "gain_nats_interval": [float(np.quantile(boot_nats, 0.05)), float(np.quantile(boot_nats, 0.95))],
-        "n_folds": len(loo.held),
-    }
-
-
 # ---------------------------------------------------------------------------------- search
-def _penalties(ctx: _Context, rows: Sequence[Mapping[str, Any]], subset: np.ndarray) -> np.ndarray:
+def _penalties(ctx: FixContext, rows: Sequence[Mapping[str, Any]], subset: np.ndarray) -> np.ndarray:
     """L1 weight per candidate from the shift of its level on ``subset`` of the shots: a
     concept that did not move from the source costs ``sparsity``, one that moved by
     ``shift_z`` standard errors or more in the direction its edit corrects costs much less (4 % far beyond)
@@ -413,15 +231,15 @@ def _penalties(ctx: _Context, rows: Sequence[Mapping[str, Any]], subset: np.ndar
     return pen
 
 
-def _select(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], rows: list[dict[str, Any]],
+def _select(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, Any]],
             notes: list[str]) -> list[int]:
     """Indices of the candidates the joint fit chooses on all shots and in at least
     ``min_stability`` of the leave-one-out fits (at most ``max_edits``, strongest first)."""
-    signs = np.array([-1.0 if op == "mask" else 1.0 for _, _, op in cands])
+    signs = np.array([c.sign for c in cands])
     every = np.arange(len(ctx.y))
-    p = _problem(ctx, [d for d, _, _ in cands], signs, _penalties(ctx, rows, every))
+    p = _problem(ctx, [c.direction for c in cands], signs, _penalties(ctx, rows, every))
     a_all = fit_strengths(p)
-    loo = _loo(p, lambda r: _penalties(ctx, rows, r))
+    loo = leave_one_out(p, lambda r: _penalties(ctx, rows, r))
     stab = (loo.a > _EPS).mean(axis=0) if len(loo.held) else (a_all > _EPS).astype(float)
     for i, r in enumerate(rows):
         r["strength_all"] = float(a_all[i])
@@ -434,7 +252,7 @@ def _select(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], r
     return keep[: ctx.cfg.max_edits]
 
 
-def _spec(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, a: np.ndarray) -> InterventionSpec | None:
+def _spec(ctx: FixContext, dirs: Sequence[ConceptDirection], signs: np.ndarray, a: np.ndarray) -> InterventionSpec | None:
     edits = []
     for d, s, mag in zip(dirs, signs, a, strict=True):
         if mag <= _EPS / 2:
@@ -446,7 +264,7 @@ def _spec(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, a:
     return InterventionSpec(ctx.model.model_id, ctx.layer, tuple(edits), note="test-time fix")
 
 
-def _guard(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, a: np.ndarray,
+def _guard(ctx: FixContext, dirs: Sequence[ConceptDirection], signs: np.ndarray, a: np.ndarray,
            notes: list[str]) -> np.ndarray:
     """Scale the magnitudes down (halving) until the source's guarded accuracy drops by at most
     ``max_source_drop``."""
@@ -470,20 +288,20 @@ def _guard(ctx: _Context, dirs: Sequence[ConceptDirection], signs: np.ndarray, a
     return a * 0.0
 
 
-def _decide(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], rows: list[dict[str, Any]],
+def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, Any]],
             keep: list[int], notes: list[str]) -> tuple[InterventionSpec | None, list[dict[str, Any]], dict[str, Any] | None]:
     """Refit the kept edits jointly, check them under leave-one-out, guard the source."""
     if not keep:
         notes.append("no edit helps the shots in a way that survives leave-one-out; nothing proposed")
         return None, [], None
-    dirs = [cands[i][0] for i in keep]
-    signs = np.array([-1.0 if cands[i][2] == "mask" else 1.0 for i in keep])
+    dirs = [cands[i].direction for i in keep]
+    signs = np.array([cands[i].sign for i in keep])
     sub = [rows[i] for i in keep]
     relax = ctx.cfg.refit_penalty
     p = _problem(ctx, dirs, signs, relax * _penalties(ctx, sub, np.arange(len(ctx.y))))
     a = fit_strengths(p)
-    loo = _loo(p, lambda r: relax * _penalties(ctx, sub, r))
-    overall = _gain(p, loo) if len(loo.held) else None
+    loo = leave_one_out(p, lambda r: relax * _penalties(ctx, sub, r))
+    overall = loo_gain(p, loo) if len(loo.held) else None
     if overall is not None and overall["gain_points"] <= 0 and overall["gain_nats"] <= 0:
         notes.append(
             f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots "
@@ -493,16 +311,25 @@ def _decide(ctx: _Context, cands: Sequence[tuple[ConceptDirection, str, str]], r
         return None, [], overall
     a = _guard(ctx, dirs, signs, a, notes)
     spec = _spec(ctx, dirs, signs, a)
-    edits = []
-    if spec is not None:
-        for i, d in enumerate(dirs):
-            if d.concept not in spec.concepts:
-                continue
-            e = spec.edit(d.concept)
-            stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
-            edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
-                          "level": d.mu0 if e.operation == "mask" else None, "stability": stab, **(_gain(p, loo, drop=i) if len(loo.held) else {})})
-    return spec, edits, overall
+    return spec, _edit_rows(spec, dirs, p, loo), overall
+
+
+def _edit_rows(
+    spec: InterventionSpec | None, dirs: Sequence[ConceptDirection], p: Problem, loo: LeaveOneOut
+) -> list[dict[str, Any]]:
+    """One row per edit of the proposal: operation, strength, level, stability and gain."""
+    edits: list[dict[str, Any]] = []
+    if spec is None:
+        return edits
+    for i, d in enumerate(dirs):
+        if d.concept not in spec.concepts:
+            continue
+        e = spec.edit(d.concept)
+        stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
+        edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
+                      "level": d.mu0 if e.operation == "mask" else None, "stability": stab,
+                      **(loo_gain(p, loo, drop=i) if len(loo.held) else {})})
+    return edits
 
 
 def propose_fix(
@@ -576,12 +403,24 @@ def propose_fix(
     InterventionError
         No direction, directions at several layers, or labels of a single class.
     """
+    y = np.asarray(few_shot_labels, dtype=np.int64)
+    layer = _check_fix_args(directions, y, gamma, anchor, mask_level)
+    cfg = FixSettings(gamma, max_source_drop, sparsity, source_weight, min_stability, fire_level, max_edits, shift_z,
+                    refit_penalty, anchor, mask_level)
+    fs = WhatIf(model, layer, few_shot_acts, y, case_ids=case_ids)
+    ctx = FixContext(model, layer, fs, y, source, _source_rows(source), cfg)
+    return _propose(ctx, directions, held_out)
+
+
+def _check_fix_args(
+    directions: Sequence[ConceptDirection], y: np.ndarray, gamma: float, anchor: str, mask_level: str
+) -> str:
+    """The directions' common layer, after checking the arguments of :func:`propose_fix`."""
     if not directions:
         raise InterventionError("propose_fix needs at least one concept direction")
     layer = directions[0].layer
     if any(d.layer != layer for d in directions):
         raise InterventionError("all concept directions must be at the same layer")
-    y = np.asarray(few_shot_labels, dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise InterventionError("the few-shot set needs labelled images of at least two classes")
     if not 1.0 < gamma <= 10.0:
@@ -590,14 +429,10 @@ def propose_fix(
         raise InterventionError(f"unknown anchor {anchor!r}; use one of {', '.join(ANCHORS)}")
     if mask_level not in ("source", "absent"):
         raise InterventionError(f"unknown mask level {mask_level!r}; use 'source' or 'absent'")
-    cfg = _Settings(gamma, max_source_drop, sparsity, source_weight, min_stability, fire_level, max_edits, shift_z,
-                    refit_penalty, anchor, mask_level)
-    fs = WhatIf(model, layer, few_shot_acts, y, case_ids=case_ids)
-    ctx = _Context(model, layer, fs, y, source, _source_rows(source), cfg)
-    return _propose(ctx, directions, held_out)
+    return layer
 
 
-def _relevel(ctx: _Context, d: ConceptDirection) -> ConceptDirection:
+def _relevel(ctx: FixContext, d: ConceptDirection) -> ConceptDirection:
     """The direction a mask uses: with ``mask_level="source"`` its absent level is the mean
     component of the source's clean images (per class, then averaged), so that a full mask
     leaves an image without the artifact where the source's clean images are on average;
@@ -609,11 +444,11 @@ def _relevel(ctx: _Context, d: ConceptDirection) -> ConceptDirection:
     return replace(d, mu0=round(float(np.mean([comp[y == c].mean() for c in np.unique(y)])), 6))
 
 
-def _propose(ctx: _Context, directions: Sequence[ConceptDirection], held_out: WhatIf | None) -> FixProposal:
+def _propose(ctx: FixContext, directions: Sequence[ConceptDirection], held_out: WhatIf | None) -> FixProposal:
     notes: list[str] = []
     cands = _allowed(directions, ctx.model.classes, notes)
-    rows = _evidence(ctx, cands)
-    cands = [(_relevel(ctx, d) if op == "mask" else d, e, op) for d, e, op in cands]
+    rows = candidate_evidence(ctx, cands)
+    cands = [replace(c, direction=_relevel(ctx, c.direction)) if c.operation == "mask" else c for c in cands]
     keep = _select(ctx, cands, rows, notes)
     spec, edits, overall = _decide(ctx, cands, rows, keep, notes)
     for r in rows:
@@ -626,14 +461,18 @@ def _propose(ctx: _Context, directions: Sequence[ConceptDirection], held_out: Wh
         del r["_shift"]
     src = _before_after(ctx.source, spec)
     drop = None if src is None else _guarded(src["before"]) - _guarded(src["after"])
+    return FixProposal(
+        spec=spec, ranking=to_jsonable(rows), few_shot=to_jsonable(_few_shot_metrics(ctx, spec)), held_out=to_jsonable(_before_after(held_out, spec)),
+        source=to_jsonable(src), source_drop=None if drop is None or not math.isfinite(drop) else drop,
+        notes=notes, edits=to_jsonable(edits), loo=to_jsonable(overall),
+    )
+
+
+def _few_shot_metrics(ctx: FixContext, spec: InterventionSpec | None) -> dict[str, Any]:
+    """Metrics and cross-entropy of the few shots before and after the proposal."""
     fs, y = ctx.few, ctx.y
     p_after = fs.predict_proba(spec) if spec is not None else fs.base_proba
-    few = {"before": fs.evaluate(None, flip_rates=False).metrics,
-           "after": fs.evaluate(spec, flip_rates=False).metrics,
-           "loss_before": cross_entropy(np.log(np.clip(fs.base_proba, 1e-12, 1)), y),
-           "loss_after": cross_entropy(np.log(np.clip(p_after, 1e-12, 1)), y)}
-    return FixProposal(
-        spec=spec, ranking=_clean(rows), few_shot=_clean(few), held_out=_clean(_before_after(held_out, spec)),
-        source=_clean(src), source_drop=None if drop is None or not math.isfinite(drop) else drop,
-        notes=notes, edits=_clean(edits), loo=_clean(overall),
-    )
+    return {"before": fs.evaluate(None, flip_rates=False).metrics,
+            "after": fs.evaluate(spec, flip_rates=False).metrics,
+            "loss_before": cross_entropy(np.log(np.clip(fs.base_proba, 1e-12, 1)), y),
+            "loss_after": cross_entropy(np.log(np.clip(p_after, 1e-12, 1)), y)}

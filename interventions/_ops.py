@@ -155,25 +155,8 @@ def apply_spec(
         yield model
         return
     op = compiled if compiled is not None else CompiledSpec(spec)
-    row_mask: torch.Tensor | None = None
-    if rows is not None:
-        row_mask = torch.as_tensor(np.asarray(rows, dtype=bool))
-    elif spec.scope.kind == "cases":
-        r = spec.scope.rows(case_ids)
-        row_mask = torch.as_tensor(r)
-    elif spec.scope.kind == "predicted_class" and not isinstance(model.module, StagedNet):
-        raise InterventionError(
-            "a predicted-class scope on a non-staged model needs the row mask: use "
-            "interventions.patch(model, spec), which runs the unpatched model first"
-        )
-    k = -1
-    if spec.scope.kind == "predicted_class":
-        if spec.scope.class_name not in model.classes:
-            raise InterventionError(
-                f"scope class {spec.scope.class_name!r} is not one of the model's classes "
-                f"{list(model.classes)}"
-            )
-        k = model.classes.index(str(spec.scope.class_name))
+    row_mask = _row_mask(model, spec, case_ids, rows)
+    k = _scope_class(model, spec)
     staged = model.module if isinstance(model.module, StagedNet) else None
 
     def fn(o: torch.Tensor) -> torch.Tensor:
@@ -191,3 +174,33 @@ def apply_spec(
 
     with model.replace_output(spec.layer, fn):
         yield model
+
+
+def _row_mask(
+    model: ClassifierModel, spec: InterventionSpec, case_ids: Sequence[str] | None,
+    rows: np.ndarray | torch.Tensor | None,
+) -> torch.Tensor | None:
+    """The batch rows the spec edits, when known before the forward pass (None: all, or the
+    predicted-class scope decided inside the hook)."""
+    if rows is not None:
+        return torch.as_tensor(np.asarray(rows, dtype=bool))
+    if spec.scope.kind == "cases":
+        return torch.as_tensor(spec.scope.rows(case_ids))
+    if spec.scope.kind == "predicted_class" and not isinstance(model.module, StagedNet):
+        raise InterventionError(
+            "a predicted-class scope on a non-staged model needs the row mask: use "
+            "interventions.patch(model, spec), which runs the unpatched model first"
+        )
+    return None
+
+
+def _scope_class(model: ClassifierModel, spec: InterventionSpec) -> int:
+    """Index of the class a predicted-class scope edits (-1 for other scopes)."""
+    if spec.scope.kind != "predicted_class":
+        return -1
+    if spec.scope.class_name not in model.classes:
+        raise InterventionError(
+            f"scope class {spec.scope.class_name!r} is not one of the model's classes "
+            f"{list(model.classes)}"
+        )
+    return model.classes.index(str(spec.scope.class_name))

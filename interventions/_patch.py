@@ -158,41 +158,46 @@ class PatchedModel(nn.Module):
             self.spec.save(tmp / "spec.json")
             if export:
                 export_program(self, tmp / PROGRAM_FILE)
-            files = {
-                str(p.relative_to(tmp).as_posix()): _sha256_file(p)
-                for p in sorted(tmp.rglob("*"))
-                if p.is_file()
-            }
-            manifest: dict[str, Any] = {
-                "format": ARTIFACT_FORMAT,
-                "format_version": _ARTIFACT_VERSION,
-                "model_id": self.model_id,
-                "weights_sha256": self.model.weights_sha256,
-                "spec_id": self.spec.spec_id,
-                "patched_id": self.patched_id,
-                "architecture": self.model.architecture,
-                "classes": list(self.classes),
-                "layer": self.spec.layer,
-                "concepts": list(self.spec.concept_ids),
-                "description": self.spec.describe(),
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "files": files,
-            }
-            if export:
-                manifest["program"] = {
-                    "file": PROGRAM_FILE,
-                    "input": "float32 (N, 3, size, size): RGB scaled to [0, 1], resized, then "
-                    "(x - mean) / std",
-                    "output": "logits (N, classes)",
-                    "preprocess": asdict(self.model.preprocess),
-                    "load": f"torch.export.load('{PROGRAM_FILE}').module()",
-                }
+            manifest = self._manifest(tmp, export)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             swap_in_directory(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+    def _manifest(self, tmp: Path, export: bool) -> dict[str, Any]:
+        """The artifact's manifest: identity, the spec, and the sha256 of every file in ``tmp``."""
+        files = {
+            str(p.relative_to(tmp).as_posix()): _sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        manifest: dict[str, Any] = {
+            "format": ARTIFACT_FORMAT,
+            "format_version": _ARTIFACT_VERSION,
+            "model_id": self.model_id,
+            "weights_sha256": self.model.weights_sha256,
+            "spec_id": self.spec.spec_id,
+            "patched_id": self.patched_id,
+            "architecture": self.model.architecture,
+            "classes": list(self.classes),
+            "layer": self.spec.layer,
+            "concepts": list(self.spec.concept_ids),
+            "description": self.spec.describe(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "files": files,
+        }
+        if export:
+            manifest["program"] = {
+                "file": PROGRAM_FILE,
+                "input": "float32 (N, 3, size, size): RGB scaled to [0, 1], resized, then "
+                "(x - mean) / std",
+                "output": "logits (N, classes)",
+                "preprocess": asdict(self.model.preprocess),
+                "load": f"torch.export.load('{PROGRAM_FILE}').module()",
+            }
+        return manifest
 
     @classmethod
     def load(cls, directory: str | Path, base_model: ClassifierModel | None = None) -> PatchedModel:

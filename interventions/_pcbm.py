@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from interventions._spec import ConceptDirection, InterventionError
 
-__all__ = ["HEAD_OPERATIONS", "ConceptHead", "HeadEdit", "concept_scores", "intervention_curve"]
+__all__ = ["HEAD_OPERATIONS", "ConceptHead", "HeadEdit", "intervention_curve", "pcbm_concept_scores"]
 
 _SKLEARN = tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit())
 
@@ -30,10 +30,10 @@ _SKLEARN = tuple(int(p) for p in sklearn.__version__.split(".")[:2] if p.isdigit
 HEAD_OPERATIONS: tuple[str, ...] = ("set", "scale", "zero_weight")
 
 
-def concept_scores(acts: np.ndarray, directions: Sequence[ConceptDirection]) -> np.ndarray:
+def pcbm_concept_scores(acts: np.ndarray, directions: Sequence[ConceptDirection]) -> np.ndarray:
     """Concept scores ``(N, K)``: signed distance to each concept's mid-level hyperplane."""
     if not directions:
-        raise InterventionError("concept_scores needs at least one concept direction")
+        raise InterventionError("pcbm_concept_scores needs at least one concept direction")
     flat = np.asarray(acts, dtype=np.float32).reshape(len(acts), -1)
     V = np.stack([d.vector for d in directions], axis=1)
     if flat.shape[1] != V.shape[0]:

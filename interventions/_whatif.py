@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
 from concepts import (
@@ -29,62 +28,25 @@ from concepts import (
     DataError,
     Dataset,
     DatasetInfo,
-    ImageSet,
     ProgressFn,
     StagedNet,
     extract_activations,
-    hash_array,
     resolve_device,
 )
 from concepts.discovery import planted_confounders
 from concepts.models import (
     annotated_artifacts,
     classification_metrics,
-    group_name,
     resolve_positive_class,
 )
 from interventions._ops import CompiledSpec
 from interventions._spec import InterventionError, InterventionSpec
+from interventions._twins import TwinActivations, make_twins
+from interventions._whatif_metrics import FastMetrics
 
-__all__ = ["TwinActivations", "WhatIf", "WhatIfResult", "make_twins"]
+__all__ = ["WhatIf", "WhatIfResult"]
 
 StrengthsOrSpec = InterventionSpec | Mapping[str, float] | None
-
-
-@dataclass(frozen=True)
-class TwinActivations:
-    """Counterfactual twins of some evaluation rows for one artifact.
-
-    Attributes
-    ----------
-    artifact
-        The artifact added.
-    rows
-        Positions (in the evaluation split) of the originals.
-    acts
-        Activations of the twins at the intervention layer, row-aligned with ``rows``.
-    to_class
-        The class the artifact is planted with (the twins come from the other classes), or None.
-    images
-        The twin images (kept only for non-staged models, which need inputs).
-    direction
-        ``"add"`` (the twins carry the artifact) or ``"remove"`` (the originals do).
-    method
-        How the twins were made (``render``, ``pairs:<column>``, ``transplant:...``).
-    """
-
-    artifact: str
-    rows: np.ndarray
-    acts: np.ndarray = field(repr=False)
-    to_class: str | None = None
-    images: np.ndarray | None = field(default=None, repr=False)
-    direction: str = "add"
-    method: str = ""
-
-    @property
-    def key(self) -> str:
-        """Key in the flip rates: ``artifact`` (add) or ``artifact:remove``."""
-        return self.artifact if self.direction == "add" else f"{self.artifact}:remove"
 
 
 @dataclass(frozen=True)
@@ -182,6 +144,22 @@ class WhatIf:
             )
         self.images = images
         self.h = torch.from_numpy(np.ascontiguousarray(activations, dtype=np.float32))
+        self._place(device, num_threads)
+        n = len(self.h)
+        self.labels, self.case_ids, self.groups = _checked_rows(n, labels, case_ids, groups)
+        self.twins = list(twins)
+        self.spec = spec
+        self._dataset = self._memory_dataset()
+        self._fast = FastMetrics(self.labels, model.classes, self.groups, positive_class=self.positive_class)
+        self.dim = int(self.h[0].numel()) if n else 0
+        if spec is not None:
+            spec.check_model(model.model_id, model.layers, self.dim or None)
+            if spec.layer != layer:
+                raise InterventionError(f"the spec edits {spec.layer!r}, this what-if holds {layer!r}")
+        self._precompute()
+
+    def _place(self, device: str | torch.device | None, num_threads: int | str | None) -> None:
+        """Where the stages above the layer run, and with how many torch threads."""
         self.device = resolve_device(device)
         # spatial layers of a staged net: the stages above the layer run on the device (a copy
         # moved once; the model itself stays where it is). Feature vectors: the affine head.
@@ -191,29 +169,11 @@ class WhatIf:
         if num_threads == "auto":  # feature vectors: tiny matmuls, where extra threads only wait
             num_threads = 1 if self.h.ndim == 2 else None
         self.num_threads = None if num_threads is None else int(num_threads)
-        n = len(self.h)
-        y = np.asarray(labels, dtype=np.int64)
-        if len(y) != n:
-            raise InterventionError(f"{n} activation rows but {len(y)} labels")
-        self.labels = y
-        self.case_ids = [str(c) for c in (case_ids if case_ids is not None else range(n))]
-        if len(self.case_ids) != n:
-            raise InterventionError(f"{n} activation rows but {len(self.case_ids)} case ids")
-        self.groups = {k: np.asarray(v).astype(bool) for k, v in (groups or {}).items()}
-        for k, v in self.groups.items():
-            if len(v) != n:
-                raise InterventionError(f"group flags {k!r} have {len(v)} rows, not {n}")
-        self.twins = list(twins)
-        self.spec = spec
-        self._dataset = self._memory_dataset()
-        self._fast = _FastMetrics(y, model.classes, self.groups, positive_class=self.positive_class)
-        self.dim = int(self.h[0].numel()) if n else 0
-        if spec is not None:
-            spec.check_model(model.model_id, model.layers, self.dim or None)
-            if spec.layer != layer:
-                raise InterventionError(f"the spec edits {spec.layer!r}, this what-if holds {layer!r}")
+
+    def _precompute(self) -> None:
+        """The unpatched logits and probabilities of the rows and of the twins."""
         self._twin_h = [torch.from_numpy(np.ascontiguousarray(t.acts, dtype=np.float32)) for t in self.twins]
-        self._affine = _affine_above(self._staged, layer) if self.h.ndim == 2 else None
+        self._affine = _affine_above(self._staged, self.layer) if self.h.ndim == 2 else None
         self._base_logits = self._logits(self.h, None, None)
         self._twin_logits = [self._logits(th, None, None, twin=i) for i, th in enumerate(self._twin_h)]
         self.base_proba = _softmax(self._base_logits)
@@ -470,77 +430,24 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-# ---------------------------------------------------------------------------------- fast metrics
-class _FastMetrics:
-    """:func:`concepts.models._metrics.classification_metrics` for fixed labels and groups, vectorised.
-
-    The what-if calls it on every slider move: labels, group masks and class masks are
-    precomputed once, and AUC is the Mann-Whitney statistic (average ranks for ties), so a
-    call is a few numpy operations instead of scikit-learn's input validation. The tests check
-    that it agrees with ``classification_metrics``.
-    """
-
-    def __init__(self, labels: np.ndarray, classes: Sequence[str], groups: Mapping[str, np.ndarray],
-                 min_group_size: int = 5, positive_class: str | None = None):
-        self.y = np.asarray(labels, dtype=np.int64)
-        self.classes = tuple(classes)
-        self.k = self.classes.index(resolve_positive_class(self.classes, positive_class))
-        self.is_pos = self.y == self.k
-        self.n_pos = int(self.is_pos.sum())
-        self.present = [c for c in range(len(self.classes)) if (self.y == c).any()]
-        self.class_masks = [self.y == c for c in self.present]
-        self.groups: list[tuple[str, np.ndarray]] = []
-        clean = np.ones(len(self.y), dtype=bool)
-        for art, flag in groups.items():
-            f = np.asarray(flag).astype(bool)
-            clean &= ~f
-            for ci, cls_ in enumerate(self.classes):
-                for val in (False, True):
-                    g = (self.y == ci) & (f == val)
-                    if g.sum() >= min_group_size:
-                        self.groups.append((group_name(cls_, art, val), g))
-        self.clean = clean if groups and clean.any() else None
-        self.n_clean = int(clean.sum()) if groups else 0
-
-    def __call__(self, proba: np.ndarray) -> dict[str, Any]:
-        y, n = self.y, len(self.y)
-        pred = proba.argmax(axis=1)
-        correct = pred == y
-        acc = float(correct.mean()) if n else None
-        if len(self.present) > 1:
-            bacc: float | None = float(np.mean([correct[m].mean() for m in self.class_masks]))
-        else:
-            bacc = acc
-        said = pred == self.k
-        sens = float(said[self.is_pos].mean()) if self.n_pos else None
-        spec = float((~said)[~self.is_pos].mean()) if self.n_pos < n else None
-        auc = None
-        if 0 < self.n_pos < n:
-            ranks = rankdata(proba[:, self.k])
-            n_neg = n - self.n_pos
-            auc = float((ranks[self.is_pos].sum() - self.n_pos * (self.n_pos + 1) / 2) / (self.n_pos * n_neg))
-        worst, worst_name, worst_n = None, None, None
-        g_acc: dict[str, float] = {}
-        for name, g in self.groups:
-            a = float(correct[g].mean())
-            g_acc[name] = a
-            if worst is None or a < worst:
-                worst, worst_name, worst_n = a, name, int(g.sum())
-        clean = float(correct[self.clean].mean()) if self.clean is not None else None
-        return {
-            "n": n, "accuracy": acc, "balanced_accuracy": bacc, "sensitivity": sens,
-            "specificity": spec, "auc": auc, "worst_group_accuracy": worst, "worst_group": worst_name,
-            "clean_accuracy": clean, "positive_class": self.classes[self.k],
-            # group sizes, so that reports can give confidence intervals
-            "n_pos": self.n_pos, "n_neg": n - self.n_pos, "worst_group_n": worst_n,
-            "n_clean": self.n_clean,
-            "class_recall": {self.classes[c]: [float(correct[m].mean()), int(m.sum())]
-                             for c, m in zip(self.present, self.class_masks, strict=True)},
-            "group_accuracy": g_acc, "group_n": {name: int(g.sum()) for name, g in self.groups},
-        }
-
-
 # ---------------------------------------------------------------------------------- helpers
+def _checked_rows(
+    n: int, labels: np.ndarray, case_ids: Sequence[str] | None, groups: Mapping[str, np.ndarray] | None
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    """Labels, case ids and group flags of ``n`` activation rows (each must have ``n`` rows)."""
+    y = np.asarray(labels, dtype=np.int64)
+    if len(y) != n:
+        raise InterventionError(f"{n} activation rows but {len(y)} labels")
+    ids = [str(c) for c in (case_ids if case_ids is not None else range(n))]
+    if len(ids) != n:
+        raise InterventionError(f"{n} activation rows but {len(ids)} case ids")
+    flags = {k: np.asarray(v).astype(bool) for k, v in (groups or {}).items()}
+    for k, v in flags.items():
+        if len(v) != n:
+            raise InterventionError(f"group flags {k!r} have {len(v)} rows, not {n}")
+    return y, ids, flags
+
+
 def _split_activations(
     model: ClassifierModel, dataset: Dataset, idx: np.ndarray, split: str, layer: str,
     cache: ActivationCache | None, progress: ProgressFn | None,
@@ -549,53 +456,3 @@ def _split_activations(
         iset = dataset.image_set(idx, name=f"{dataset.info.name}:{split}")
         return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
     return extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer]
-
-
-def make_twins(
-    model: ClassifierModel,
-    dataset: Dataset,
-    idx: np.ndarray,
-    artifact: str,
-    to_class: str | None,
-    layer: str,
-    *,
-    cache: ActivationCache | None = None,
-    seed: int = 0,
-    keep_images: bool = False,
-    progress: ProgressFn | None = None,
-) -> TwinActivations:
-    """Twins (artifact added) of the rows of ``idx`` that lack ``artifact`` and, when
-    ``to_class`` is given, belong to another class; their activations at ``layer``.
-
-    DermSynth rows are re-rendered (exact counterfactuals); other data get the artifact drawn
-    on with ``draw_artifact`` (stream ``(seed, row)``).
-    """
-    from interventions._directions import insert_artifact
-
-    cases = dataset.cases
-    lacks = (cases[artifact].to_numpy()[idx] == 0) if artifact in cases.columns else np.ones(len(idx), bool)
-    if to_class is not None:
-        lacks &= cases["label"].to_numpy()[idx] != to_class
-    rows = np.flatnonzero(lacks)
-    sel = idx[rows]
-    if len(sel) == 0:
-        return TwinActivations(artifact, rows, np.zeros((0, 1), np.float32), to_class)
-    dermsynth = "render_seed" in cases.columns
-    how = "render" if dermsynth else f"draw-s{seed}"
-    key = hash_array(np.asarray(sel), dataset.info.content_hash, "twins", artifact, how)
-    name = f"{dataset.info.name}:twins:{artifact}"
-    probe = ImageSet(name=name, images=np.zeros((0, 1, 1, 3), np.uint8), key=key)
-    if cache is not None and cache.path(model, layer, probe).is_file() and not keep_images:
-        acts = cache.get(model, layer, probe)[layer]
-        return TwinActivations(artifact, rows, np.asarray(acts), to_class)
-    if dermsynth:
-        from concepts.dermsynth import render_twins
-
-        images = render_twins(dataset, sel, artifact, present=True)
-    else:
-        images = insert_artifact(np.asarray(dataset.images[sel]), artifact, seed=seed, stream_ids=sel)
-    if cache is not None:
-        acts = cache.get(model, layer, ImageSet(name=name, images=images, key=key), progress=progress)[layer]
-    else:
-        acts = extract_activations(model, images, [layer], progress=progress)[layer]
-    return TwinActivations(artifact, rows, np.asarray(acts), to_class, images if keep_images else None)

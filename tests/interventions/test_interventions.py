@@ -22,12 +22,12 @@ from interventions import (
     Scope,
     WhatIf,
     apply_spec,
-    concept_scores,
     direction_from_examples,
     insert_artifact,
     intervention_curve,
     load_patched,
     patch,
+    pcbm_concept_scores,
     propose_fix,
     select_few_shot,
 )
@@ -429,15 +429,15 @@ def test_concept_head_ops_are_exact() -> None:
     assert curve.shape == (k + 1,) and curve[-1] >= curve[0]
 
 
-def test_concept_scores_use_mid_level(tiny: ClassifierModel) -> None:
+def test_pcbm_concept_scores_use_mid_level(tiny: ClassifierModel) -> None:
     d = ConceptDirection("c@1", "c", "pool", tiny.model_id, np.eye(4)[0], mu0=1.0, mu1=3.0)
-    s = concept_scores(np.array([[2.0, 5, 5, 5], [4.0, 0, 0, 0]], np.float32), [d])
+    s = pcbm_concept_scores(np.array([[2.0, 5, 5, 5], [4.0, 0, 0, 0]], np.float32), [d])
     np.testing.assert_allclose(s[:, 0], [0.0, 2.0])
 
 
 def test_fast_whatif_metrics_agree_with_classification_metrics() -> None:
     from concepts.models import classification_metrics
-    from interventions._whatif import _FastMetrics
+    from interventions._whatif_metrics import FastMetrics as _FastMetrics
 
     rng = np.random.default_rng(7)
     n = 300

@@ -162,7 +162,7 @@ def test_real_twins_come_from_the_cache_once_precomputed(
     record is ignored and the twins are remade."""
     import numpy as np
 
-    import interventions._effects as effects
+    import interventions._effect_twins as effects
     from interventions import artifact_twins
 
     ws = Workspace(copy_workspace(ui_real_workspace, tmp_path / "ws"))
