@@ -28,7 +28,7 @@ ALLOWED_TEST_REACHES: dict[tuple[str, str], str] = {
     # these tests replace a function where the page looks it up, to prove it is not called
     ("tests/workbench/cli/test_real_workspace.py", "concepts.discovery._cooccurrence"): "monkeypatch",
     ("tests/workbench/cli/test_real_workspace.py", "graph._confounders"): "monkeypatch",
-    ("tests/workbench/ui/test_ui_real_pages.py", "interventions._effects"): "monkeypatch",
+    ("tests/workbench/ui/test_ui_real_pages.py", "interventions._effect_twins"): "monkeypatch",
     # workbench tests kept in other packages' folders (they test the CLI/UI/auth of workbench)
     ("tests/concepts/tcav/test_tcav_run.py", "workbench.cli._tcav"): "CLI test outside tests/workbench",
     ("tests/graph/test_confounders.py", "workbench.cli._confounders"): "CLI test outside tests/workbench",
