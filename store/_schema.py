@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 
@@ -199,6 +199,21 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration], where: 
         A recorded migration changed or is missing, or applying a pending one failed (that
         migration is rolled back).
     """
+    _check_is_store(con, where)
+    con.execute(_BOOTSTRAP)
+    recorded = con.execute(
+        "SELECT version, name, sha256 FROM schema_version ORDER BY version"
+    ).fetchall()
+    _check_recorded(recorded, migrations, where)
+    done = {v for v, _, _ in recorded}
+    for mig in migrations:
+        if mig.version not in done:
+            _apply(con, mig, where)
+    return max(m.version for m in migrations)
+
+
+def _check_is_store(con: duckdb.DuckDBPyConnection, where: str) -> None:
+    """Refuse a DuckDB file that has tables but no ``schema_version`` (not a store)."""
     tables = {
         r[0]
         for r in con.execute(
@@ -210,10 +225,12 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration], where: 
             f"{where} is a DuckDB file but not a workbench store (it has tables "
             f"{sorted(tables)[:5]} and no schema_version); point the store at a new file"
         )
-    con.execute(_BOOTSTRAP)
-    recorded = con.execute(
-        "SELECT version, name, sha256 FROM schema_version ORDER BY version"
-    ).fetchall()
+
+
+def _check_recorded(
+    recorded: list[tuple[Any, ...]], migrations: list[Migration], where: str
+) -> None:
+    """Every recorded migration must be shipped, unchanged, by this installation."""
     by_version = {m.version: m for m in migrations}
     for version, name, sha in recorded:
         mig = by_version.get(version)
@@ -229,20 +246,19 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: list[Migration], where: 
                 "migrations must never change: restore the original file and add a new "
                 "numbered migration instead"
             )
-    done = {v for v, _, _ in recorded}
-    for mig in migrations:
-        if mig.version in done:
-            continue
-        try:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(mig.sql)
-            con.execute(
-                "INSERT INTO schema_version (version, name, sha256, applied_at) "
-                "VALUES (?, ?, ?, ?)",
-                [mig.version, mig.name, mig.sha256, utc_now_iso()],
-            )
-            con.execute("COMMIT")
-        except duckdb.Error as exc:
-            con.execute("ROLLBACK")
-            raise MigrationError(f"applying {mig.name} to {where} failed: {exc}") from exc
-    return max(m.version for m in migrations)
+
+
+def _apply(con: duckdb.DuckDBPyConnection, mig: Migration, where: str) -> None:
+    """Apply one pending migration in its own transaction (rolled back on failure)."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(mig.sql)
+        con.execute(
+            "INSERT INTO schema_version (version, name, sha256, applied_at) "
+            "VALUES (?, ?, ?, ?)",
+            [mig.version, mig.name, mig.sha256, utc_now_iso()],
+        )
+        con.execute("COMMIT")
+    except duckdb.Error as exc:
+        con.execute("ROLLBACK")
+        raise MigrationError(f"applying {mig.name} to {where} failed: {exc}") from exc

@@ -17,11 +17,7 @@ Concurrency model
 
 from __future__ import annotations
 
-import threading
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from importlib import metadata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,67 +27,26 @@ import pandas as pd
 from store._anchors import Anchor, anchors_path, append_anchor, check_anchors, read_anchors
 from store._atomic import atomic_path
 from store._chain import GENESIS_HASH, VerifyResult, verify_event_rows
-from store._conn import connect_with_retry, path_state, rollback_quietly
+from store._conn import rollback_quietly
 from store._errors import NotFoundError, StoreError, ValidationError
 from store._export import file_sha256, resolve_format, write_export
-from store._fields import (
-    blank,
-    check_int32,
-    event_fields,
-    ident,
-    json_object,
-    req_ident,
-    sha256_field,
-)
+from store._fields import json_object
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
 from store._outpath import safe_output_path, write_atomic
-from store._refs import (
-    Precheck,
-    RefInsert,
-    idempotent,
-    must_be_new_intervention,
-    must_exist_intervention,
-    verify_refs,
-)
+from store._refs import verify_refs
 from store._report import render_report
 from store._report_history import render_history_report
 from store._roles import Action, Actor, check_permission
-from store._schema import EVENT_COLUMNS, REF_TABLES, load_migrations, migrate, utc_now_iso
-from store._writer import Pending, submit
+from store._schema import EVENT_COLUMNS, REF_TABLES, utc_now_iso
+from store._store_append import AppendingStore
+from store._store_base import PROJECT_VERSION, STORE_FILENAME
 
 __all__ = ["PROJECT_VERSION", "STORE_FILENAME", "Store"]
 
-#: File name of the store inside a workspace directory.
-STORE_FILENAME = "store.duckdb"
-
-
-def _project_version() -> str:
-    try:
-        return metadata.version("concept-workbench")
-    except metadata.PackageNotFoundError:
-        return "0.1.0"
-
-
-#: Version recorded in every event.
-PROJECT_VERSION = _project_version()
-
 _COLS = ", ".join(EVENT_COLUMNS)
-_NEEDS_INTERVENTION = {Action.APPLIED, Action.REVERTED, Action.APPROVED, Action.REJECTED}
-#: Actions that change the workspace's model: only a proposed intervention (never a fix).
-_NEEDS_PROPOSAL = {Action.APPLIED, Action.REVERTED}
-#: Actions that record a spec in the ``interventions`` table, and their id prefix.
-_RECORDS_SPEC = {Action.PROPOSED: "iv", Action.FIX_RECORDED: "fix"}
-_RECORD_ACTIONS = {
-    Action.MODEL_REGISTERED: "register_model",
-    Action.DATASET_REGISTERED: "register_dataset",
-    Action.CONCEPT_REGISTERED: "register_concept",
-    Action.CAV_RUN_RECORDED: "record_cav_run",
-    Action.TCAV_RESULTS_RECORDED: "record_tcav_results",
-    Action.EFFECT_RECORDED: "record_effect",
-}
 
 
-class Store:
+class Store(AppendingStore):
     """The intervention history of one workspace.
 
     Parameters
@@ -114,344 +69,10 @@ class Store:
         The file stayed locked by another process for ``busy_timeout`` seconds.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        create: bool = True,
-        busy_timeout: float = 10.0,
-        migrations_dir: Path | None = None,
-    ) -> None:
-        self.path = Path(path).expanduser().absolute()
-        if not self.path.exists():
-            if not create:
-                raise NotFoundError(
-                    f"no store at {self.path}; check --workspace, or record something first"
-                )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.busy_timeout = float(busy_timeout)
-        self._shared = path_state(self.path)
-        self._write_lock = self._shared.lock
-        self._state = threading.Lock()
-        self._session_con: duckdb.DuckDBPyConnection | None = None
-        self._session_depth = 0
-        self._session_gen = 0
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._local = threading.local()
-        migrations = load_migrations(migrations_dir)
-        with self._write_lock, self._connection() as con:
-            self.schema_version = migrate(con, migrations, str(self.path))
-
     @classmethod
     def for_workspace(cls, workspace: str | Path, **kwargs: Any) -> Store:
         """The store of a workspace directory (``<workspace>/store.duckdb``)."""
         return cls(Path(workspace) / STORE_FILENAME, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
-
-    # ------------------------------------------------------------------ connections
-    @contextmanager
-    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._state:
-            con = self._session_con
-            if con is not None:
-                if getattr(self._local, "gen", None) != self._session_gen:
-                    self._local.cursor = con.cursor()
-                    self._local.gen = self._session_gen
-                    self._cursors.append(self._local.cursor)
-                cursor: duckdb.DuckDBPyConnection = self._local.cursor
-        if con is not None:
-            yield cursor
-            return
-        con = connect_with_retry(self.path, self.busy_timeout)
-        try:
-            yield con
-        finally:
-            con.close()
-
-    @contextmanager
-    def session(self) -> Iterator[Store]:
-        """Hold one connection for a batch of operations (re-entrant, thread-shared).
-
-        Inside the block every thread uses its own cursor on that connection, which avoids
-        re-opening the file per operation. Other processes cannot open the file meanwhile
-        (they wait up to their busy timeout), so keep sessions short: batch jobs, tests,
-        bulk imports; not a whole UI session.
-        """
-        with self._write_lock, self._state:  # lock order: writer lock, then state
-            if self._session_depth == 0:
-                self._session_con = connect_with_retry(self.path, self.busy_timeout)
-                self._session_gen += 1
-                self._shared.sessions += 1
-            self._session_depth += 1
-        try:
-            yield self
-        finally:
-            with self._write_lock, self._state:
-                self._session_depth -= 1
-                if self._session_depth == 0 and self._session_con is not None:
-                    for cur in self._cursors:
-                        cur.close()
-                    self._cursors.clear()
-                    self._session_con.close()
-                    self._session_con = None
-                    self._shared.sessions -= 1
-                    if self._shared.sessions == 0:
-                        self._shared.head = None
-
-    def _read(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._connection() as con:
-            try:
-                return con.execute(sql, params or []).fetchall()
-            except duckdb.Error as exc:
-                raise StoreError(f"reading {self.path} failed: {exc}") from None
-
-    # ------------------------------------------------------------------ appending
-    def append_event(
-        self,
-        actor: Actor,
-        action: Action | str,
-        *,
-        spec: Mapping[str, Any] | str | None = None,
-        rationale: str | bytes | None = None,
-        evidence: Mapping[str, Any] | str | None = None,
-        metric_deltas: Mapping[str, Any] | str | None = None,
-        model_id: str | None = None,
-        weights_sha_before: str | None = None,
-        weights_sha_after: str | None = None,
-        dataset_hash: str | None = None,
-        intervention_id: str | None = None,
-        concept: str | None = None,
-    ) -> Event:
-        """Append one event to the log and return it (with its seq and hash).
-
-        ``proposed`` and ``fix_recorded`` also record the spec in the ``interventions`` table
-        (a new ``intervention_id`` is generated when None); ``applied``, ``reverted``,
-        ``approved`` and ``rejected`` need an existing ``intervention_id`` (``applied`` and
-        ``reverted`` a proposed one, never a fix); ``applied``, ``reverted`` and
-        ``fix_recorded`` need a rationale; ``concept_named`` needs ``concept``. Reference-table actions
-        (``model_registered``...) go through their ``register_*``/``record_*`` methods.
-
-        Raises
-        ------
-        PermissionDenied
-            The actor's role may not record ``action``.
-        ValidationError
-            A missing or invalid argument (see ``store/README.md``).
-        StoreBusyError
-            The file stayed locked by another process.
-        """
-        act = Action.parse(action)
-        check_permission(actor, act)
-        if act in _RECORD_ACTIONS:
-            raise ValidationError(
-                f"'{act.value}' events are written by Store.{_RECORD_ACTIONS[act]}(), which "
-                "also stores the record; call that instead"
-            )
-        fields = event_fields(
-            actor, act, spec=spec, rationale=rationale, evidence=evidence,
-            metric_deltas=metric_deltas, model_id=model_id,
-            weights_sha_before=weights_sha_before, weights_sha_after=weights_sha_after,
-            dataset_hash=dataset_hash, intervention_id=intervention_id, concept=concept,
-        )
-        ref: RefInsert | None = None
-        precheck: Precheck | None = None
-        iid = fields["intervention_id"]
-        if act in _RECORDS_SPEC:
-            if fields["spec"] is None:
-                raise ValidationError(f"'{act.value}' needs the intervention spec (a JSON object)")
-            if act is Action.FIX_RECORDED and fields["model_id"] is None:
-                raise ValidationError("'fix_recorded' needs the model_id the fix was fitted on")
-            if iid is None:
-                iid = fields["intervention_id"] = f"{_RECORDS_SPEC[act]}-{uuid.uuid4().hex[:12]}"
-            ref = RefInsert.build(
-                REF_TABLES["interventions"], [{"intervention_id": iid, "spec": _spec_obj(fields)}]
-            )
-            precheck = must_be_new_intervention(iid)
-        elif act in _NEEDS_INTERVENTION:
-            if iid is None:
-                raise ValidationError(f"'{act.value}' needs the intervention_id it is about")
-            precheck = must_exist_intervention(iid, proposed=act in _NEEDS_PROPOSAL)
-        elif act is Action.CONCEPT_NAMED and fields["concept"] is None:
-            raise ValidationError("'concept_named' needs the concept it names")
-        elif act is Action.MODEL_EXPORTED and fields["model_id"] is None:
-            raise ValidationError("'model_exported' needs the model_id of the exported model")
-        return self._append(fields, ref=ref, precheck=precheck)
-
-    def _append(
-        self, fields: dict[str, Any], *, ref: RefInsert | None = None,
-        precheck: Precheck | None = None,
-    ) -> Event:
-        return submit(self._shared, self._connection, Pending(fields, ref, precheck),
-                      where=str(self.path), project_version=PROJECT_VERSION)
-
-    # ------------------------------------------------------------------ reference tables
-    def register_model(
-        self, actor: Actor, model_id: str, architecture: str, weights_sha256: str, *,
-        meta: Mapping[str, Any] | None = None,
-    ) -> Event:
-        """Record a model (id, architecture, weights sha256). Idempotent for identical rows.
-
-        Raises
-        ------
-        ValidationError
-            The id is registered with other content, or an argument is invalid.
-        """
-        act = Action.MODEL_REGISTERED
-        check_permission(actor, act)
-        sha = sha256_field(weights_sha256, "weights_sha256", required=True)
-        mid = ident(model_id, "model_id", required=True)
-        ins = RefInsert.build(REF_TABLES["models"], [{
-            "model_id": mid, "architecture": ident(architecture, "architecture", required=True),
-            "weights_sha256": sha, "meta": meta}])
-        fields = event_fields(actor, act, **blank(model_id=mid, weights_sha_after=sha))
-        return self._append(fields, ref=ins, precheck=idempotent(
-            ins, ("model_id",), f"model {mid!r}"))
-
-    def register_dataset(
-        self, actor: Actor, dataset_id: str, content_hash: str, *,
-        splits: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
-    ) -> Event:
-        """Record a data set (id, content hash, splits such as ``{"train": 800}``)."""
-        act = Action.DATASET_REGISTERED
-        check_permission(actor, act)
-        did = ident(dataset_id, "dataset_id", required=True)
-        chash = ident(content_hash, "content_hash", required=True)
-        ins = RefInsert.build(REF_TABLES["datasets"], [{
-            "dataset_id": did, "content_hash": chash, "splits": splits, "meta": meta}])
-        fields = event_fields(actor, act, **blank(dataset_hash=chash))
-        return self._append(fields, ref=ins, precheck=idempotent(
-            ins, ("dataset_id",), f"data set {did!r}"))
-
-    def register_concept(
-        self, actor: Actor, concept_id: str, version: int, examples_hash: str, *,
-        meta: Mapping[str, Any] | None = None,
-    ) -> Event:
-        """Record a concept version (id, version, hash of its example set)."""
-        act = Action.CONCEPT_REGISTERED
-        check_permission(actor, act)
-        cid = ident(concept_id, "concept_id", required=True)
-        ins = RefInsert.build(REF_TABLES["concepts"], [{
-            "concept_id": cid, "version": version,
-            "examples_hash": ident(examples_hash, "examples_hash", required=True), "meta": meta}])
-        check_int32(ins.payloads[0]["version"], "version")
-        fields = event_fields(actor, act, **blank(concept=cid))
-        return self._append(fields, ref=ins, precheck=idempotent(
-            ins, ("concept_id", "version"), f"concept {cid!r} version {version}"))
-
-    def record_cav_run(
-        self, actor: Actor, *, concept_id: str, model_id: str, layer: str,
-        run_id: str | None = None, concept_version: int | None = None,
-        dataset_hash: str | None = None, seed: int | None = None,
-        accuracy: float | None = None, params: Mapping[str, Any] | None = None,
-    ) -> Event:
-        """Record one CAV training run (a new ``run_id`` is generated when None)."""
-        act = Action.CAV_RUN_RECORDED
-        check_permission(actor, act)
-        rid = ident(run_id, "run_id") or f"cav-{uuid.uuid4().hex[:12]}"
-        ins = RefInsert.build(REF_TABLES["cav_runs"], [{
-            "run_id": rid, "concept_id": ident(concept_id, "concept_id", required=True),
-            "concept_version": concept_version,
-            "model_id": ident(model_id, "model_id", required=True),
-            "layer": ident(layer, "layer", required=True),
-            "dataset_hash": ident(dataset_hash, "dataset_hash"), "seed": seed,
-            "accuracy": accuracy, "params": params}])
-        check_int32(ins.payloads[0]["concept_version"], "concept_version")
-        fields = event_fields(actor, act, **blank(
-            model_id=model_id, dataset_hash=dataset_hash, concept=concept_id))
-        return self._append(fields, ref=ins, precheck=idempotent(
-            ins, ("run_id",), f"CAV run {rid!r}"))
-
-    def record_tcav_results(
-        self, actor: Actor, results: pd.DataFrame, *, model_id: str | None = None,
-        dataset_hash: str | None = None, evidence: Mapping[str, Any] | None = None,
-        nan_as_null: bool = False,
-    ) -> Event:
-        """Record a tidy TCAV results table as one event.
-
-        Columns ``concept``, ``layer`` and ``tcav_score`` are required; ``target`` (or
-        ``class``), ``p_value``, ``p_adj`` and ``n_runs`` are recognised; any other column
-        goes, per row, into the ``extra`` JSON object.
-
-        Parameters
-        ----------
-        nan_as_null
-            NaN/inf numbers are refused by default; True stores them as null and lists the
-            cells in the event's evidence under ``"nonfinite_as_null"``.
-        """
-        act = Action.TCAV_RESULTS_RECORDED
-        check_permission(actor, act)
-        ins, notes = RefInsert.from_tcav_frame(results, nan_as_null=nan_as_null)
-        ev = dict(evidence or {})
-        if notes:
-            ev["nonfinite_as_null"] = notes
-        fields = event_fields(actor, act, **blank(
-            model_id=model_id, dataset_hash=dataset_hash, evidence=ev or None))
-        return self._append(fields, ref=ins)
-
-    def record_intervention(
-        self, actor: Actor, spec: Mapping[str, Any] | str, *,
-        intervention_id: str | None = None, rationale: str | bytes | None = None,
-        evidence: Mapping[str, Any] | None = None, model_id: str | None = None,
-        weights_sha_before: str | None = None, dataset_hash: str | None = None,
-        concept: str | None = None,
-    ) -> Event:
-        """Propose an intervention: store its spec and append a ``proposed`` event."""
-        return self.append_event(
-            actor, Action.PROPOSED, spec=spec, rationale=rationale, evidence=evidence,
-            model_id=model_id, weights_sha_before=weights_sha_before,
-            dataset_hash=dataset_hash, intervention_id=intervention_id, concept=concept,
-        )
-
-    def record_fix(
-        self, actor: Actor, spec: Mapping[str, Any] | str, *, rationale: str | bytes,
-        model_id: str, evidence: Mapping[str, Any] | None = None,
-        metric_deltas: Mapping[str, Any] | None = None, intervention_id: str | None = None,
-        weights_sha_before: str | None = None, dataset_hash: str | None = None,
-        concept: str | None = None,
-    ) -> Event:
-        """Record a test-time fix: store its spec and append a ``fix_recorded`` event.
-
-        A fix is fitted by an engineer (or a dermatologist) on a few labelled images of a new
-        clinic. Its spec goes into the ``interventions`` table like a proposal's, so it has an
-        intervention report and a dermatologist may approve or reject it, but it is never
-        ``applied`` to (or ``reverted`` from) the workspace's model: it is deployed as a patched
-        model (``model_exported``). ``evidence`` carries what the fix rests on (few-shot case
-        ids and image hashes, layer, leave-one-out stability, expected gains, before/after
-        metrics); ``dataset_hash`` identifies the few-shot set; a rationale is required.
-        """
-        return self.append_event(
-            actor, Action.FIX_RECORDED, spec=spec, rationale=rationale, evidence=evidence,
-            metric_deltas=metric_deltas, model_id=model_id, weights_sha_before=weights_sha_before,
-            dataset_hash=dataset_hash, intervention_id=intervention_id, concept=concept,
-        )
-
-    def record_effect(
-        self, actor: Actor, intervention_id: str, metrics_before: Mapping[str, Any],
-        metrics_after: Mapping[str, Any], *, reliance: Mapping[str, Any] | None = None,
-        rationale: str | bytes | None = None, model_id: str | None = None,
-        weights_sha_before: str | None = None, weights_sha_after: str | None = None,
-        dataset_hash: str | None = None,
-    ) -> Event:
-        """Record an intervention's measured effect; ``metric_deltas`` = after - before."""
-        act = Action.EFFECT_RECORDED
-        check_permission(actor, act)
-        iid = req_ident(intervention_id, "intervention_id")
-        ins = RefInsert.build(REF_TABLES["intervention_effects"], [{
-            "intervention_id": iid, "metrics_before": dict(metrics_before),
-            "metrics_after": dict(metrics_after), "reliance": reliance}])
-        p = ins.payloads[0]
-        deltas = {
-            k: p["metrics_after"][k] - v for k, v in p["metrics_before"].items()
-            if _is_num(v) and _is_num(p["metrics_after"].get(k))
-        }
-        fields = event_fields(actor, act, **blank(
-            rationale=rationale, evidence={"reliance": reliance} if reliance else None,
-            metric_deltas=deltas, model_id=model_id, weights_sha_before=weights_sha_before,
-            weights_sha_after=weights_sha_after, dataset_hash=dataset_hash,
-            intervention_id=iid))
-        return self._append(fields, ref=ins, precheck=must_exist_intervention(iid))
 
     # ------------------------------------------------------------------ reading
     def events(self, filters: EventFilter | None = None, *, last: int | None = None) -> list[Event]:
@@ -652,12 +273,3 @@ class Store:
         target = self.safe_output(out, overwrite=overwrite)
         write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return target
-
-
-def _spec_obj(fields: Mapping[str, Any]) -> Any:
-    """The parsed spec of validated event fields."""
-    return json_object(fields["spec"], "spec")[0]
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)

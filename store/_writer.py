@@ -56,6 +56,10 @@ class Pending:
     error: BaseException | None = None
 
 
+#: What became of one pending append: (item, new row, existing event, error).
+_Outcome = tuple[Pending, dict[str, Any] | None, Event | None, BaseException | None]
+
+
 def submit(state: PathState, connect: Connect, pending: Pending, *, where: str,
            project_version: str) -> Event:
     """Append ``pending`` (group-committed with concurrent appends) and return its event.
@@ -172,48 +176,27 @@ def _write(state: PathState, con: duckdb.DuckDBPyConnection, batch: list[Pending
     """
     head = state.head if state.sessions > 0 else None
     simple = head is not None and all(i.precheck is None and i.ref is None for i in batch)
-    outcomes: list[tuple[Pending, dict[str, Any] | None, Event | None, BaseException | None]] = []
+    outcomes: list[_Outcome] = []
     rows: list[dict[str, Any]] = []
     if not simple:
         con.execute("BEGIN TRANSACTION")
     try:
         if head is None:
-            found = con.execute(
-                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            head = (int(found[0]), str(found[1])) if found else (0, GENESIS_HASH)
+            head = _read_head(con)
         for item in batch:
-            if item.precheck is not None:
-                try:
-                    existing = item.precheck(con)
-                except duckdb.Error:
-                    raise
-                except Exception as exc:  # a refusal (ValidationError): nothing written
-                    outcomes.append((item, None, None, exc))
-                    continue
-                if existing is not None:
-                    outcomes.append((item, None, existing, None))
-                    continue
-            seq = head[0] + 1
-            row = {
-                **item.fields,
-                "seq": seq,
-                "event_id": str(uuid.uuid4()),
-                "ts": utc_now_iso(),
-                "project_version": version,
-                "prev_hash": head[1],
-            }
-            if item.ref is not None:
-                row["records"] = item.ref.records_text()
-            row["hash"] = event_hash(row)
-            head = (seq, row["hash"])
+            settled = _run_precheck(item, con)
+            if settled is not None:
+                outcomes.append(settled)
+                continue
+            row = _chain_row(item, head, version)
+            head = (row["seq"], row["hash"])
             outcomes.append((item, row, None, None))
             if simple:
                 rows.append(row)
                 continue
             con.execute(_insert_sql(1), [row[c] for c in EVENT_COLUMNS])
             if item.ref is not None:
-                item.ref.insert(con, seq)
+                item.ref.insert(con, row["seq"])
         if simple:
             con.execute(_insert_sql(len(rows)), [r[c] for r in rows for c in EVENT_COLUMNS])
         else:
@@ -227,3 +210,43 @@ def _write(state: PathState, con: duckdb.DuckDBPyConnection, batch: list[Pending
         state.head = head
     for item, new_row, existing, error in outcomes:
         item.row, item.result, item.error = new_row, existing, error
+
+
+def _read_head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    """(seq, hash) of the last committed event; (0, genesis hash) for an empty log."""
+    found = con.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(found[0]), str(found[1])) if found else (0, GENESIS_HASH)
+
+
+def _run_precheck(item: Pending, con: duckdb.DuckDBPyConnection) -> _Outcome | None:
+    """The outcome when ``item``'s precheck settles it (a refusal or an existing event).
+
+    ``None``: the item is to be written. A database error is raised (the batch fails).
+    """
+    if item.precheck is None:
+        return None
+    try:
+        existing = item.precheck(con)
+    except duckdb.Error:
+        raise
+    except Exception as exc:  # a refusal (ValidationError): nothing written
+        return (item, None, None, exc)
+    if existing is not None:
+        return (item, None, existing, None)
+    return None
+
+
+def _chain_row(item: Pending, head: tuple[int, str], version: str) -> dict[str, Any]:
+    """The event row of ``item`` chained after ``head`` (seq, ids, time stamp and hash)."""
+    row = {
+        **item.fields,
+        "seq": head[0] + 1,
+        "event_id": str(uuid.uuid4()),
+        "ts": utc_now_iso(),
+        "project_version": version,
+        "prev_hash": head[1],
+    }
+    if item.ref is not None:
+        row["records"] = item.ref.records_text()
+    row["hash"] = event_hash(row)
+    return row

@@ -6,7 +6,8 @@ import functools
 
 import streamlit as st
 
-from store import Action
+from concepts import Workspace
+from store import Action, Event, EventFilter, Store
 from workbench.ui._history import (
     EXPORT_MIME,
     anchor_note,
@@ -24,7 +25,24 @@ from workbench.ui._state import PageContext, guard, run_page, store, store_event
 def body(ctx: PageContext) -> None:
     ws = workspace()
     s = store(ws)
+    _chain_status(s)
+    all_events = store_events(ws)
+    flt, ivs = _filters(all_events)
+    _history(s, flt, all_events)
+    st.subheader("Downloads")
+    st.caption(
+        "Exports hold every column, chain fields included, so they verify on their own "
+        "(`workbench audit verify --file FILE`). Each download is itself recorded in the history."
+    )
+    if not ctx.can(Action.EXPORTED):
+        st.info("Your role may not export the history.")
+        return
+    _downloads(ctx, s, flt)
+    _reports(ws, s, flt, ivs)
 
+
+def _chain_status(s: Store) -> None:
+    """Whether the hash chain verifies, and whether its head is anchored."""
     result = s.verify()
     ok, text = verify_summary(result)
     if ok:
@@ -38,7 +56,9 @@ def body(ctx: PageContext) -> None:
         st.error(text, icon=":material/gpp_bad:")
         st.caption("Export the history and compare it with an earlier export or anchored head hash.")
 
-    all_events = store_events(ws)
+
+def _filters(all_events: list[Event]) -> tuple[EventFilter, list[str]]:
+    """The filter chosen in the Filters expander, and every recorded intervention id."""
     with st.expander("Filters", expanded=True, icon=":material/filter_list:"):
         c1, c2, c3 = st.columns(3)
         since = c1.date_input("Since", value=None, key="audit_since")
@@ -58,6 +78,11 @@ def body(ctx: PageContext) -> None:
         until=until if not isinstance(until, tuple) else None,
         actor=actor, action=action, concept=concept, intervention_id=iv,
     )
+    return flt, ivs
+
+
+def _history(s: Store, flt: EventFilter, all_events: list[Event]) -> None:
+    """The events that match ``flt``, as a table."""
     events = s.events(flt)
     st.subheader(f"History — {len(events)} of {len(all_events)} events")
     if not events:
@@ -65,14 +90,9 @@ def body(ctx: PageContext) -> None:
     else:
         st.dataframe(history_frame(events), hide_index=True, width="stretch", key="audit_table")
 
-    st.subheader("Downloads")
-    st.caption(
-        "Exports hold every column, chain fields included, so they verify on their own "
-        "(`workbench audit verify --file FILE`). Each download is itself recorded in the history."
-    )
-    if not ctx.can(Action.EXPORTED):
-        st.info("Your role may not export the history.")
-        return
+
+def _downloads(ctx: PageContext, s: Store, flt: EventFilter) -> None:
+    """One download button per export format (each download is recorded as ``exported``)."""
     cols = st.columns(3)
     for col, (fmt, label) in zip(
         cols, (("csv", "CSV"), ("parquet", "Parquet"), ("jsonl", "JSONL")), strict=False
@@ -86,6 +106,10 @@ def body(ctx: PageContext) -> None:
             key=f"audit_dl_{fmt}",
             on_click="ignore",
         )
+
+
+def _reports(ws: Workspace, s: Store, flt: EventFilter, ivs: list[str]) -> None:
+    """The intervention report of a chosen intervention and the history report over ``flt``."""
     st.subheader("Reports")
     st.caption("Print-ready HTML (A4 or Letter): open it in a browser and Print → Save as PDF.")
     r1, r2 = st.columns(2)

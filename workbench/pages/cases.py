@@ -138,15 +138,35 @@ def _concept_builder(ctx: PageContext, ws: Any) -> None:
 
 def body(ctx: PageContext) -> None:
     ws = workspace()
+    split = _pick_split(ws)
     layers = ws.layers()
-    labels = dict(eval_splits(ws))
-    if "train" in dataset(ws).splits and "train" not in labels:
-        labels["train"] = "train"
-    split = st.selectbox("Split", list(labels), format_func=lambda s: labels.get(s, s), key="cx_split")
     pred_layer = layers[-1] if layers else concept_library(ws).model.layers[-2]
     if not whatif_ready(ws, split, pred_layer):
         with progress_bar("Preparing predictions (first time only)") as progress:
             whatif(ws, split, pred_layer, progress=progress)
+    case = _case_list(ctx, ws, split, pred_layer)
+    if case is None:
+        return
+    st.subheader(f"Case {md(case['case_id'])}")
+    row = int(case["row"])
+    cm_layer = _case_maps(ws, case, row)
+    _scores_and_checklist(ws, split, cm_layer, case, row)
+    with guard("What-if"):
+        _what_if(ws, split, pred_layer, case, concept_library(ws).concepts)
+
+
+def _pick_split(ws: Any) -> str:
+    """The split explored: the evaluation splits, and ``train`` where the data set has one."""
+    labels = dict(eval_splits(ws))
+    if "train" in dataset(ws).splits and "train" not in labels:
+        labels["train"] = "train"
+    split: str = st.selectbox("Split", list(labels), format_func=lambda s: labels.get(s, s), key="cx_split")
+    return split
+
+
+def _case_list(ctx: PageContext, ws: Any, split: str, pred_layer: str) -> pd.Series | None:
+    """The filtered case table (ticked rows feed the concept builder); the case to inspect
+    (the last ticked, else the first shown; ``None`` when no case matches)."""
     cases = case_table(ws, split, pred_layer)
     arts = [c for c in dataset(ws).info.artifacts if c in cases]
     shown = _filters(cases, arts)
@@ -164,14 +184,17 @@ def body(ctx: PageContext) -> None:
                 guard("Concept from cases"):
             _concept_builder(ctx, ws)
     if not len(shown):
-        return
+        return None
     case = shown.iloc[sel[-1]] if sel else shown.iloc[0]
     if not sel:
         st.caption("Tick a row to inspect another case" + (" (ticked cases can make a concept)." if writer else "."))
+    return case
 
-    st.subheader(f"Case {md(case['case_id'])}")
+
+def _case_maps(ws: Any, case: pd.Series, row: int) -> str:
+    """The case's image, a concept map and an attribution map side by side; returns the layer
+    of the concept map (the concept scores below use it)."""
     left, mid, right = st.columns(3)
-    row = int(case["row"])
     image = dataset(ws).images[row]
     left.image(image, caption=md(f"truth {case['label']} · predicted {case['predicted']}"), width="stretch")
     tcav = tcav_table(ws)
@@ -179,7 +202,7 @@ def body(ctx: PageContext) -> None:
     concepts = sorted(tcav["concept"].unique().tolist())
     cm_concept = mid.selectbox("Concept map of", concepts, key="cx_map_concept",
                                index=concepts.index("ink") if "ink" in concepts else 0)
-    cm_layer = mid.selectbox("at layer", tc_layers, index=len(tc_layers) - 1, key="cx_map_layer")
+    cm_layer: str = mid.selectbox("at layer", tc_layers, index=len(tc_layers) - 1, key="cx_map_layer")
     with mid, guard("Concept map"):
         st.image(heat_overlay(image, concept_map(ws, cm_concept, cm_layer, row)),
                  caption=md(f"where the model sees {cm_concept}"), width="stretch")
@@ -188,7 +211,11 @@ def body(ctx: PageContext) -> None:
         heat = attribution(ws, row, str(case["predicted"]), method)
         st.image(heat_overlay(image, heat, signed=False), caption=md(f"{method} for {case['predicted']}"),
                  width="stretch")
+    return cm_layer
 
+
+def _scores_and_checklist(ws: Any, split: str, cm_layer: str, case: pd.Series, row: int) -> None:
+    """The case's concept scores, and its 7-point score: ground truth and model-implied."""
     c1, c2 = st.columns(2)
     with c1, guard("Concept scores"):
         scores, implied = case_concept_scores(ws, split, cm_layer, row)
@@ -210,8 +237,6 @@ def body(ctx: PageContext) -> None:
             st.caption("Criteria the model sees: " + md(", ".join(implied.get("present", [])) or "none"))
         else:
             m2.metric("Model-implied score", "—", help="needs concept scores of all seven criteria")
-    with guard("What-if"):
-        _what_if(ws, split, pred_layer, case, concept_library(ws).concepts)
 
 
 run_page(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from concepts import (
+    ActivationCache,
     ClassifierModel,
     Dataset,
     ProgressFn,
@@ -136,19 +137,10 @@ def build_demo(
     """Build (or reuse) the demo workspace and return its summary (also in ``workspace.json``)."""
     cfg = config or DemoConfig()
     digest = cfg.digest()
-    if not force and workspace.exists():
-        try:
-            man = workspace.manifest()
-        except WorkspaceError:
-            man = {}
-        if man.get("demo_digest") == digest and man.get("demo_summary"):
-            try:
-                workspace.model()
-                workspace.dataset()
-            except (WorkspaceError, OSError, ValueError):  # incomplete workspace: rebuild below
-                pass
-            else:
-                return {**man["demo_summary"], "reused": True}
+    if not force:
+        reused = _reusable_summary(workspace, digest)
+        if reused is not None:
+            return reused
     t_start = time.perf_counter()
     workspace.ensure()
     torch.manual_seed(cfg.seed)
@@ -161,7 +153,84 @@ def build_demo(
     model = ClassifierModel.build(cfg.architecture, ds.classes, seed=cfg.seed)
     layers = DEMO_LAYERS.get(cfg.architecture, ())
     feat_layer = layers[-1] if layers else model.layers[-2]
-    cache = workspace.activation_cache
+    feats = _train_on_features(model, ds, cfg, workspace.activation_cache, feat_layer, progress)
+    model_dir = model.save(workspace.models_dir / "demo")
+    probas = _feature_probas(model, feat_layer, feats)
+    if progress:
+        progress("counterfactual twins", 0, 1)
+    shortcut = evaluate_shortcut(model, ds, features_proba=probas)
+    if progress:
+        progress("counterfactual twins", 1, 1)
+    summary = _demo_summary(ds, len(result.concept_sets), model, cfg, shortcut,
+                            gen_s, time.perf_counter() - t_start)
+    workspace.update_manifest(
+        dataset=ds.info.name,
+        concept_sets=result.concept_sets.info.name,
+        model="demo",
+        model_dir=str(model_dir.relative_to(workspace.root)),
+        layers=list(layers),
+        demo_digest=digest,
+        demo_config=cfg.to_json(),
+        demo_summary=summary,
+    )
+    return summary
+
+
+def _demo_summary(
+    ds: Dataset, n_concept_images: int, model: ClassifierModel, cfg: DemoConfig,
+    shortcut: Mapping[str, Any], gen_s: float, build_s: float,
+) -> dict[str, Any]:
+    """The demo's summary (``demo_summary`` of the manifest, printed by ``workbench demo``)."""
+    return {
+        "dataset": ds.info.name,
+        "n_images": len(ds),
+        "n_concept_images": n_concept_images,
+        "image_size": ds.info.image_size,
+        "model": "demo",
+        "model_id": model.model_id,
+        "architecture": cfg.architecture,
+        "generation_seconds": round(gen_s, 2),
+        "build_seconds": round(build_s, 2),
+        "val_accuracy": shortcut["val"]["accuracy"],
+        "test_debiased_accuracy": shortcut["test_debiased"]["accuracy"],
+        "test_debiased_worst_group_accuracy": shortcut["test_debiased"]["worst_group_accuracy"],
+        "flip_rates": shortcut["flip_rates"],
+        "metrics": {"val": shortcut["val"], "test_debiased": shortcut["test_debiased"]},
+        "reused": False,
+    }
+
+
+def _reusable_summary(workspace: Workspace, digest: str) -> dict[str, Any] | None:
+    """The stored summary when ``workspace`` already holds a complete demo of ``digest``."""
+    if not workspace.exists():
+        return None
+    try:
+        man = workspace.manifest()
+    except WorkspaceError:
+        man = {}
+    if man.get("demo_digest") == digest and man.get("demo_summary"):
+        try:
+            workspace.model()
+            workspace.dataset()
+        except (WorkspaceError, OSError, ValueError):  # incomplete workspace: rebuild it
+            return None
+        return {**man["demo_summary"], "reused": True}
+    return None
+
+
+def _train_on_features(
+    model: ClassifierModel,
+    ds: Dataset,
+    cfg: DemoConfig,
+    cache: ActivationCache,
+    feat_layer: str,
+    progress: ProgressFn | None,
+) -> dict[str, np.ndarray]:
+    """Train the demo model as ``cfg`` says; return its pooled features of the three splits.
+
+    End to end: the whole network first, then the features. Head only: a linear head fitted
+    on the features of ``train``, which are then re-keyed under the trained model's id.
+    """
     if cfg.training_mode() == "end_to_end":
         tr = ds.indices("train")
         train_end_to_end(
@@ -185,47 +254,22 @@ def build_demo(
             cache.put(model, feat_layer, isets[split], arr)
         if progress:
             progress("training head", 1, 1)
-    model_dir = model.save(workspace.models_dir / "demo")
+    return feats
 
-    # Evaluate from cached pooled features (the head is linear on them): no second forward pass.
+
+def _feature_probas(
+    model: ClassifierModel, feat_layer: str, feats: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Class probabilities of ``val`` and ``test_debiased`` from the cached pooled features.
+
+    The head is linear on them, so no second forward pass through the network is needed.
+    """
     probas = {}
     for split in ("val", "test_debiased"):
         with torch.inference_mode():
             logits = model.forward_from(feat_layer, torch.as_tensor(np.asarray(feats[split])))
             probas[split] = torch.softmax(logits, dim=1).numpy()
-    if progress:
-        progress("counterfactual twins", 0, 1)
-    shortcut = evaluate_shortcut(model, ds, features_proba=probas)
-    if progress:
-        progress("counterfactual twins", 1, 1)
-    summary: dict[str, Any] = {
-        "dataset": ds.info.name,
-        "n_images": len(ds),
-        "n_concept_images": len(result.concept_sets),
-        "image_size": ds.info.image_size,
-        "model": "demo",
-        "model_id": model.model_id,
-        "architecture": cfg.architecture,
-        "generation_seconds": round(gen_s, 2),
-        "build_seconds": round(time.perf_counter() - t_start, 2),
-        "val_accuracy": shortcut["val"]["accuracy"],
-        "test_debiased_accuracy": shortcut["test_debiased"]["accuracy"],
-        "test_debiased_worst_group_accuracy": shortcut["test_debiased"]["worst_group_accuracy"],
-        "flip_rates": shortcut["flip_rates"],
-        "metrics": {"val": shortcut["val"], "test_debiased": shortcut["test_debiased"]},
-        "reused": False,
-    }
-    workspace.update_manifest(
-        dataset=ds.info.name,
-        concept_sets=result.concept_sets.info.name,
-        model="demo",
-        model_dir=str(model_dir.relative_to(workspace.root)),
-        layers=list(layers),
-        demo_digest=digest,
-        demo_config=cfg.to_json(),
-        demo_summary=summary,
-    )
-    return summary
+    return probas
 
 
 def _register_in_store(workspace: Workspace, model: ClassifierModel, ds: Dataset) -> None:

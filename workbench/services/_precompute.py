@@ -193,8 +193,9 @@ def _intervention_activations(ws: Workspace, progress: ProgressFn | None) -> dic
     """What the Interventions page and the Case explorer build on first open, at the last
     workspace layer (their default): every concept's direction (its example sets' activations)
     and the what-if engine of the evaluation splits with their real twins' activations."""
-    from interventions import ConceptLibrary, InterventionError, WhatIf, artifact_twins
+    from interventions import ConceptLibrary, InterventionError
     from workbench.services._summary import evaluation_splits
+    from workbench.services._whatif import whatif_engine
 
     model, ds = ws.model(), ws.dataset()
     layers = ws.layers()
@@ -208,8 +209,7 @@ def _intervention_activations(ws: Workspace, progress: ProgressFn | None) -> dic
             skipped.append(name)
     splits = [s for s in evaluation_splits(ds.splits)[:2] if s in ds.splits]
     for split in splits:
-        twins, _ = artifact_twins(model, ds, split, layer, cache=ws.activation_cache, progress=progress)
-        WhatIf.from_dataset(model, ds, split, layer, cache=ws.activation_cache, progress=progress, twins=twins)
+        whatif_engine(model, ds, split, layer, cache=ws.activation_cache, progress=progress)
     return {"layer": layer, "concepts": len(lib.concepts) - len(skipped), "splits": splits}
 
 

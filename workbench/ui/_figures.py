@@ -195,17 +195,35 @@ def graph_figure(
         list(zip(nodes["node"], nodes["kind"], strict=True)),
         list(zip(edges["source"], edges["target"], strict=True)),
     )
-    styles = {
-        "indicates": ("#2e7d32", "solid"),
-        "counter_indicates": ("#6a1b9a", "solid"),
-        "irrelevant": ("#e0e0e0", "dot"),
-        "co_occurs": ("#1565c0", "dash"),
-        "is_a": ("#9e9e9e", "solid"),
-        "scores": ("#bdbdbd", "solid"),
-    }
+    traces = [*_edge_traces(edges, pos), *_node_traces(nodes, pos, selected)]
+    layout = _layout(
+        620,
+        dragmode="select",
+        clickmode="event+select",
+        xaxis={"visible": False, "range": [-0.75, 2.75]},
+        yaxis={"visible": False, "range": [-0.05, 1.05]},
+        legend={"orientation": "h", "y": 0.0, "yanchor": "top", "x": 0.0, "xanchor": "left"},
+        margin={"t": 20, "b": 40},
+    )
+    return go.Figure(data=traces, layout=layout)
+
+
+#: Colour and dash of each edge relation of the knowledge graph.
+_EDGE_STYLES = {
+    "indicates": ("#2e7d32", "solid"),
+    "counter_indicates": ("#6a1b9a", "solid"),
+    "irrelevant": ("#e0e0e0", "dot"),
+    "co_occurs": ("#1565c0", "dash"),
+    "is_a": ("#9e9e9e", "solid"),
+    "scores": ("#bdbdbd", "solid"),
+}
+
+
+def _edge_traces(edges: pd.DataFrame, pos: Mapping[str, tuple[float, float]]) -> list[dict[str, Any]]:
+    """One line trace per relation (sorted by name) between placed nodes."""
     traces: list[dict[str, Any]] = []
     for rel, g in edges.groupby("relation", sort=True):
-        color, dash = styles.get(str(rel), ("#bdbdbd", "solid"))
+        color, dash = _EDGE_STYLES.get(str(rel), ("#bdbdbd", "solid"))
         xs: list[float | None] = []
         ys: list[float | None] = []
         for s, t in zip(g["source"], g["target"], strict=True):
@@ -219,6 +237,14 @@ def graph_figure(
                 "line": {"color": color, "width": 1.2, "dash": dash}, "hoverinfo": "skip",
                 "legendgroup": "edges", "legendgrouptitle": {"text": "relations"},
             })
+    return traces
+
+
+def _node_traces(
+    nodes: pd.DataFrame, pos: Mapping[str, tuple[float, float]], selected: str | None
+) -> list[dict[str, Any]]:
+    """One marker trace per alignment category (in order of appearance), ``selected`` enlarged."""
+    traces: list[dict[str, Any]] = []
     for cat, g in nodes.groupby("category", sort=False):
         color = CATEGORY_COLORS.get(str(cat), "#37474f")
         g = g[g["node"].isin(list(pos))]
@@ -241,16 +267,7 @@ def graph_figure(
             "legendgroup": "nodes",
             "legendgrouptitle": {"text": "alignment"},
         })
-    layout = _layout(
-        620,
-        dragmode="select",
-        clickmode="event+select",
-        xaxis={"visible": False, "range": [-0.75, 2.75]},
-        yaxis={"visible": False, "range": [-0.05, 1.05]},
-        legend={"orientation": "h", "y": 0.0, "yanchor": "top", "x": 0.0, "xanchor": "left"},
-        margin={"t": 20, "b": 40},
-    )
-    return go.Figure(data=traces, layout=layout)
+    return traces
 
 
 def selected_node(event: Any) -> str | None:

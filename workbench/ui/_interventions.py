@@ -32,15 +32,14 @@ from interventions import (
     EffectReport,
     InterventionSpec,
     Scope,
-    TwinActivations,
     WhatIf,
     WhatIfResult,
-    artifact_twins,
     measure_effect,
     record_effect,
 )
 from store import Action, Actor, Event, EventFilter
 from workbench.services._summary import evaluation_splits
+from workbench.services._whatif import whatif_engine
 from workbench.ui._state import dataset, dataset_key, model, model_key, model_lock, store
 
 __all__ = [
@@ -143,15 +142,9 @@ def whatif(ws: Workspace, split: str, layer: str, progress: ProgressFn | None = 
         wi = reg.engines.get(key)
     if wi is None:
         m, ds = model(ws), dataset(ws)
-        twins: list[TwinActivations] = []
-        note: str | None = None
         with model_lock(m.model_id):
-            if split in dict(eval_splits(ws)):
-                twins, note = artifact_twins(m, ds, split, layer, cache=ws.activation_cache,
-                                             progress=progress)
-            wi = WhatIf.from_dataset(
-                m, ds, split, layer, cache=ws.activation_cache, progress=progress, twins=twins
-            )
+            wi, note = whatif_engine(m, ds, split, layer, cache=ws.activation_cache,
+                                     progress=progress, twins=split in dict(eval_splits(ws)))
         with reg.lock:
             reg.engines[key] = wi
             reg.notes[key] = note
