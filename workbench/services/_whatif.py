@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from concepts import ActivationCache, ClassifierModel, Dataset
     from interventions import WhatIf
-    from workbench.services._precompute import ProgressFn
+    from concepts import ProgressFn
 
 __all__ = ["whatif_engine"]
 
