@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError
-from concepts.discovery._clusters import cluster_activations
 from concepts.discovery._clusters_result import ClusteringResult
 from store import atomic_path
 from store import finite_or_none as _num
@@ -75,6 +74,8 @@ def cluster_dataset(
     cases = dataset.cases.iloc[idx]
     labels = cases["label"].astype(str).to_numpy()
     holdout = np.r_[np.zeros(len(disc), bool), np.ones(len(test), bool)] if ts is not None else None
+    from concepts.discovery._clusters import cluster_activations  # sklearn: not for `import graph`
+
     res = cluster_activations(
         acts, labels, classes=dataset.classes, rows=idx,
         case_ids=cases["case_id"].astype(str).tolist(), layer=layer, split=split or "all",
