@@ -9,6 +9,8 @@ PORT ?= 8501
 # torch: the CPU wheel pinned here installs offline on the project's machines; a looser spec
 # would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# pytest-xdist workers of `make test` (each test file runs whole on one worker: --dist loadfile).
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint venv install install-test chromium bench clean help
@@ -51,7 +53,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 test: install-test lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/dermsynth.py
