@@ -27,12 +27,27 @@ from tests.support.workspaces import (
 os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
+#: The longest test files (each builds an EfficientNet-Lite0 demo on 2000 DermSynth images, or two
+#: demos): they start first under pytest-xdist.
+LONGEST_FILES = (
+    "tests/concepts/tcav/test_tcav_validity.py",
+    "tests/interventions/test_interventions_dermsynth.py",
+    "tests/graph/test_confounders_slow.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Test files with slow tests first (a stable sort: each file's tests keep their order), so
-    that under pytest-xdist (``--dist loadfile``) the longest files start first and the short
-    ones fill the gaps, instead of one long file running alone at the end."""
+    """The longest files first, then the other files with slow tests, then the rest (a stable
+    sort: each file's tests keep their order), so that under pytest-xdist (``make test``:
+    ``--dist loadfile --no-loadscope-reorder``) the long files start first and the short ones fill
+    the gaps, instead of one long file running alone at the end."""
     slow_files = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_files)
+
+    def rank(item: pytest.Item) -> int:
+        file = item.nodeid.split("::")[0]
+        return 0 if file in LONGEST_FILES else 1 if file in slow_files else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
