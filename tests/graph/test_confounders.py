@@ -208,9 +208,9 @@ def test_relevance_weights_for_metadata_and_contradicting_criteria() -> None:
 def test_no_planted_pair_is_hard_coded() -> None:
     """The ranking never names an artifact: any pairing is found from the data alone."""
     root = Path(__file__).resolve().parents[2]
-    files = ["concepts/_cooccurrence.py", "concepts/_cooccurrence_sql.py",
-             "concepts/_cooccurrence_stats.py", "concepts/_clusters.py",
-             "concepts/_clusters_result.py", "graph/_confounders.py", "workbench/_cli_confounders.py"]
+    files = ["concepts/discovery/_cooccurrence.py", "concepts/discovery/_cooccurrence_sql.py",
+             "concepts/discovery/_cooccurrence_stats.py", "concepts/discovery/_clusters.py",
+             "concepts/discovery/_clusters_result.py", "graph/_confounders.py", "workbench/cli/_confounders.py"]
     for f in files:
         text = (root / f).read_text()
         assert not re.search(r"""["'](ink|patch|ruler|hair|dark_corner|gel_bubble)["']""", text), f
