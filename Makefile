@@ -9,6 +9,9 @@ PORT ?= 8501
 # torch: the CPU wheel pinned here installs offline on the project's machines; a looser spec
 # would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# pytest-xdist workers of `make test`: each test file runs whole on one worker (--dist loadfile), in
+# collection order (--no-loadscope-reorder: tests/conftest.py puts the files with slow tests first).
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint venv install install-test chromium bench clean help
@@ -52,7 +55,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/lint-imports --no-cache
 
 test: install-test lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/dermsynth.py

@@ -36,9 +36,9 @@ ALLOWED_TEST_REACHES: dict[tuple[str, str], str] = {
     ("tests/store/test_audit_security.py", "workbench.auth._auth"): "auth test outside tests/workbench",
     ("tests/store/test_audit_security.py", "workbench.cli._audit"): "CLI test outside tests/workbench",
     ("tests/store/test_audit_security.py", "workbench.ui._history"): "UI test outside tests/workbench",
-    # the UI tests' shared fixtures, still at the top of tests/ (they belong to tests/workbench/ui)
-    ("tests/conftest_ui.py", "workbench.auth._auth"): "UI fixtures outside tests/workbench",
-    ("tests/conftest_ui.py", "workbench.ui._state"): "UI fixtures outside tests/workbench",
+    # shared builders of the workbench tests (tests/support serves every folder)
+    ("tests/support/browser.py", "workbench.cli._serve"): "serve plan of the e2e tests",
+    ("tests/support/clinic.py", "workbench.ui._fix"): "the fix page's clinic builder",
 }
 
 

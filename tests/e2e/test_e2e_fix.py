@@ -1,8 +1,9 @@
 """End-to-end in Chromium: an engineer picks a few labelled images of a new clinic (the
-ink-on-nevi DermSynth clinic of ``tests/workbench/ui/test_ui_fix.py``), gets the proposed fix, saves it with
-a rationale, and the Audit page lists the ``fix_recorded`` event.
+ink-on-nevi DermSynth clinic of ``tests/support/clinic.py``, shared with
+``tests/workbench/ui/test_ui_fix.py``), gets the proposed fix, saves it with a rationale, and the
+Audit page lists the ``fix_recorded`` event.
 
-Uses the server and browser helpers of ``tests/test_e2e_ui.py``; the screenshot goes to
+Uses the server and browser helpers of ``tests/support/browser.py``; the screenshot goes to
 ``test-artifacts/screenshots/fix.png``.
 """
 
@@ -10,30 +11,26 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_ui import ARTIFACTS, ui_workspace_fixture  # noqa: F401
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect
-from test_e2e_ui import _goto, _new_page, _no_exception, _settle, _shot, _title, serve
-from test_e2e_ui import chrome as chrome  # the browser fixture (skips without chromium)
 
 from store import EventFilter, Store
-from tests.workbench.ui.test_ui_fix import add_clinic, proposing_draw
+from tests.support.browser import goto, new_page, no_exception, serve, settle, shot, title
+from tests.support.clinic import CLINIC_SPEC, build_clinic, proposing_draw
+from tests.support.ui import ARTIFACTS
+from tests.support.workspaces import WorkspaceFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
-def e2e_clinic(ui_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("e2e_fix") / "ws"
-    shutil.copytree(ui_workspace, root)
-    add_clinic(root)
-    return root
+def e2e_clinic(workspace_factory: WorkspaceFactory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return workspace_factory.copy(CLINIC_SPEC, build_clinic(workspace_factory), tmp_path_factory.mktemp("e2e_fix") / "ws")
 
 
 def _choose(page: Page, label: str, value: str) -> None:
@@ -41,7 +38,7 @@ def _choose(page: Page, label: str, value: str) -> None:
     box.click()
     page.keyboard.type(value)
     page.keyboard.press("Enter")
-    _settle(page)
+    settle(page)
 
 
 def _clinic_zip(root: Path, out: Path, per_class: int = 6) -> Path:
@@ -67,57 +64,57 @@ def test_engineer_fixes_a_new_clinic_and_the_audit_shows_it(chrome: Browser, e2e
                                                              tmp_path: Path) -> None:
     seed = proposing_draw(e2e_clinic)
     upload = _clinic_zip(e2e_clinic, tmp_path / "clinic.zip")
-    page = _new_page(chrome)
+    page = new_page(chrome)
     with serve(e2e_clinic, ARTIFACTS / "logs" / "e2e-fix.log", role="engineer") as url:
         page.goto(url)
-        _title(page, "Overview")
-        _goto(page, "Test-time fix")
-        _no_exception(page)
+        title(page, "Overview")
+        goto(page, "Test-time fix")
+        no_exception(page)
 
         # an upload (zip of images + labels.csv) goes through the same proposal
         page.get_by_text("Upload", exact=True).click()
-        _settle(page)
+        settle(page)
         page.locator("input[type=file]").set_input_files(str(upload))
-        _settle(page)
+        settle(page)
         expect(page.get_by_test_id("stDataFrame").or_(page.get_by_test_id("stDataFrameResizable")).first).to_be_visible()
         page.get_by_role("button", name="Propose a fix").click()
-        _settle(page)
-        _no_exception(page)
+        settle(page)
+        no_exception(page)
         expect(page.get_by_text(re.compile(r"^(Proposed: |Nothing proposed)"))).to_be_visible()
         expect(page.get_by_text(re.compile(r"The 8 shots \(upload; 4 more images held out\)"))).to_be_visible()
 
         page.get_by_text("From a workspace data set", exact=True).click()
-        _settle(page)
+        settle(page)
         _choose(page, "Data set of the new clinic", "clinic")
         _choose(page, "Split", "train")
         seed_box = page.get_by_label("Draw (seed)")
         seed_box.fill(str(seed))
         seed_box.press("Enter")
-        _settle(page)
+        settle(page)
         page.get_by_role("button", name="Propose a fix").click()
-        _settle(page)
+        settle(page)
         # the shots of this pick (not the upload's, still on screen while the run starts)
         expect(page.get_by_text(re.compile(r"The 8 shots \(data set clinic, split train; \d+ more"))).to_be_visible()
-        _settle(page)
-        _no_exception(page)
+        settle(page)
+        no_exception(page)
         expect(page.get_by_text(re.compile(r"^Proposed: "))).to_be_visible()
         expect(page.get_by_text("3 · Before and after")).to_be_visible()
         expect(page.get_by_text("Balanced accuracy, held-out")).to_be_visible()
-        _settle(page)
-        _shot(page, "fix", height=1900)
+        settle(page)
+        shot(page, "fix", height=1900)
 
         page.get_by_label("Rationale (required)").fill(
             "At the new clinic nevi are marked with ink; the model reads ink as melanoma.")
         page.get_by_role("button", name="Save fix").click()
-        _settle(page)
+        settle(page)
         expect(page.get_by_text(re.compile(r"Saved .* as fix-[0-9a-f]{12}"))).to_be_visible()
-        _no_exception(page)
+        no_exception(page)
 
-        _goto(page, "Audit")
+        goto(page, "Audit")
         expect(page.get_by_text("Chain intact")).to_be_visible()
         _choose(page, "Action", "fix_recorded")
         expect(page.get_by_role("heading", name=re.compile(r"^History — 1 of \d+ events"))).to_be_visible()
-        _shot(page, "audit_fix")
+        shot(page, "audit_fix")
 
     fixes = Store.for_workspace(e2e_clinic).events(EventFilter(action="fix_recorded"))
     assert len(fixes) == 1 and fixes[0].actor_role == "engineer"

@@ -2,7 +2,7 @@
 picks inked cases in the Case explorer, builds a concept from them, masks it on Interventions
 (flip rates from real, transplanted twins), saves it, and the Audit page lists it.
 
-Streamlit is started and chromium driven as in tests/test_e2e_ui.py; screenshots go to
+Streamlit is started and chromium driven by tests/support/browser.py; screenshots go to
 ``test-artifacts/screenshots/real_*.png``.
 """
 
@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest_ui import ARTIFACTS
-from conftest_ui_real import INKED, copy_workspace
-from test_e2e_ui import _goto, _new_page, _settle, _shot, _title, chrome, serve  # noqa: F401
 
 from store import EventFilter, Store
+from tests.support.browser import goto, new_page, serve, settle, shot, title
+from tests.support.ui import ARTIFACTS
+from tests.support.ui_real import copy_workspace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -33,46 +33,46 @@ def _pick(page: Page, label: str, value: str) -> None:
     box.locator("input").first.click()
     page.keyboard.type(value)
     page.keyboard.press("Enter")
-    _settle(page)
+    settle(page)
 
 
-def test_concept_from_cases_masked_saved_and_audited(chrome: Browser, ui_real_workspace: Path,  # noqa: F811
-                                                     tmp_path: Path) -> None:
+def test_concept_from_cases_masked_saved_and_audited(chrome: Browser, ui_real_workspace: Path,
+                                                     ui_real_inked: list[str], tmp_path: Path) -> None:
     root = copy_workspace(ui_real_workspace, tmp_path / "ws")
-    page = _new_page(chrome)
+    page = new_page(chrome)
     with serve(root, ARTIFACTS / "logs" / "e2e-real.log") as url:
         page.goto(url)
-        _title(page, "Overview")
-        _goto(page, "Case explorer")
+        title(page, "Overview")
+        goto(page, "Case explorer")
         expect(page.get_by_test_id("stException")).to_have_count(0)
         page.get_by_text("Build a concept from cases").click()
-        for cid in INKED[:N_CASES]:
+        for cid in ui_real_inked[:N_CASES]:
             _pick(page, "Cases showing the concept", cid)
         page.get_by_label("Concept name").fill("marker")
         page.get_by_label("What it shows").fill("violet skin-marker stroke")
         page.get_by_role("button", name=f"Build concept from {N_CASES} cases").click()
-        _settle(page)
+        settle(page)
         expect(page.get_by_text(re.compile(r"Added concept 'marker' \(6 cases, 6 class-matched"))).to_be_visible()
-        _shot(page, "real_case_explorer_concept")
+        shot(page, "real_case_explorer_concept")
 
         page.get_by_role("button", name="Mask marker on Interventions").click()
-        _title(page, "Interventions")
+        title(page, "Interventions")
         expect(page.get_by_text("mask marker (1) at", exact=False)).to_be_visible()
         expect(page.get_by_text(re.compile(r"Twins: inpaint:.*transplant:mask-column:ink_mask"))).to_be_visible()
-        _shot(page, "real_interventions")
+        shot(page, "real_interventions")
         page.get_by_label("Rationale (required)").fill("Skin-marker ink is not a feature of the lesion.")
         page.get_by_role("button", name="Save intervention").click()
-        _settle(page)
+        settle(page)
         expect(page.get_by_text(re.compile(r"Saved mask marker .* as iv-"))).to_be_visible()
 
-        _goto(page, "Audit")
+        goto(page, "Audit")
         _pick(page, "Concept", "marker")
         expect(page.get_by_role("heading", name=re.compile(r"^History — [2-9] of \d+ events"))).to_be_visible()
         applied = Store.for_workspace(root).events(EventFilter(action="applied"))
         assert len(applied) == 1 and applied[0].concept == "marker"
         report = page.get_by_role("combobox", name="Report for intervention")
         expect(report).to_have_value(str(applied[0].intervention_id))
-        _shot(page, "real_audit")
+        shot(page, "real_audit")
 
     named = Store.for_workspace(root).events(EventFilter(action="concept_named"))
     assert [e.concept for e in named] == ["marker"] and named[0].actor_role == "dermatologist"

@@ -29,7 +29,8 @@ from concepts.discovery import attribute_class_table
 from concepts.tcav import run_tcav
 from graph import workspace_flip_rates
 from graph._confounders import rank_confounders
-from workbench.services import DemoConfig, build_demo
+from tests.support.workspaces import WorkspaceFactory, build_demo_into, demo_spec
+from workbench.services import DemoConfig
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +40,10 @@ Inputs = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
-    root = tmp_path_factory.mktemp("lite_ws")
+def inputs(workspace_factory: WorkspaceFactory, tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     cfg = DemoConfig(dermsynth=DermSynthConfig(n_images=400, image_size=96, concept_examples=24,
                                                random_pool=80))
-    ws = Workspace(root)
-    build_demo(ws, cfg)
+    ws = Workspace(workspace_factory.copy(demo_spec(cfg), build_demo_into(cfg), tmp_path_factory.mktemp("lite_ws") / "ws"))
     run_tcav(ws, runs=10, seed=0)
     tc = pd.read_parquet(ws.results_dir / "tcav.parquet")
     flips = workspace_flip_rates(ws, ws.dataset(), max_twins=200)

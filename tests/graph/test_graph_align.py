@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,62 +11,7 @@ import pytest
 from concepts import DataError
 from graph import AlignmentFinding, ClinicalGraph, add_cooccurrence, alignment_report, extend_graph
 from graph._align import ALIGNMENT_CATEGORIES, TCAV_COLUMNS
-
-LAYERS = ("block10", "block15")
-
-
-def _rows(concept: str, group: str, effect_mel: float, significant: bool, *, unstable: bool = False,
-          p: float = 1e-4, layers: tuple[str, ...] = LAYERS, classes: tuple[str, ...] = ("melanoma", "nevus"),
-          ) -> list[dict[str, Any]]:
-    """Rows for a two-class model: the same concept has opposite effects on the two classes."""
-    out = []
-    for li, layer in enumerate(layers):
-        for ci, cls in enumerate(classes):
-            eff = (effect_mel if ci == 0 else -effect_mel) * (1.0 - 0.1 * li)
-            out.append({
-                "concept": concept, "group": group, "class": cls, "layer": layer,
-                "score_mean": 0.5 + eff, "score_std": 0.05, "random_mean": 0.5, "effect": eff,
-                "p_value": p / 4, "p_adjusted": p if significant else max(p, 0.3),
-                "cav_accuracy": 0.9, "stability": 0.6 if unstable else 0.95,
-                "significant": significant, "unstable": unstable,
-            })
-    return out
-
-
-def dermsynth_tcav() -> pd.DataFrame:
-    """Ink (on suspicious lesions) and patch (on benign nevi) planted; the model uses them."""
-    rows: list[dict[str, Any]] = []
-    rows += _rows("ink", "artifact", +0.38, True, p=1e-5)
-    rows += _rows("patch", "artifact", -0.31, True, p=1e-4)
-    for art in ("ruler", "dark_corner", "gel_bubble"):
-        rows += _rows(art, "artifact", 0.02, False, p=0.7)
-    rows += _rows("hair", "artifact", 0.2, True, unstable=True)  # unstable: not a finding
-    rows += _rows("pigment_network", "criterion", +0.30, True)
-    rows += _rows("dots_and_globules", "criterion", +0.22, True, p=1e-3)
-    rows += _rows("blue_whitish_veil", "criterion", -0.25, True)  # wrong direction
-    for crit in ("streaks", "vascular_structures", "regression_structures"):
-        rows += _rows(crit, "criterion", 0.03, False, p=0.5)
-    rows += _rows("pigmentation", "criterion", 0.15, True, unstable=True)
-    rows += _rows("cluster_3", "custom", 0.27, True)
-    return pd.DataFrame(rows)
-
-
-EXPECTED = {
-    "ink": "confounder",
-    "patch": "confounder",
-    "blue_whitish_veil": "contradictory",
-    "vascular_structures": "neglected",
-    "pigmentation": "neglected",
-    "regression_structures": "neglected",
-    "streaks": "neglected",
-    "cluster_3": "unreviewed",
-    "pigment_network": "aligned",
-    "dots_and_globules": "aligned",
-    "ruler": "aligned",
-    "dark_corner": "aligned",
-    "gel_bubble": "aligned",
-    "hair": "aligned",
-}
+from tests.support.tcav_tables import EXPECTED, dermsynth_tcav, tcav_rows
 
 
 def test_dermsynth_outcome_categories() -> None:
@@ -157,9 +101,9 @@ def test_cooccurrence_evidence_and_related_criterion() -> None:
 
 def test_unknown_artifact_group_and_taxonomy_review() -> None:
     tcav = pd.DataFrame(
-        _rows("surgical_tape", "artifact", 0.2, True)
-        + _rows("milia_like_cysts", "custom", -0.2, True)
-        + _rows("cluster_9", "custom", 0.01, False, p=0.9)
+        tcav_rows("surgical_tape", "artifact", 0.2, True)
+        + tcav_rows("milia_like_cysts", "custom", -0.2, True)
+        + tcav_rows("cluster_9", "custom", 0.01, False, p=0.9)
     )
     report = alignment_report(tcav)
     assert report.category("surgical_tape") == "confounder"  # artifacts are irrelevant by group
@@ -180,18 +124,18 @@ def test_unknown_artifact_group_and_taxonomy_review() -> None:
 
 
 def test_mixed_directions_and_unknown_classes() -> None:
-    mixed = _rows("streaks", "criterion", 0.2, True, layers=("block10",)) + _rows(
+    mixed = tcav_rows("streaks", "criterion", 0.2, True, layers=("block10",)) + tcav_rows(
         "streaks", "criterion", -0.2, True, layers=("block15",)
     )
     assert alignment_report(pd.DataFrame(mixed)).category("streaks") == "contradictory"
-    multi = _rows("streaks", "criterion", 0.0, False, p=0.8, classes=("melanoma", "bcc")) + [
+    multi = tcav_rows("streaks", "criterion", 0.0, False, p=0.8, classes=("melanoma", "bcc")) + [
         {**r, "class": "bcc", "effect": 0.3, "significant": True, "p_adjusted": 1e-4}
-        for r in _rows("streaks", "criterion", 0.3, True, layers=("block15",), classes=("bcc",))
+        for r in tcav_rows("streaks", "criterion", 0.3, True, layers=("block15",), classes=("bcc",))
     ]
     f = alignment_report(pd.DataFrame(multi)).findings[0]
     assert f.category == "unreviewed" and f.cls == "bcc"
     assert "no expectation" in f.reason
-    nevus_only = [r for r in _rows("streaks", "criterion", 0.3, True) if r["class"] == "nevus"]
+    nevus_only = [r for r in tcav_rows("streaks", "criterion", 0.3, True) if r["class"] == "nevus"]
     assert alignment_report(pd.DataFrame(nevus_only)).category("streaks") == "aligned"  # -0.3 on nevus
 
 

@@ -28,18 +28,15 @@ from interventions import (
     select_few_shot,
 )
 from interventions._fix_search import Problem, _loss_grad, base_logits, edit_deltas, logits_at
-from tests.interventions.test_interventions import (  # one synthetic domain for both
-    _domain,
-    _linear_model,
-)
+from tests.support.linear_domain import linear_domain, linear_model  # one synthetic domain for both
 
 
 @pytest.fixture(scope="module")
 def setup() -> dict[str, object]:
     rng = np.random.default_rng(8)
-    Xs, ys, inks = _domain(rng, 600, ink_on=0)  # source: ink with melanoma
+    Xs, ys, inks = linear_domain(rng, 600, ink_on=0)  # source: ink with melanoma
     w = np.array([[1.0, 1.2, 0.5, 0, 0, 0], [-1.0, -1.2, -0.5, 0, 0, 0]], np.float32)
-    model = _linear_model(w, np.array([-1.8, 1.8], np.float32))
+    model = linear_model(w, np.array([-1.8, 1.8], np.float32))
     e = np.eye(6, dtype=np.float32)
     dirs = [
         ConceptDirection("ink@v1", "ink", "pool", model.model_id, e[1] + 0.1 * e[4], mu0=0.0, mu1=3.0),
@@ -47,7 +44,7 @@ def setup() -> dict[str, object]:
         ConceptDirection("streaks@v1", "streaks", "pool", model.model_id, e[2] + 0.2 * e[1], mu0=0.0, mu1=1.0),
     ]
     source = WhatIf(model, "pool", Xs, ys, groups={"ink": inks})
-    Xn, yn, inkn = _domain(rng, 400, ink_on=1)  # new domain: ink with nevi
+    Xn, yn, inkn = linear_domain(rng, 400, ink_on=1)  # new domain: ink with nevi
     return {"model": model, "dirs": dirs, "source": source, "Xn": Xn, "yn": yn, "ink": inkn}
 
 
@@ -112,7 +109,7 @@ def test_no_shift_does_no_harm(setup: dict) -> None:
     four draws the held-out balanced accuracy never falls by more than half a point and the
     source guard holds; what is proposed (mostly nothing) is reported with its evidence."""
     model, dirs, source = setup["model"], setup["dirs"], setup["source"]
-    X, y, _ = _domain(np.random.default_rng(21), 400, ink_on=0)
+    X, y, _ = linear_domain(np.random.default_rng(21), 400, ink_on=0)
     changes, proposed = [], 0
     for draw in range(4):
         few, rest = select_few_shot(y, 4, seed=draw)
@@ -157,7 +154,7 @@ def test_one_odd_shot_does_not_decide(setup: dict) -> None:
     the model calls melanoma: the full fit may use hair, the leave-one-out check must not."""
     model, dirs, source = setup["model"], setup["dirs"], setup["source"]
     rng = np.random.default_rng(3)
-    X, y, _ = _domain(rng, 200, ink_on=0)
+    X, y, _ = linear_domain(rng, 200, ink_on=0)
     few, _ = select_few_shot(y, 4, seed=1)
     Xf, yf = X[few].copy(), y[few].copy()
     j = int(np.flatnonzero(yf == 1)[0])

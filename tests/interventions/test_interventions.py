@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from concepts import ClassifierModel, Preprocessing, StagedNet, WorkbenchError, extract_activations
+from concepts import ClassifierModel, WorkbenchError, extract_activations
 from interventions import (
     ConceptDirection,
     ConceptEdit,
@@ -33,6 +33,7 @@ from interventions import (
 )
 from interventions._directions import random_direction
 from interventions._ops import edit_activations
+from tests.support.linear_domain import linear_domain, linear_model
 
 CLASSES = ("melanoma", "nevus")
 
@@ -367,16 +368,6 @@ def test_insert_artifact_is_reproducible_and_local() -> None:
 
 
 # ---------------------------------------------------------------------------------- what-if
-def _linear_model(w: np.ndarray, b: np.ndarray, name: str = "linear") -> ClassifierModel:
-    """A staged model whose ``pool`` stage is the identity on feature vectors (synthetic tests)."""
-    fc = nn.Linear(w.shape[1], w.shape[0])
-    with torch.no_grad():
-        fc.weight.copy_(torch.as_tensor(w))
-        fc.bias.copy_(torch.as_tensor(b))
-    module = StagedNet([("pool", nn.Identity()), ("fc", fc)])
-    return ClassifierModel(module, name, CLASSES, Preprocessing(size=8))
-
-
 def test_whatif_matches_metrics_and_strength_changes() -> None:
     rng = np.random.default_rng(5)
     n, d = 400, 24
@@ -386,7 +377,7 @@ def test_whatif_matches_metrics_and_strength_changes() -> None:
     X = (rng.standard_normal((n, d)) + np.outer(np.where(y == 0, 1.0, -1.0), v_sig)
          + 3.0 * np.outer(ink, v_ink)).astype(np.float32)
     w = np.stack([v_sig + v_ink, -v_sig - v_ink]).astype(np.float32)
-    model = _linear_model(w, np.zeros(2, np.float32))
+    model = linear_model(w, np.zeros(2, np.float32))
     ink_dir = direction_from_examples("ink", "pool", model.model_id, X[ink == 1], X[ink == 0], method="pattern")
     spec = InterventionSpec(model.model_id, "pool", (ConceptEdit(ink_dir, "mask"),))
     wi = WhatIf(model, "pool", X, y, groups={"ink": ink}, spec=spec)
@@ -443,7 +434,7 @@ def test_fast_whatif_metrics_agree_with_classification_metrics() -> None:
     n = 300
     y = rng.integers(0, 2, n)
     groups = {"ink": rng.random(n) < 0.3, "patch": rng.random(n) < 0.2}
-    model = _linear_model(np.eye(2, 4, dtype=np.float32), np.zeros(2, np.float32))
+    model = linear_model(np.eye(2, 4, dtype=np.float32), np.zeros(2, np.float32))
     wi = WhatIf(model, "pool", rng.standard_normal((n, 4)).astype(np.float32), y, groups=groups)
     fast = _FastMetrics(y, CLASSES, groups)
     for seed in range(3):
@@ -462,22 +453,11 @@ def test_fast_whatif_metrics_agree_with_classification_metrics() -> None:
 
 
 # ---------------------------------------------------------------------------------- test-time fix
-def _domain(rng: np.random.Generator, n: int, ink_on: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features: e0 = lesion signal (+ melanoma), e1 = ink (3.0 when drawn), e2 = streaks (melanoma)."""
-    y = rng.integers(0, 2, n)
-    ink = (rng.random(n) < np.where(y == ink_on, 0.6, 0.05)).astype(int)
-    X = rng.standard_normal((n, 6)).astype(np.float32) * 0.7
-    X[:, 0] += np.where(y == 0, 1.0, -1.0)
-    X[:, 1] += 3.0 * ink
-    X[:, 2] += np.where(y == 0, 1.0, 0.0) + 0.3 * rng.standard_normal(n)
-    return X, y, ink
-
-
 def test_fix_masks_the_confounder_that_fires_on_the_wrong_class() -> None:
     rng = np.random.default_rng(8)
-    Xs, ys, inks = _domain(rng, 600, ink_on=0)  # source: ink with melanoma
+    Xs, ys, inks = linear_domain(rng, 600, ink_on=0)  # source: ink with melanoma
     w = np.array([[1.0, 1.2, 0.5, 0, 0, 0], [-1.0, -1.2, -0.5, 0, 0, 0]], np.float32)
-    model = _linear_model(w, np.array([-1.8, 1.8], np.float32))
+    model = linear_model(w, np.array([-1.8, 1.8], np.float32))
     e = np.eye(6, dtype=np.float32)
     dirs = [
         ConceptDirection("ink@v1", "ink", "pool", model.model_id, e[1], mu0=0.0, mu1=3.0),
@@ -485,7 +465,7 @@ def test_fix_masks_the_confounder_that_fires_on_the_wrong_class() -> None:
         ConceptDirection("streaks@v1", "streaks", "pool", model.model_id, e[2], mu0=0.0, mu1=1.0),
     ]
     source = WhatIf(model, "pool", Xs, ys, groups={"ink": inks})
-    Xn, yn, _ = _domain(rng, 200, ink_on=1)  # new domain: ink with nevi
+    Xn, yn, _ = linear_domain(rng, 200, ink_on=1)  # new domain: ink with nevi
     few, rest = select_few_shot(yn, 4, seed=0)
     assert len(few) == 8 and len(rest) == 192 and set(yn[few]) == {0, 1}
     held = WhatIf(model, "pool", Xn[rest], yn[rest])

@@ -32,7 +32,8 @@ from interventions import (
     select_few_shot,
 )
 from interventions._directions import random_direction
-from workbench.services import DemoConfig, build_demo
+from tests.support.workspaces import WorkspaceFactory, build_demo_into, demo_spec
+from workbench.services import DemoConfig
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +42,10 @@ CRITERIA = {"pigment_network", "blue_whitish_veil", "vascular_structures", "pigm
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    ws = Workspace(tmp_path_factory.mktemp("iv_demo"))
+def demo(workspace_factory: WorkspaceFactory, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     # the demo's defaults (2000 images at 128 px, 60 twin pairs per concept), ink planted alone
     cfg = DemoConfig(dermsynth=DermSynthConfig(confounders=(parse_confounder("ink:melanoma:0.6"),)), architecture="efficientnet-lite0")
-    build_demo(ws, cfg)
-    return ws
+    return Workspace(workspace_factory.copy(demo_spec(cfg), build_demo_into(cfg), tmp_path_factory.mktemp("iv_demo") / "ws"))
 
 
 @pytest.fixture(scope="module")

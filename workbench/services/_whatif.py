@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from concepts import ActivationCache, ClassifierModel, Dataset
+    from concepts import ActivationCache, ClassifierModel, Dataset, ProgressFn
     from interventions import WhatIf
-    from concepts import ProgressFn
 
 __all__ = ["whatif_engine"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from concepts import ARTIFACTS, CRITERIA, ConceptError, DataError, Workspace
 from concepts.bank import Concept, ConceptBank, ExampleSet, label_confounding
-from tests.concepts.tcav.test_tcav_synth import CLASSES, make_concept_sets, make_dataset
+from tests.support.synth import CLASSES, make_concept_sets, make_dataset
 
 
 @pytest.fixture(scope="module")

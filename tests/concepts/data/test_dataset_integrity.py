@@ -19,40 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from concepts import DataError, Dataset, Workspace
-from concepts.data._dataset import _VERIFIED, DatasetInfo
-from store import Actor, Role, Store
+from concepts.data._dataset import _VERIFIED
+from tests.support.toy_workspace import cli_app, make_workspace, store_digest
 
 runner = CliRunner()
-
-
-def _cli() -> object:
-    from workbench.cli import _register_subapps, app
-
-    if not any(getattr(c, "name", None) == "confounders" for c in app.registered_commands):
-        _register_subapps()
-    return app
-
-
-def make_workspace(root: Path, n: int = 12, size: int = 8) -> Workspace:
-    """A workspace with one small data set ``toy`` and a store holding one event."""
-    rng = np.random.default_rng(0)
-    cases = pd.DataFrame({
-        "case_id": [f"c{i}" for i in range(n)],
-        "label": ["mel", "nev"] * (n // 2),
-        "split": ["train", "val", "test"] * (n // 3),
-        "ink": rng.integers(0, 2, n),
-    })
-    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    ws = Workspace(root).ensure()
-    Dataset.write(ws.datasets_dir / "toy", DatasetInfo("toy", "test", ("mel", "nev"), size, artifacts=("ink",)),
-                  cases, images)
-    ws.update_manifest(dataset="toy")
-    Store(ws.store_path).append_event(Actor.from_os_user(Role.DERMATOLOGIST), "concept_named", concept="ink")
-    return ws
-
-
-def _store_digest(ws: Workspace) -> list[str]:
-    return [e.hash for e in Store(ws.store_path).events()]
 
 
 def _bump_mtime(path: Path) -> None:
@@ -152,18 +122,18 @@ def test_corrupt_dataset_one_line_error(
     root = tmp_path / "ws"
     shutil.copytree(template, root)
     ws = Workspace(root)
-    before = _store_digest(ws)
+    before = store_digest(ws)
     Dataset.load(ws.datasets_dir / "toy")  # fine, and remembered as verified
     corrupt(ws.datasets_dir / "toy" / file)
     with pytest.raises(DataError, match=message) as info:
         Dataset.load(ws.datasets_dir / "toy")
     assert "\n" not in str(info.value) and "re-import" in str(info.value)
-    r = runner.invoke(_cli(), ["confounders", "--table", "cooccurrence", "--workspace", str(root)])  # type: ignore[arg-type]
+    r = runner.invoke(cli_app(), ["confounders", "--table", "cooccurrence", "--workspace", str(root)])  # type: ignore[arg-type]
     assert r.exit_code == 1, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in " ".join(r.output.split()), r.output
     assert "Traceback" not in r.output
-    assert _store_digest(ws) == before  # the store is intact
+    assert store_digest(ws) == before  # the store is intact
 
 
 def test_serve_refuses_corrupt_dataset(template: Path, tmp_path: Path) -> None:
@@ -176,7 +146,7 @@ def test_serve_refuses_corrupt_dataset(template: Path, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r = runner.invoke(_cli(), ["serve", "--workspace", str(root), "--port", str(port)])  # type: ignore[arg-type]
+    r = runner.invoke(cli_app(), ["serve", "--workspace", str(root), "--port", str(port)])  # type: ignore[arg-type]
     assert r.exit_code == 1 and "content hash" in r.output and "Traceback" not in r.output, r.output
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from concepts import ClassifierModel, ConceptBank, Workspace
-from tests.concepts.tcav.test_tcav_synth import CLASSES, make_dataset, render
+from tests.support.synth import CLASSES, make_dataset, render
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from concepts.importers import import_derm7pt
 from graph import from_node_link, read_graph
-from tests.graph.test_graph_align import EXPECTED, dermsynth_tcav
+from tests.support.tcav_tables import EXPECTED, dermsynth_tcav
 from workbench.cli._graph import graph_app
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "derm7pt"

@@ -14,12 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest_realws import REAL_DATASET, REAL_MODEL
-from conftest_ui import APP, ui_env_fixture  # noqa: F401
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 from concepts import Workspace
+from tests.support.realws import REAL_DATASET, REAL_MODEL
+from tests.support.ui import APP
 from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
 from workbench.cli import app
 from workbench.ui._nav import PAGES

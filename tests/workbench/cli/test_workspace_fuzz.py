@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from concepts import DataError, Dataset, Workspace
 from concepts.data import name_problem
-from tests.concepts.data.test_dataset_integrity import _cli, _store_digest, make_workspace
+from tests.support.toy_workspace import cli_app, make_workspace, store_digest
 
 runner = CliRunner()
 FILES = ("dataset.json", "cases.parquet", "images.npy")
@@ -67,15 +67,15 @@ def test_corrupt_workspace_files(template: Path, tmp_path_factory: pytest.TempPa
     root = tmp_path_factory.mktemp("case") / "ws"
     shutil.copytree(template, root)
     ws = Workspace(root)
-    before = _store_digest(ws)
+    before = store_digest(ws)
     _apply(ws.datasets_dir / "toy" / file, how, at, data)
     try:
         Dataset.load(ws.datasets_dir / "toy")
     except DataError as exc:
         assert "\n" not in str(exc)
-    r = runner.invoke(_cli(), ["confounders", "--table", "cooccurrence", "--workspace", str(root)])  # type: ignore[arg-type]
+    r = runner.invoke(cli_app(), ["confounders", "--table", "cooccurrence", "--workspace", str(root)])  # type: ignore[arg-type]
     _one_line_or_ok(r.output, r.exit_code)
-    assert _store_digest(ws) == before
+    assert store_digest(ws) == before
 
 
 _LABEL_CHARS = st.characters(codec="utf-8", exclude_characters=',"\r\n')
@@ -90,7 +90,7 @@ def test_hostile_labels_through_import(template: Path, tmp_path_factory: pytest.
     root = tmp_path_factory.mktemp("imp") / "ws"
     shutil.copytree(template, root)
     ws = Workspace(root)
-    before = _store_digest(ws)
+    before = store_digest(ws)
     data = root.parent / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -98,7 +98,7 @@ def test_hostile_labels_through_import(template: Path, tmp_path_factory: pytest.
         Image.fromarray(rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(data / f"c{i}.png")
     rows = ["case_id,path,label"] + [f"c{i},c{i}.png,{label if i == 0 else 'nevus'}" for i in range(4)]
     (data / "cases.csv").write_bytes(("\n".join(rows) + "\n").encode("utf-8"))
-    r = runner.invoke(_cli(), ["import", "folder", str(data / "cases.csv"), "--workspace", str(root),  # type: ignore[arg-type]
+    r = runner.invoke(cli_app(), ["import", "folder", str(data / "cases.csv"), "--workspace", str(root),  # type: ignore[arg-type]
                                "--name", "imp", "--image-size", "8"])
     _one_line_or_ok(r.output, r.exit_code)
     stripped = label.strip()
@@ -107,4 +107,4 @@ def test_hostile_labels_through_import(template: Path, tmp_path_factory: pytest.
         assert stripped in Dataset.load(ws.datasets_dir / "imp").classes
     elif name_problem(stripped) and stripped:
         assert not (ws.datasets_dir / "imp").exists()
-    assert _store_digest(ws) == before
+    assert store_digest(ws) == before

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest_ui import fresh_workspace_fixture, ui_env_fixture, ui_workspace_fixture  # noqa: F401
 from PIL import Image
 
 from concepts import ConceptError, DataError, Dataset
@@ -123,10 +122,10 @@ def test_md_escapes_every_markdown_construct(text: str) -> None:
 def test_rationale_shown_as_text_in_the_ui(ui_env: pytest.MonkeyPatch, fresh_workspace: Path) -> None:
     """A rationale with an image beacon and a phishing link, and a concept name with Markdown,
     appear as text on the Overview page (AppTest), never as Markdown."""
-    from conftest_ui import APP
     from streamlit.testing.v1 import AppTest
 
     from store import Actor, Role, Store
+    from tests.support.ui import APP
     from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
 
     s = Store.for_workspace(fresh_workspace)

@@ -362,9 +362,10 @@ def _plain(markdown: str) -> str:
 
 
 def _apptest_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str | None, port: int = 8501):  # type: ignore[no-untyped-def]
-    from conftest_ui import APP, loopback_server_address
     from streamlit import config as st_config
     from streamlit.testing.v1 import AppTest
+
+    from tests.support.ui import APP, loopback_server_address
 
     monkeypatch.setenv(ENV_WORKSPACE, str(tmp_path / "no-workspace"))
     old_port = st_config.get_option("server.port")
@@ -506,8 +507,9 @@ def test_app_refuses_sign_in_with_weak_cookie_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cookie signed with a guessable secret resolved to a dermatologist; not any more."""
-    from conftest_ui import APP
     from streamlit.testing.v1 import AppTest
+
+    from tests.support.ui import APP
 
     roles = tmp_path / "roles.toml"
     roles.write_text(ROLES)

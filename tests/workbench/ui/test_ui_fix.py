@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest_ui import APP, ui_env_fixture, ui_workspace_fixture  # noqa: F401
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from concepts import DataError
 from store import EventFilter, Store
+from tests.support.clinic import CLINIC_SPEC, build_clinic, proposing_draw
+from tests.support.ui import APP
+from tests.support.workspaces import WorkspaceFactory
 from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
 from workbench.ui._fix import (
     MAX_FILES,
@@ -36,37 +36,9 @@ TIMEOUT = 300
 CLASSES = ("melanoma", "nevus")
 
 
-def add_clinic(root: Path, name: str = "clinic") -> None:
-    """Write the ink-on-nevi clinic into ``root``'s data sets."""
-    from concepts.dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
-
-    cfg = DermSynthConfig(n_images=300, image_size=64, seed=77, confounders=(parse_confounder("ink:nevus:0.6"),),
-                          concept_examples=2, random_pool=2)
-    with tempfile.TemporaryDirectory() as tmp:
-        generate_dermsynth(cfg, tmp, workers=1)
-        shutil.move(str(Path(tmp) / "dermsynth"), str(root / "datasets" / name))
-
-
-def proposing_draw(root: Path, k: int = 4, draws: int = 8) -> int:
-    """The first draw (seed) of ``k`` shots per class of the clinic's train split for which a fix
-    is proposed (the page is tested on a proposal; which draws yield one is the science's)."""
-    from concepts import Workspace
-    from workbench.ui._fix import propose, shots_from_dataset
-
-    ws = Workspace(root)
-    for seed in range(draws):
-        run = propose(ws, shots_from_dataset(ws, "clinic", "train", k, seed), "pool")
-        if run.proposal.spec is not None:
-            return seed
-    raise AssertionError(f"no fix proposed in {draws} draws of k={k} on the ink-on-nevi clinic")
-
-
 @pytest.fixture(scope="module")
-def clinic_workspace(ui_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fix_ws") / "ws"
-    shutil.copytree(ui_workspace, root)
-    add_clinic(root)
-    return root
+def clinic_workspace(workspace_factory: WorkspaceFactory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return workspace_factory.copy(CLINIC_SPEC, build_clinic(workspace_factory), tmp_path_factory.mktemp("fix_ws") / "ws")
 
 
 def _page(monkeypatch: pytest.MonkeyPatch, root: Path, role: str) -> AppTest:

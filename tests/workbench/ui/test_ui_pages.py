@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest_ui import APP, fresh_workspace_fixture, ui_env_fixture, ui_workspace_fixture  # noqa: F401
 from streamlit.testing.v1 import AppTest
 
 from store import Action, EventFilter, Store, verify_file
+from tests.support.ui import APP
 from workbench.auth._auth import ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_WORKSPACE
 from workbench.ui._nav import PAGES, ROLE_SECTIONS, page_keys_for
 

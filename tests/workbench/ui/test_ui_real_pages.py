@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest_ui import APP, ui_env_fixture  # noqa: F401
-from conftest_ui_real import INKED, copy_workspace
 from streamlit.testing.v1 import AppTest
 
 from concepts import ConceptBank, Dataset, Workspace
 from store import EventFilter, Store
+from tests.support.ui import APP
+from tests.support.ui_real import copy_workspace
 from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
 from workbench.ui._nav import PAGES
 
@@ -92,23 +92,24 @@ def test_no_twins_says_why(ui_real_workspace: Path) -> None:
     assert all(t.method.endswith("mask-column:ink_mask") for t in twins)
 
 
-def test_concept_from_cases_then_mask_and_save(ui_env: pytest.MonkeyPatch, own_workspace: Path) -> None:
+def test_concept_from_cases_then_mask_and_save(ui_env: pytest.MonkeyPatch, own_workspace: Path,
+                                               ui_real_inked: list[str]) -> None:
     at = _open(ui_env, own_workspace, "cases")
     _ok(at)
-    at.multiselect(key="cx_concept_cases").set_value(INKED).run()
+    at.multiselect(key="cx_concept_cases").set_value(ui_real_inked).run()
     at.text_input(key="cx_concept_name").input("marker")
     at.text_input(key="cx_concept_desc").input("violet skin-marker stroke")
     at.selectbox(key="cx_concept_group").set_value("artifact")
-    at.button(key=f"FormSubmitter:cx_concept_form-Build concept from {len(INKED)} cases").click().run()
+    at.button(key=f"FormSubmitter:cx_concept_form-Build concept from {len(ui_real_inked)} cases").click().run()
     _ok(at)
     assert "Added concept 'marker' (15 cases, 15 class-matched negatives" in _texts(at)
 
     ws = Workspace(own_workspace)
     bank = ConceptBank.load(ws.concepts_dir, datasets_dir=ws.datasets_dir)
     con = bank["marker"]
-    assert sorted(con.positive.case_ids) == sorted(INKED) and con.group == "artifact"
+    assert sorted(con.positive.case_ids) == sorted(ui_real_inked) and con.group == "artifact"
     # negatives drawn from the other cases with the positives' class mix
-    assert con.negative is not None and not set(con.negative.case_ids) & set(INKED)
+    assert con.negative is not None and not set(con.negative.case_ids) & set(ui_real_inked)
     assert bank.check_balance(con) is None
     named = Store.for_workspace(own_workspace).events(EventFilter(action="concept_named"))
     assert [e.concept for e in named] == ["marker"] and named[0].actor_role == "dermatologist"
@@ -132,14 +133,15 @@ def test_concept_from_cases_then_mask_and_save(ui_env: pytest.MonkeyPatch, own_w
     assert {"ink", "ink:remove"} <= set(flips), effect.keys()
 
 
-def test_concept_builder_refuses_bad_input(ui_env: pytest.MonkeyPatch, own_workspace: Path) -> None:
+def test_concept_builder_refuses_bad_input(ui_env: pytest.MonkeyPatch, own_workspace: Path,
+                                           ui_real_inked: list[str]) -> None:
     at = _open(ui_env, own_workspace, "cases")
-    at.multiselect(key="cx_concept_cases").set_value(INKED[:5]).run()
+    at.multiselect(key="cx_concept_cases").set_value(ui_real_inked[:5]).run()
     at.text_input(key="cx_concept_name").input("ink")  # a concept of that name exists
     at.button(key="FormSubmitter:cx_concept_form-Build concept from 5 cases").click().run()
     assert not at.exception
     assert at.error and "already exists" in _texts(at)
-    at.multiselect(key="cx_concept_cases").set_value(INKED[:2]).run()
+    at.multiselect(key="cx_concept_cases").set_value(ui_real_inked[:2]).run()
     at.text_input(key="cx_concept_name").input("marker")
     at.button(key="FormSubmitter:cx_concept_form-Build concept from 2 cases").click().run()
     assert at.error and "at least 4 cases" in _texts(at)

@@ -3,8 +3,9 @@ Interventions pages: a folder of test-made images (``train/val/test`` split colu
 artifact column with a mask file per inked case, one 7-point criterion), imported with
 ``workbench import folder`` and a tiny CNN trained with ``workbench train``.
 
-The session fixture ``ui_real_workspace`` (tests/conftest.py) builds it once (read-mostly:
-copy it before writing to its store).
+The session fixture ``ui_real_workspace`` (tests/conftest.py) builds it once per run through the
+workspace factory (tests/support/workspaces.py); each test process gets a copy; the fixture
+``ui_real_inked`` gives the ids of the inked training cases.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["INKED", "build_ui_real_workspace", "copy_workspace", "make_marked_folder"]
+from tests.support.workspaces import WorkspaceSpec
+
+__all__ = ["INKED_FILE", "UI_REAL_SPEC", "build_ui_real", "build_ui_real_workspace", "copy_workspace", "make_marked_folder"]
 
 SIZE = 32
 _SPLITS = ("train", "train", "val", "test")
 
-#: Case ids of the inked training cases (for tests that build a concept from them).
-INKED: list[str] = []
+#: Next to the built workspace: the case ids of the inked training cases (a JSON list), for tests
+#: that build a concept from them.
+INKED_FILE = "inked.json"
 
 
 def _image(rng: np.random.Generator, mel: bool, veil: int) -> np.ndarray:
@@ -79,9 +83,10 @@ def _cli(*args: str) -> str:
 
 def build_ui_real_workspace(base: Path, *, epochs: int = 4, tcav_runs: int = 4) -> tuple[Path, dict[str, Any]]:
     """Images -> ``workbench import folder`` -> ``workbench train`` (tiny CNN). Returns the
-    workspace and ``train --format json``'s output."""
+    workspace and ``train --format json``'s output; writes the inked training cases' ids to
+    ``base/inked.json``."""
     csv, inked = make_marked_folder(base / "images")
-    INKED[:] = inked
+    (base / INKED_FILE).write_text(json.dumps(inked))
     ws = base / "ws"
     _cli("import", "folder", str(csv), "--name", "clinic", "-w", str(ws), "--image-size", str(SIZE),
          "--artifact-col", "ink", "--format", "json")
@@ -94,3 +99,12 @@ def copy_workspace(src: Path, dst: Path) -> Path:
     """A private copy of a workspace (the image folder it was imported from stays shared)."""
     shutil.copytree(src, dst)
     return dst
+
+
+#: The workspace factory's key of the UI tests' non-demo workspace (tests/support/workspaces.py).
+UI_REAL_SPEC = WorkspaceSpec.of("ui_real", epochs=4, tcav_runs=4)
+
+
+def build_ui_real(home: Path) -> Path:
+    """The factory's builder of :data:`UI_REAL_SPEC`: the workspace (and ``inked.json``) under ``home``."""
+    return build_ui_real_workspace(home, epochs=4, tcav_runs=4)[0]

@@ -2,8 +2,9 @@
 (``train/val/test`` split column, an ``ink`` artifact column, two 7-point criteria), imported
 with ``workbench import folder`` and a tiny CNN trained with ``workbench train``.
 
-The session fixture ``real_workspace`` (tests/conftest.py) calls :func:`build_real_workspace`
-once; tests that write to it copy it first (``shutil.copytree``). No DermSynth configuration,
+The session fixture ``real_workspace`` (tests/workbench/cli/conftest.py) builds it once per run
+through the workspace factory (tests/support/workspaces.py); tests that write to it copy it first
+(``shutil.copytree``). No DermSynth configuration,
 no ``test_debiased`` split: the workspace every page and command must handle like the demo.
 """
 
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["REAL_DATASET", "REAL_MODEL", "build_real_workspace", "make_image_folder"]
+from tests.support.workspaces import WorkspaceSpec
+
+__all__ = ["REAL_DATASET", "REAL_MODEL", "REAL_SPEC", "build_real", "build_real_workspace", "make_image_folder"]
 
 #: Names of the data set and model in the built workspace.
 REAL_DATASET = "clinic"
@@ -83,3 +86,12 @@ def build_real_workspace(base: Path, *, epochs: int = 4, tcav_runs: int = 4) -> 
     out = _cli("train", "-w", str(ws), "--architecture", "tiny-cnn", "--epochs", str(epochs),
                "--tcav-runs", str(tcav_runs), "--format", "json")
     return ws, json.loads(out[out.index("{"):])
+
+
+#: The workspace factory's key of the CLI tests' non-demo workspace (tests/support/workspaces.py).
+REAL_SPEC = WorkspaceSpec.of("real", epochs=4, tcav_runs=4)
+
+
+def build_real(home: Path) -> Path:
+    """The factory's builder of :data:`REAL_SPEC`: the workspace under ``home``."""
+    return build_real_workspace(home, epochs=4, tcav_runs=4)[0]
