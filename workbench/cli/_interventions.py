@@ -210,42 +210,19 @@ def intervene(
     precision: PrecisionOpt = "fp32",
 ) -> None:
     """Mask or amplify concepts and print the before/after metrics, flips and reliance."""
-    from interventions import (
-        ConceptLibrary,
-        InterventionSpec,
-        Scope,
-        mask_edit,
-        measure_effect,
-        record_effect,
-    )
+    from interventions import record_effect
 
     _check_format(fmt)
     if save and not (rationale and rationale.strip()):
         raise typer.BadParameter("--save needs --rationale TEXT (why this intervention)", param_hint="--rationale")
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     model = ws.model()
-    ds = ws.dataset()
-    lay = layer or _default_layer(model, ws)
-    sp = split or _default_split(ds)
     with progress_bars(fmt == "table") as progress:
-        library = ConceptLibrary.for_workspace(ws, model, method=method, progress=progress)
-        if lay == "best":
-            names = [*(mask or []), *(parse_amplify(a)[0] for a in amplify or [])]
-            cands = [c for c in ws.layers() if c in model.layers] or model.layers[-3:]
-            lay, scores = library.best_layer(names, cands)
-            if fmt == "table":
-                console.print("layer " + lay + " (direction accuracy: "
-                              + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + ")", highlight=False)
-        scope = Scope.predicted(scope_class) if scope_class else Scope()
-        spec = build_spec(library, lay, list(mask or []), list(amplify or []), scope=scope)
-        if mask_level != "absent":
-            edits = tuple(mask_edit(model, e.direction, mask_level, dataset=ds, cache=ws.activation_cache,
-                                    progress=progress) if e.operation == "mask" else e for e in spec.edits)
-            spec = InterventionSpec(spec.model_id, spec.layer, edits, spec.scope, note=spec.note)
-        report = measure_effect(
-            model, spec, ds, sp, cache=ws.activation_cache, bank=library.bank if tcav else None,
-            tcav_layers=ws.layers(), tcav_runs=tcav_runs, progress=progress,
-            positive_class=positive_class, twin_column=twins, mask_column=masks,
+        spec, report = _measure_intervention(
+            ws, model, layer=layer, split=split, method=method, mask=list(mask or []),
+            amplify=list(amplify or []), scope_class=scope_class, mask_level=mask_level, tcav=tcav,
+            tcav_runs=tcav_runs, positive_class=positive_class, twins=twins, masks=masks,
+            show_layer=fmt == "table", progress=progress,
         )
     if spec_out is not None:
         spec.save(spec_out)
@@ -350,6 +327,39 @@ def predict(
     for r in rows:
         t.add_row(r["case"], r["predicted"], *[f"{r['probabilities'][c]:.3f}" for c in classes])
     console.print(t)
+
+def _measure_intervention(
+    ws: Workspace, model: Any, *, layer: str | None, split: str | None, method: str, mask: list[str],
+    amplify: list[str], scope_class: str | None, mask_level: str, tcav: bool, tcav_runs: int,
+    positive_class: str | None, twins: str | None, masks: str | None, show_layer: bool, progress: Any,
+) -> tuple[Any, Any]:
+    """The spec of ``intervene`` (layer chosen, masks moved to ``mask_level``) and its measured effect."""
+    from interventions import ConceptLibrary, InterventionSpec, Scope, mask_edit, measure_effect
+
+    ds = ws.dataset()
+    lay = layer or _default_layer(model, ws)
+    sp = split or _default_split(ds)
+    library = ConceptLibrary.for_workspace(ws, model, method=method, progress=progress)
+    if lay == "best":
+        names = [*mask, *(parse_amplify(a)[0] for a in amplify)]
+        cands = [c for c in ws.layers() if c in model.layers] or model.layers[-3:]
+        lay, scores = library.best_layer(names, cands)
+        if show_layer:
+            console.print("layer " + lay + " (direction accuracy: "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()) + ")", highlight=False)
+    scope = Scope.predicted(scope_class) if scope_class else Scope()
+    spec = build_spec(library, lay, mask, amplify, scope=scope)
+    if mask_level != "absent":
+        edits = tuple(mask_edit(model, e.direction, mask_level, dataset=ds, cache=ws.activation_cache,
+                                progress=progress) if e.operation == "mask" else e for e in spec.edits)
+        spec = InterventionSpec(spec.model_id, spec.layer, edits, spec.scope, note=spec.note)
+    report = measure_effect(
+        model, spec, ds, sp, cache=ws.activation_cache, bank=library.bank if tcav else None,
+        tcav_layers=ws.layers(), tcav_runs=tcav_runs, progress=progress,
+        positive_class=positive_class, twin_column=twins, mask_column=masks,
+    )
+    return spec, report
+
 
 
 def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -139,23 +139,7 @@ def plan_serve(
     secrets: Path | None = None
     roles: Path | None = None
     if mode == "oidc":
-        secrets = find_secrets_file(secrets_file)
-        auth_section = check_oidc_secrets(secrets)
-        roles = find_roles_file(workspace.root, secrets, roles_file)
-        rolemap = RoleMap.load(roles)
-        rolemap.check_providers(auth_section)
-        if rolemap.empty:
-            raise AuthConfigError(
-                "sign-in is configured but no roles are: nobody could use the workbench. "
-                f"Create {workspace.root / 'roles.toml'} (or set {ENV_ROLES_FILE}) mapping "
-                'subjects or e-mails to roles, e.g.\n[emails]\n"ada@clinic.example" = "dermatologist"'
-            )
-        redirect = urlparse(str(auth_section.get("redirect_uri", "")))
-        if redirect.port not in (None, int(port)) or not redirect.path.endswith("oauth2callback"):
-            warnings.append(
-                f"[auth] redirect_uri {auth_section.get('redirect_uri')!r} does not point at "
-                f"port {port} /oauth2callback — sign-in will fail to return to the app"
-            )
+        secrets, roles = _check_oidc(workspace, port, secrets_file, roles_file, warnings)
     if not workspace.exists():
         warnings.append(
             f"{workspace.root} is not a workspace yet; the UI will say how to build one "
@@ -189,6 +173,28 @@ def plan_serve(
         roles_file=roles,
         warnings=tuple(warnings),
     )
+
+def _check_oidc(workspace: Workspace, port: int, secrets_file: str | Path | None,
+                roles_file: str | Path | None, warnings: list[str]) -> tuple[Path | None, Path | None]:
+    """The secrets and roles files of sign-in mode, checked; a misdirected redirect is a warning."""
+    secrets = find_secrets_file(secrets_file)
+    auth_section = check_oidc_secrets(secrets)
+    roles = find_roles_file(workspace.root, secrets, roles_file)
+    rolemap = RoleMap.load(roles)
+    rolemap.check_providers(auth_section)
+    if rolemap.empty:
+        raise AuthConfigError(
+            "sign-in is configured but no roles are: nobody could use the workbench. "
+            f"Create {workspace.root / 'roles.toml'} (or set {ENV_ROLES_FILE}) mapping "
+            'subjects or e-mails to roles, e.g.\n[emails]\n"ada@clinic.example" = "dermatologist"'
+        )
+    redirect = urlparse(str(auth_section.get("redirect_uri", "")))
+    if redirect.port not in (None, int(port)) or not redirect.path.endswith("oauth2callback"):
+        warnings.append(
+            f"[auth] redirect_uri {auth_section.get('redirect_uri')!r} does not point at "
+            f"port {port} /oauth2callback — sign-in will fail to return to the app"
+        )
+    return secrets, roles
 
 
 _AUTH_HEADER = re.compile(r"^\s*\[\s*auth\s*\]\s*(#.*)?$")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from workbench.cli._compute import (
 )
 from workbench.cli._console import cli_errors, err_console, print_frame, progress_bars
 from workbench.cli._tables import print_fit_table
+
+if TYPE_CHECKING:
+    from concepts.tcav import TCAVReport
 
 __all__ = ["JSON_COLUMNS", "tcav_command"]
 
@@ -114,6 +117,12 @@ def tcav_command(
             seed=seed,
             progress=progress,
         )
+    _print_report(report, fmt, all_columns=all_columns, runs=runs, sig=sig, saved=ws.results_dir)
+
+
+def _print_report(report: TCAVReport, fmt: str, *, all_columns: bool, runs: int, sig: SignificanceConfig,
+                  saved: Path) -> None:
+    """The TCAV table (table, json or csv on stdout) and its warnings and summary (stderr)."""
     table = report.table
     cols = list(table.columns) if all_columns else list(JSON_COLUMNS if fmt != "table" else _TABLE_COLUMNS)
     title = f"TCAV ({report.settings['probe']} probe, R = {runs}, {sig.test} on {sig.statistic}, {sig.correction})"
@@ -127,6 +136,7 @@ def tcav_command(
         n_sig = int(table["significant"].sum())
         err_console.print(
             f"{n_sig} significant of {len(table)} (concept, class, layer) tests; "
-            f"{int(table['unstable'].sum())} unstable across probes. Saved to {Workspace(workspace).results_dir / 'tcav.parquet'}",
+            f"{int(table['unstable'].sum())} unstable across probes. Saved to {saved / 'tcav.parquet'}",
             highlight=False,
         )
+
