@@ -6,7 +6,7 @@ the device is a GPU. Each actor memory-maps the images' ``.npy`` (the data set's
 the image set is one, else a copy staged once under ``<cache>/_ray_inputs/<image-set key>.npy``;
 on a multi-node cluster the workspace must lie on a file system every node mounts) and returns
 the activations with their row indices. The driver writes them into the cache's temporary
-``.npy`` by row index (:class:`concepts.models._activations.RowWriter`), so the result is bit for bit
+``.npy`` by row index (:class:`concepts.models._batches.RowWriter`), so the result is bit for bit
 the file of the local engine, and a batch computed twice after a retry lands on the same rows.
 
 Workers that die are replaced by Ray (Ray Data gives its actor pools ``max_restarts=-1`` and
@@ -32,7 +32,7 @@ from store import atomic_path
 
 if TYPE_CHECKING:
     from concepts._progress import ProgressFn
-    from concepts.models._activations import RowWriter
+    from concepts.models._batches import RowWriter
 
 __all__ = ["MAX_PASSES", "ray_extract"]
 
@@ -63,7 +63,7 @@ class _Extractor:
             Path(pid_dir, str(os.getpid())).touch()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from concepts.models._activations import forward_batch
+        from concepts.models._batches import forward_batch
 
         rows: list[np.ndarray] = []
         acts: dict[str, list[np.ndarray]] = {layer: [] for layer in self.layers}
