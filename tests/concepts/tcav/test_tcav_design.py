@@ -8,8 +8,6 @@ is measured alongside, so the test shows it can tell the two apart.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
@@ -26,43 +24,13 @@ from concepts.tcav import (
     random_sets,
     tcav_scores,
 )
-
-D, R, POOL, N_CONCEPTS, N_EX = 32, 20, 400, 40, 40
-
-
-def _seed_of(seed: int):
-    def f(cid: str, r: int) -> int:
-        return int(hashlib.sha256(f"{seed}|{cid}|{r}".encode()).hexdigest()[:8], 16)
-
-    return f
-
-
-def _null_world(mode: str, seed: int):
-    """A pool, N_CONCEPTS random concepts (and negatives) from the same distribution, gradients."""
-    rng = np.random.default_rng(seed)
-    mix = rng.normal(size=(D, D)) / np.sqrt(D)
-
-    def draw(n: int) -> np.ndarray:
-        return rng.normal(size=(n, D)) @ mix + 0.5 * rng.normal(size=(n, D))
-
-    blocks, sides, at = [draw(POOL)], [], POOL
-    for i in range(N_CONCEPTS):
-        blocks.append(draw(N_EX))
-        pos, at = np.arange(at, at + N_EX), at + N_EX
-        if mode == "negative":
-            blocks.append(draw(N_EX))
-            neg, at = np.arange(at, at + N_EX), at + N_EX
-            sides.append(ConceptSides(f"c{i}", pos, neg))
-        else:
-            sides.append(ConceptSides(f"c{i}", pos))
-    grads = rng.normal(size=D) + rng.normal(size=(200, D))  # a shared part plus per-input variation
-    return np.concatenate(blocks).astype(np.float32), sides, grads
+from tests.support.null_world import N_EX, POOL, R, null_world, seed_of
 
 
 def _pvalues(mode: str, seed: int, *, test: str, old_design: bool = False) -> np.ndarray:
-    X, sides, grads = _null_world(mode, seed)
+    X, sides, grads = null_world(mode, seed)
     plan = plan_runs(sides, pool_offset=0, pool_size=POOL, set_size=N_EX // 2, runs=R,
-                     baseline_id="random", seed_of=_seed_of(seed))
+                     baseline_id="random", seed_of=seed_of(seed))
     if old_design:  # every run: all positives, the same negatives (or the shared random sets)
         tasks = [ProbeTask(s.pos, s.neg if s.neg is not None else plan.baseline_tasks[r].neg, r)
                  for s in sides for r in range(R)]
@@ -99,7 +67,7 @@ def test_runs_draw_fresh_examples_and_keep_pools_apart():
     excl = np.arange(0, 10)  # pool images that are also the concept's own examples
     sides = [ConceptSides("a", pos, exclude=excl), ConceptSides("b", pos, neg)]
     plan = plan_runs(sides, pool_offset=0, pool_size=400, set_size=8, runs=5, baseline_id="rnd",
-                     seed_of=_seed_of(0))
+                     seed_of=seed_of(0))
     a_tasks, b_tasks = plan.concept_tasks
     assert len({tuple(t.pos) for t in a_tasks}) == 5  # a fresh half of the positives per run
     assert all(len(t.pos) == 15 for t in a_tasks)
@@ -127,7 +95,7 @@ def test_runs_draw_fresh_examples_and_keep_pools_apart():
 def test_a_pool_too_small_is_reported():
     pos, _ = _toy_sides(40)
     plan = plan_runs([ConceptSides("a", pos)], pool_offset=0, pool_size=40, set_size=8, runs=5,
-                     baseline_id="rnd", seed_of=_seed_of(0))
+                     baseline_id="rnd", seed_of=seed_of(0))
     assert len(plan.warnings) == 1 and "too small" in plan.warnings[0] and "--pool-size" in plan.warnings[0]
     with pytest.raises(ConceptError, match="usable images"):
         random_sets(20, 8, 3, seed=0, exclude=np.arange(15))
@@ -138,7 +106,7 @@ def test_matched_halves_and_twins():
     labels = np.r_[np.zeros(20, int), np.ones(10, int)]
     side = ConceptSides("m", pos, neg, labels, labels[::-1].copy())  # 20/10 vs 10/20 per class
     plan = plan_runs([side], pool_offset=0, pool_size=100, set_size=8, runs=4, baseline_id="rnd",
-                     seed_of=_seed_of(1))
+                     seed_of=seed_of(1))
     lab = dict(zip(pos.tolist(), labels.tolist(), strict=True)) | dict(
         zip(neg.tolist(), labels[::-1].tolist(), strict=True))
     for t in plan.concept_tasks[0]:
@@ -147,7 +115,7 @@ def test_matched_halves_and_twins():
         np.testing.assert_array_equal(cp, cn)  # same class mix on both sides in every run
     twin = ConceptSides("t", pos, neg, twins=True)
     plan = plan_runs([twin], pool_offset=0, pool_size=100, set_size=8, runs=3, baseline_id="rnd",
-                     seed_of=_seed_of(2))
+                     seed_of=seed_of(2))
     for t in plan.concept_tasks[0]:
         assert t.paired
         np.testing.assert_array_equal(t.neg - 30, t.pos)  # pairs kept together
@@ -176,7 +144,7 @@ def test_a_planted_direction_is_found():
     for mode in ("random", "negative"):
         cs = [ConceptSides(f"c{i}", p, n if mode == "negative" else None) for i, (p, n) in enumerate(sides)]
         plan = plan_runs(cs, pool_offset=0, pool_size=POOL, set_size=N_EX // 2, runs=R, baseline_id="random",
-                         seed_of=_seed_of(9))
+                         seed_of=seed_of(9))
         ctasks = [t for ts in plan.concept_tasks for t in ts]
         batch = fit_cav_batch(X, [*ctasks, *plan.baseline_tasks])
         assert batch.accuracies[:R].mean() > 0.9

@@ -25,7 +25,7 @@ from concepts.tcav import (
     run_tcav_stages,
 )
 from concepts.tcav._plan import plan_analysis
-from tests.concepts.tcav.test_tcav_synth import CLASSES, make_concept_sets, make_dataset
+from tests.support.synth import CLASSES, make_concept_sets, make_dataset
 
 RUNS = 4
 

@@ -27,9 +27,9 @@ from concepts.tcav import (
     tcav_scores,
 )
 from concepts.tcav._table import _tested
-from tests.concepts.tcav.test_tcav_design import N_CONCEPTS, POOL, _null_world, _seed_of
-from tests.concepts.tcav.test_tcav_design import N_EX as NE
-from tests.concepts.tcav.test_tcav_design import R as RR
+from tests.support.null_world import N_CONCEPTS, POOL, null_world, seed_of
+from tests.support.null_world import N_EX as NE
+from tests.support.null_world import R as RR
 
 D, R, N_EX = 256, 20, 40
 
@@ -38,7 +38,7 @@ def _pvalues(X: np.ndarray, sides: list[ConceptSides], grads: np.ndarray, statis
              seed: int = 9) -> tuple[np.ndarray, np.ndarray, float]:
     """Holm-adjusted p of every concept, its mean sign count, and the first concept's CAV accuracy."""
     plan = plan_runs(sides, pool_offset=0, pool_size=POOL, set_size=N_EX // 2, runs=R, baseline_id="random",
-                     seed_of=_seed_of(seed))
+                     seed_of=seed_of(seed))
     ctasks = [t for ts in plan.concept_tasks for t in ts]
     batch = fit_cav_batch(X, [*ctasks, *plan.baseline_tasks])
     sc = tcav_scores(grads, batch.vectors)
@@ -90,9 +90,9 @@ def test_the_sign_count_has_a_ceiling_near_a_linear_head_and_the_derivative_does
 @pytest.mark.parametrize("mode", ["random", "negative"])
 def test_random_concepts_keep_the_false_positive_rate_on_the_derivative(mode: str) -> None:
     for seed in range(3):
-        X, sides, grads = _null_world(mode, seed)
+        X, sides, grads = null_world(mode, seed)
         plan = plan_runs(sides, pool_offset=0, pool_size=POOL, set_size=NE // 2, runs=RR, baseline_id="random",
-                         seed_of=_seed_of(seed))
+                         seed_of=seed_of(seed))
         tasks = [t for ts in plan.concept_tasks for t in ts]
         sc = tcav_scores(grads, fit_cav_batch(X, [*tasks, *plan.baseline_tasks], probe="pattern").vectors)
         md = sc.mean_derivative

@@ -20,6 +20,7 @@ import pytest
 from concepts import Workspace
 from concepts.bank import ConceptBank
 from concepts.tcav import SignificanceConfig, TCAVSetup, run_tcav
+from tests.support.workspaces import build_demo_into, demo_spec
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +32,18 @@ def _row(table, concept, cls, layer):
 
 
 @pytest.fixture(scope="module")
-def planted_ws(tmp_path_factory) -> Workspace:
+def planted_ws(tmp_path_factory, workspace_factory) -> Workspace:
     from concepts.dermsynth import DermSynthConfig
-    from workbench.services import DemoConfig, build_demo
+    from workbench.services import DemoConfig
 
-    ws = Workspace(tmp_path_factory.mktemp("planted"))
     cfg = DemoConfig(
         dermsynth=DermSynthConfig(n_images=800, image_size=64, confounders=("patch:nevus:0.9",),
                                   base_rate=0.02, concept_examples=40, random_pool=120),
         architecture="tiny-cnn",
         epochs=15,
     )
-    build_demo(ws, cfg)
-    return ws
+    dst = tmp_path_factory.mktemp("planted") / "ws"
+    return Workspace(workspace_factory.copy(demo_spec(cfg), build_demo_into(cfg), dst))
 
 
 def test_planted_confounder_points_its_way_and_unplanted_artifacts_are_not_called(planted_ws):
@@ -89,15 +89,15 @@ def test_random_image_concepts_are_rarely_significant(planted_ws, counterpart):
 
 
 @pytest.fixture(scope="module")
-def demo_ws(tmp_path_factory) -> Workspace:
+def demo_ws(tmp_path_factory, workspace_factory) -> Workspace:
     given = os.environ.get("WORKBENCH_DEMO_WORKSPACE")
     if given and Path(given, "workspace.json").is_file():
         return Workspace(given)
-    from workbench.services import build_demo
+    from workbench.services import DemoConfig
 
-    ws = Workspace(tmp_path_factory.mktemp("demo"))
-    build_demo(ws)
-    return ws
+    cfg = DemoConfig()  # the default demo, built once per run by the workspace factory
+    dst = tmp_path_factory.mktemp("demo") / "ws"
+    return Workspace(workspace_factory.copy(demo_spec(cfg), build_demo_into(cfg), dst))
 
 
 @pytest.fixture(scope="module")
