@@ -32,7 +32,8 @@ import numpy as np
 
 
 def _model(ws, ds):  # type: ignore[no-untyped-def]
-    from concepts import ClassifierModel, fit_linear_head, set_linear_head
+    from concepts import ClassifierModel
+    from concepts.models import fit_linear_head, set_linear_head
 
     if ws.manifest().get("model"):
         return ws.model()
@@ -80,7 +81,8 @@ def _summary(bank, rep) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def _noise_fpr(ws, ds, setup_bank, n: int, runs: int, mode: str) -> dict:  # type: ignore[no-untyped-def]
-    from concepts import ConceptBank, TCAVSetup, run_tcav
+    from concepts import ConceptBank, run_tcav
+    from concepts.tcav import TCAVSetup
 
     setup = TCAVSetup.from_workspace(ws)
     bank = ConceptBank(random_pool=setup_bank.random_pool, datasets_dir=ws.datasets_dir)
@@ -118,16 +120,9 @@ def _draw_marker(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _marker_check(ws, ds, runs: int) -> dict:  # type: ignore[no-untyped-def]
-    from concepts import (
-        ClassifierModel,
-        ConceptBank,
-        Dataset,
-        DatasetInfo,
-        TCAVSetup,
-        fit_linear_head,
-        run_tcav,
-        set_linear_head,
-    )
+    from concepts import ClassifierModel, ConceptBank, Dataset, DatasetInfo, run_tcav
+    from concepts.models import fit_linear_head, set_linear_head
+    from concepts.tcav import TCAVSetup
 
     rng = np.random.default_rng(7)
     cases = ds.cases.copy()
@@ -174,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.derm7pt is None:
         print("skipped: give --derm7pt ROOT (the derm7pt release) to run this bench")
         return 0
-    from concepts import ConceptBank, TCAVSetup, Workspace, import_derm7pt, run_tcav
+    from concepts import ConceptBank, Workspace, run_tcav
+    from concepts.importers import import_derm7pt
+    from concepts.tcav import TCAVSetup
 
     t0 = time.perf_counter()
     ws = Workspace(args.workspace).ensure()

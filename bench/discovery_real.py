@@ -203,7 +203,7 @@ SETTINGS: dict[str, dict[str, object]] = {
 
 def name_and_mask(ws, ds, model, res, cid: int, marked: dict[str, int]) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Name the cluster, build its direction at ``pool`` and mask it on the test split."""
-    from concepts import name_cluster
+    from concepts.discovery import name_cluster
     from interventions import ConceptEdit, ConceptLibrary, InterventionSpec, WhatIf
 
     concept = name_cluster(ws, res, cid, "violet_marks", "violet pen marks (found unsupervised)", None,
@@ -242,7 +242,7 @@ def main() -> int:
         return 0
     import json
 
-    from concepts import cluster_dataset
+    from concepts.discovery import cluster_dataset
 
     t0 = time.perf_counter()
     folder = args.work / "folder"

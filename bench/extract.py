@@ -22,7 +22,8 @@ import time
 import numpy as np
 import torch
 
-from concepts import ActivationCache, ClassifierModel, Compute, ImageSet, on_device
+from concepts import ActivationCache, ClassifierModel, Compute, ImageSet
+from concepts.models import on_device
 
 
 def main() -> None:

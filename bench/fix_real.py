@@ -41,7 +41,8 @@ from bench.real import build_folder, draw_marker
 
 def _source(ws: Any, root: Path, size: int, seed: int) -> tuple[Any, Any]:
     """The marked derm7pt data set and its model (built once per workspace)."""
-    from concepts import Dataset, import_folder
+    from concepts import Dataset
+    from concepts.importers import import_folder
 
     ddir = ws.datasets_dir / "derm7pt_ink"
     if (ws.models_dir / "real").is_dir() and ddir.is_dir():
@@ -58,7 +59,7 @@ def _train(ws: Any, ds: Any) -> Any:
     The library's :func:`concepts.train_classifier` at the architecture's default input size
     (128), its pooled features cached under the trained model; saved as the workspace's model.
     """
-    from concepts import TrainConfig, train_classifier
+    from concepts.models import TrainConfig, train_classifier
 
     cfg = TrainConfig(architecture="efficientnet-lite0", image_size=128, balanced=True, seed=0)
     model = train_classifier(ds, cfg, cache=ws.activation_cache).model
@@ -70,8 +71,9 @@ def _train(ws: Any, ds: Any) -> Any:
 
 def _clinic(ws: Any, model: Any, root: Path, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
     """Pooled features and labels of the new clinic (test originals, marker on non-melanomas)."""
-    from concepts import extract_activations, load_image_rgb, read_derm7pt_meta
-    from concepts.importers import read_derm7pt_splits
+    from concepts import extract_activations
+    from concepts.data import load_image_rgb
+    from concepts.importers import read_derm7pt_meta, read_derm7pt_splits
 
     out = ws.root / f"fix-real-clinic-{size}-{seed}.npz"
     if out.is_file():

@@ -112,8 +112,9 @@ def plant(labels: np.ndarray, splits: np.ndarray, seed: int) -> np.ndarray:
 
 def build_folder(root: Path, out: Path, size: int, seed: int) -> pd.DataFrame:
     """Write the marked images, masks, twins and ``cases.csv`` under ``out``."""
-    from concepts import CRITERIA, load_image_rgb, read_derm7pt_meta
-    from concepts.importers import read_derm7pt_splits
+    from concepts import CRITERIA
+    from concepts.data import load_image_rgb
+    from concepts.importers import read_derm7pt_meta, read_derm7pt_splits
 
     meta = read_derm7pt_meta(root / "meta" / "meta.csv")
     split = read_derm7pt_splits(root / "meta", len(meta))

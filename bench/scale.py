@@ -47,8 +47,9 @@ def _child(n: int, size: int, layers: list[str], workdir: Path, workers: int) ->
     """One measurement (runs in its own process)."""
     import numpy as np
 
-    from concepts import ActivationCache, ClassifierModel, Dataset, attribute_class_table
+    from concepts import ActivationCache, ClassifierModel, Dataset
     from concepts.dermsynth import DermSynthConfig, generate_dermsynth
+    from concepts.discovery import attribute_class_table
     from graph import confounder_report
 
     stages: dict[str, float] = {}

@@ -39,14 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from concepts import (
-    DataError,
-    Dataset,
-    ModelError,
-    Workspace,
-    WorkspaceError,
-    cluster_associations,
-)
+from concepts import DataError, Dataset, ModelError, Workspace, WorkspaceError
 from concepts.discovery import (
     ALL_SPLITS,
     FLIP_TABLE_COLUMNS,
@@ -54,6 +47,7 @@ from concepts.discovery import (
     Correction,
     artifact_flip_table,
     attribute_class_table,
+    cluster_associations,
     evaluation_split,
 )
 from graph._confounder_rows import (

@@ -30,10 +30,10 @@ from concepts import (
     Dataset,
     ImageSet,
     ProgressFn,
-    TwinSet,
     extract_activations,
-    hash_array,
 )
+from concepts.bank import TwinSet
+from concepts.data import hash_array
 from concepts.tcav import PROBES, CAVTrainer
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionError
 

@@ -19,14 +19,12 @@ from concepts import (
     Dataset,
     ImageSet,
     ProgressFn,
-    StagedNet,
-    TwinSet,
-    annotated_artifacts,
     extract_activations,
-    hash_array,
-    is_dermsynth,
-    real_twins,
 )
+from concepts.bank import TwinSet, real_twins
+from concepts.data import hash_array
+from concepts.discovery import is_dermsynth
+from concepts.models import StagedNet, annotated_artifacts
 from interventions._spec import InterventionSpec
 from interventions._twins import TwinActivations
 from store import atomic_path

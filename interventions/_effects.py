@@ -23,18 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from concepts import (
-    ActivationCache,
-    ClassifierModel,
-    Dataset,
-    ProgressFn,
-    StagedNet,
-    TwinSet,
-    WorkbenchError,
-    is_dermsynth,
-    planted_confounders,
-)
-from concepts.models import resolve_positive_class
+from concepts import ActivationCache, ClassifierModel, Dataset, ProgressFn, WorkbenchError
+from concepts.bank import TwinSet
+from concepts.discovery import is_dermsynth, planted_confounders
+from concepts.models import StagedNet, resolve_positive_class
 from interventions._effect_tables import flip_summary, flipped_rows, slice_rows
 from interventions._effect_tcav import tcav_before_after
 from interventions._effect_twins import real_twin_sets, targeted_artifacts, twin_activations

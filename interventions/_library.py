@@ -16,10 +16,8 @@ from concepts import (
     WorkbenchError,
     Workspace,
     extract_activations,
-    find_twin_columns,
-    real_twins,
 )
-from concepts.bank import Concept, ConceptBank, ExampleSet
+from concepts.bank import Concept, ConceptBank, ExampleSet, find_twin_columns, real_twins
 from interventions._directions import (
     DIRECTION_METHODS,
     ProgressFn,

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from concepts import ClassifierModel, StagedNet
+from concepts import ClassifierModel
+from concepts.models import StagedNet
 from interventions._spec import InterventionError, InterventionSpec
 
 __all__ = ["MAX_CONDITION", "CompiledSpec", "apply_spec", "edit_activations"]

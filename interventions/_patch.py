@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from concepts import ClassifierModel, StagedNet, WorkbenchError
+from concepts import ClassifierModel, WorkbenchError
 from concepts.data import swap_in_directory
+from concepts.models import StagedNet
 from interventions._ops import CompiledSpec, activation_dim, apply_spec
 from interventions._spec import InterventionError, InterventionSpec
 

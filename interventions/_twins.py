@@ -8,14 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from concepts import (
-    ActivationCache,
-    ClassifierModel,
-    Dataset,
-    ImageSet,
-    extract_activations,
-    hash_array,
-)
+from concepts import ActivationCache, ClassifierModel, Dataset, ImageSet, extract_activations
+from concepts.data import hash_array
 
 if TYPE_CHECKING:
     from concepts import ProgressFn

@@ -29,14 +29,14 @@ from concepts import (
     Dataset,
     DatasetInfo,
     ProgressFn,
-    StagedNet,
     extract_activations,
-    resolve_device,
 )
 from concepts.discovery import planted_confounders
 from concepts.models import (
+    StagedNet,
     annotated_artifacts,
     classification_metrics,
+    resolve_device,
     resolve_positive_class,
 )
 from interventions._ops import CompiledSpec

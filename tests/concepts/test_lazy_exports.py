@@ -58,15 +58,15 @@ def test_exports_from_outside_concepts_are_refused(tmp_path: Path) -> None:
 
 def test_a_monkeypatched_module_leaves_no_stand_in_in_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     import concepts
-    import concepts.discovery._cooccurrence as cooccurrence
+    import concepts.tcav._run as tcav_run_module
 
-    real = cooccurrence.attribute_class_table
+    real = tcav_run_module.run_tcav
 
     def stand_in() -> None:
         return None
 
-    monkeypatch.setattr(cooccurrence, "attribute_class_table", stand_in)
-    assert concepts.attribute_class_table is stand_in
+    monkeypatch.setattr(tcav_run_module, "run_tcav", stand_in)
+    assert concepts.run_tcav is stand_in
     monkeypatch.undo()
-    assert concepts.attribute_class_table is real
-    assert concepts.discovery.attribute_class_table is real
+    assert concepts.run_tcav is real
+    assert concepts.tcav.run_tcav is real

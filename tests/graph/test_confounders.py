@@ -330,7 +330,7 @@ def test_cli_clusters_and_name_cluster(tmp_path: Path) -> None:
     clusters = json.loads(res.stdout)
     assert clusters and {"cluster", "purity", "lift", "p_adjusted", "exemplar_case_ids"} <= set(clusters[0])
     assert (ws.results_dir / "clusters.json").is_file()
-    from concepts import ClusteringResult
+    from concepts.discovery import ClusteringResult
 
     saved = ClusteringResult.load(ws.results_dir / "clusters.json")
     assert saved.split == "train" and saved.test_split == "val" and saved.layer == "pool"

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from concepts import ClassifierModel, Preprocessing, StagedNet
+from concepts import ClassifierModel
+from concepts.models import Preprocessing, StagedNet
 
 __all__ = ["CLASSES", "linear_domain", "linear_model"]
 

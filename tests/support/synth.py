@@ -17,7 +17,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from concepts import ClassifierModel, Dataset, DatasetInfo, train_end_to_end
+from concepts import ClassifierModel, Dataset, DatasetInfo
+from concepts.models import train_end_to_end
 
 __all__ = ["CLASSES", "CONCEPTS", "PREVALENCE", "SIZE", "make_concept_sets", "make_dataset", "render",
            "trained_model"]

@@ -19,7 +19,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from concepts import ModelError, WorkbenchError, Workspace, WorkspaceError, check_name
+from concepts import ModelError, WorkbenchError, Workspace, WorkspaceError
+from concepts.workspace import check_name
 from workbench.cli._compute import (
     DeviceOpt,
     EngineOpt,
@@ -30,7 +31,8 @@ from workbench.cli._compute import (
 from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
 
 if TYPE_CHECKING:  # torch: imported inside the commands that load or train a model (fast `workbench --help`)
-    from concepts import ClassifierModel, Dataset, Preprocessing, ProgressFn
+    from concepts import ClassifierModel, Dataset, ProgressFn
+    from concepts.models import Preprocessing
 
 __all__ = ["analysis_layers", "register"]
 
@@ -351,7 +353,7 @@ def models_add(
         raise typer.BadParameter("give --classes (no active data set to take them from)", param_hint="--classes")
     pp = None
     if image_size is not None or mean is not None or std is not None:
-        from concepts import BUILTIN_ARCHITECTURES, Preprocessing
+        from concepts.models import BUILTIN_ARCHITECTURES, Preprocessing
 
         base = BUILTIN_ARCHITECTURES[architecture][1] if architecture in BUILTIN_ARCHITECTURES else Preprocessing(224)
         pp = Preprocessing(size=image_size or base.size, mean=_floats3(mean, "--mean") or base.mean,
@@ -427,7 +429,7 @@ def train(
     precision: PrecisionOpt = "fp32",
 ) -> None:
     """Train a classifier on the active data set's train split, store it and make it active."""
-    from concepts import TrainConfig, train_classifier
+    from concepts.models import TrainConfig, train_classifier
 
     _check_format(fmt)
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))

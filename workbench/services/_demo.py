@@ -24,13 +24,15 @@ from concepts import (
     ProgressFn,
     Workspace,
     WorkspaceError,
+)
+from concepts.dermsynth import DermSynthConfig, generate_dermsynth
+from concepts.discovery import counterfactual_flip_rate, planted_confounders
+from concepts.models import (
+    classification_metrics,
     fit_linear_head,
     set_linear_head,
     train_end_to_end,
 )
-from concepts.dermsynth import DermSynthConfig, generate_dermsynth
-from concepts.discovery import counterfactual_flip_rate, planted_confounders
-from concepts.models import classification_metrics
 
 __all__ = ["DEMO_LAYERS", "DemoConfig", "build_demo", "evaluate_shortcut"]
 

@@ -120,7 +120,7 @@ def _reuse_split_activations(ws: Workspace, model: Any, ds: Any, layer: str, spl
 def _clusters(ws: Workspace, progress: ProgressFn | None) -> dict[str, Any]:
     """The clusters the Confounders page's gallery shows (its layer and split), saved where
     ``workbench name-cluster`` reads them."""
-    from concepts import cluster_dataset
+    from concepts.discovery import cluster_dataset
 
     model, ds = ws.model(), ws.dataset()
     layers = ws.layers()

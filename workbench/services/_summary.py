@@ -190,7 +190,7 @@ def stored_evaluation(ws: Workspace, man: Mapping[str, Any], model_id: str | Non
 def evaluate_active(ws: Workspace, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Evaluate the active model on the active data set's evaluation splits (annotation-based
     groups, the workspace's positive class) and store it; returns the stored entry."""
-    from concepts import classification_metrics
+    from concepts.models import classification_metrics
 
     ds, model = ws.dataset(), ws.model()
     pos = ws.manifest().get("positive_class")

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from concepts import DataError, Dataset, WorkbenchError, Workspace, load_image_rgb
+from concepts import DataError, Dataset, WorkbenchError, Workspace
+from concepts.data import load_image_rgb
 from interventions import InterventionError, select_few_shot
 
 __all__ = [

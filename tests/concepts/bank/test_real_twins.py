@@ -17,18 +17,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from concepts import (
-    ClassifierModel,
-    DataError,
-    Dataset,
-    DatasetInfo,
-    Preprocessing,
-    StagedNet,
+from concepts import ClassifierModel, DataError, Dataset, DatasetInfo
+from concepts.bank import (
     TwinSet,
-    classification_metrics,
-    counterfactual_flip_rate,
-    default_positive_class,
-    import_folder,
     inpaint,
     load_masks,
     paired_twins,
@@ -37,7 +28,9 @@ from concepts import (
     transplant,
     transplant_twins,
 )
-from concepts.importers import import_isic
+from concepts.discovery import counterfactual_flip_rate
+from concepts.importers import import_folder, import_isic
+from concepts.models import Preprocessing, StagedNet, classification_metrics, default_positive_class
 from interventions import (
     ConceptDirection,
     ConceptEdit,

@@ -272,7 +272,7 @@ def test_membership_rules_and_holdout_errors() -> None:
 
 def test_named_cluster_association_enters_the_confounder_report(tmp_path: Path) -> None:
     """Naming records the held-out association; the report ranks the concept with it."""
-    from concepts import cluster_associations
+    from concepts.discovery import cluster_associations
     from graph import workspace_confounders
 
     ws, ds, x, art = _workspace(tmp_path)

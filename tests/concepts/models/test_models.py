@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from concepts import ClassifierModel, ModelError, Preprocessing, UnsafeCheckpointError
-from concepts.models import load_state_dict_safely
+from concepts import ClassifierModel, ModelError, UnsafeCheckpointError
+from concepts.models import Preprocessing, load_state_dict_safely
 
 
 def _tiny(seed: int = 0) -> ClassifierModel:
@@ -107,7 +107,7 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
 
 
 def test_user_factory_model(tmp_path: Path) -> None:
-    from concepts import TinyCNN
+    from concepts.models import TinyCNN
 
     m = ClassifierModel.build(
         "tiny-user",

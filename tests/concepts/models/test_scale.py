@@ -14,8 +14,14 @@ from PIL import Image
 
 import concepts.data._chunks as chunks
 import concepts.discovery._cluster_fit as clusters
-from concepts import DataError, Dataset, DatasetInfo, ImageSet, attribute_class_table, hash_array
-from concepts.discovery import ClusteringResult, attribute_pair_table, cluster_activations
+from concepts import DataError, Dataset, DatasetInfo, ImageSet
+from concepts.data import hash_array
+from concepts.discovery import (
+    ClusteringResult,
+    attribute_class_table,
+    attribute_pair_table,
+    cluster_activations,
+)
 from concepts.importers import import_class_folders
 
 

@@ -15,16 +15,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from concepts import (
-    ARCHITECTURE_GROUP,
-    ClassifierModel,
-    ModelError,
-    Preprocessing,
-    TinyCNN,
-    UnsafeCheckpointError,
-    Workspace,
-)
-from concepts.models import check_program_archive
+from concepts import ClassifierModel, ModelError, UnsafeCheckpointError, Workspace
+from concepts.models import ARCHITECTURE_GROUP, Preprocessing, TinyCNN, check_program_archive
 from interventions import (
     ConceptDirection,
     ConceptEdit,

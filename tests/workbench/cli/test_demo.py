@@ -33,7 +33,7 @@ def _check_flip_rates(ws: Workspace, flips: dict) -> None:
     artifact flips more predictions towards its class than adding an unplanted one (hair)."""
     import numpy as np
 
-    from concepts import counterfactual_flip_rate
+    from concepts.discovery import counterfactual_flip_rate
 
     model, ds = ws.model(), ws.dataset()
 

@@ -13,7 +13,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from concepts import ClassifierModel, Workspace, import_folder
+from concepts import ClassifierModel, Workspace
+from concepts.importers import import_folder
 from workbench.cli._interventions import register
 
 runner = CliRunner()
