@@ -8,14 +8,14 @@ Skipped (exit 0, one line) when no ``--derm7pt`` path is given; derm7pt is never
    or an ellipse outline, random position, size, thickness and opacity — not DermSynth's ink)
    on 60% of the melanomas and 5% of the other cases of train and val, 50% of every class in
    test. Which cases carry it is kept here only, to score the result.
-2. The marked images are imported through ``concepts.import_folder`` with **no** marker
+2. The marked images are imported through ``concepts.importers.import_folder`` with **no** marker
    column (split from derm7pt's index files; label melanoma / other).
 3. The model is the built-in EfficientNet-Lite0 (ImageNet, frozen) with a logistic head trained
    on the marked train split.
-4. ``concepts.cluster_dataset`` finds clusters on train and tests them on val. Printed per
+4. ``concepts.discovery.cluster_dataset`` finds clusters on train and tests them on val. Printed per
    setting: the flagged (suspicious) clusters with their marker share, and the most-marked
    cluster's rank, purity and whether it is flagged.
-5. The best flagged melanoma cluster is named (``concepts.name_cluster``); the concept gets a
+5. The best flagged melanoma cluster is named (``concepts.discovery.name_cluster``); the concept gets a
    direction in ``interventions.ConceptLibrary`` and is masked like an annotated concept; the
    mask's effect on the marked-vs-clean melanoma probability gap in test is printed.
 

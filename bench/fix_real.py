@@ -56,7 +56,7 @@ def _source(ws: Any, root: Path, size: int, seed: int) -> tuple[Any, Any]:
 def _train(ws: Any, ds: Any) -> Any:
     """Frozen EfficientNet-Lite0 + class-balanced logistic head on ``train`` pooled features.
 
-    The library's :func:`concepts.train_classifier` at the architecture's default input size
+    The library's :func:`concepts.models.train_classifier` at the architecture's default input size
     (128), its pooled features cached under the trained model; saved as the workspace's model.
     """
     from concepts.models import TrainConfig, train_classifier

@@ -3,7 +3,7 @@
 One row per (concept, class): every annotated attribute of the data (artifacts, criteria,
 metadata levels) crossed with every class, every unannotated concept whose association was
 measured otherwise (a named cluster, tested on a split it was not found on — see
-:func:`concepts.cluster_associations`), plus every other concept of the TCAV table.
+:func:`concepts.discovery.cluster_associations`), plus every other concept of the TCAV table.
 
 The score is a product of three factors, each a necessary condition of a shortcut; the formula,
 its defence and its edge cases are written once, in ``docs/confounders.md`` ("The score"), and
@@ -152,8 +152,8 @@ def _check_table(df: pd.DataFrame, what: str) -> None:
     if missing:
         raise DataError(
             f"the {what} table lacks {missing} — build it with "
-            + ("concepts.attribute_class_table" if what == "co-occurrence"
-               else "concepts.cluster_associations")
+            + ("concepts.discovery.attribute_class_table" if what == "co-occurrence"
+               else "concepts.discovery.cluster_associations")
         )
 
 
@@ -172,7 +172,7 @@ def rank_confounders(
     Parameters
     ----------
     cooccurrence
-        A table of :func:`concepts.attribute_class_table` (other splits are ignored).
+        A table of :func:`concepts.discovery.attribute_class_table` (other splits are ignored).
     tcav
         TCAV results (a DataFrame or ``tcav.parquet``) with at least ``concept``, ``class``,
         ``layer``, ``effect``, ``p_adjusted``, ``significant``, ``unstable`` (``group``
@@ -185,7 +185,7 @@ def rank_confounders(
         :data:`concepts.ALL_SPLITS`.
     associations
         Associations of unannotated concepts measured otherwise, in the co-occurrence table's
-        columns (e.g. :func:`concepts.cluster_associations`: a named cluster tested on a
+        columns (e.g. :func:`concepts.discovery.cluster_associations`: a named cluster tested on a
         held-out split). They enter the ranking exactly like annotated attributes, whatever
         their split.
     flip_rates
@@ -271,7 +271,7 @@ def confounder_report(
     ----------
     source
         Annotated cases: a :class:`concepts.Dataset`, a data-set directory, a parquet file, a
-        DataFrame or a DuckDB relation (see :func:`concepts.attribute_class_table`).
+        DataFrame or a DuckDB relation (see :func:`concepts.discovery.attribute_class_table`).
     tcav, graph
         See :func:`rank_confounders`.
     split
@@ -311,7 +311,7 @@ def workspace_confounders(
 
     Uses the workspace's active data set (or ``dataset``), its TCAV results
     (``<workspace>/results/tcav.parquet``, when present; ``tcav`` overrides), the held-out
-    associations of its named clusters (:func:`concepts.cluster_associations`) and the
+    associations of its named clusters (:func:`concepts.discovery.cluster_associations`) and the
     counterfactual flip rates of its active model on every annotated artifact.
 
     Parameters

@@ -241,7 +241,7 @@ class ClinicalGraph:
         Parameters
         ----------
         cases
-            ``source="raw"``: columns ``<criterion>_raw`` (as :func:`concepts.read_derm7pt_meta`
+            ``source="raw"``: columns ``<criterion>_raw`` (as :func:`concepts.importers.read_derm7pt_meta`
             writes); ``source="presence"``: 0/1 columns named as the criteria.
         source
             ``"raw"`` or ``"presence"``.

@@ -80,7 +80,7 @@ def checklist_scores(meta: pd.DataFrame, graph: ClinicalGraph | None = None) -> 
     Parameters
     ----------
     meta
-        :func:`concepts.read_derm7pt_meta`'s table (``case_num``, ``label`` and the
+        :func:`concepts.importers.read_derm7pt_meta`'s table (``case_num``, ``label`` and the
         ``<criterion>_raw`` columns). The file's own ``seven_point_score`` is not used.
     graph
         Default :meth:`ClinicalGraph.default`.

@@ -261,7 +261,7 @@ def direction_from_twins(
     images
         The data set's images (the originals are ``images[twin_set.rows]``).
     twin_sets
-        Twins of one artifact (:func:`concepts.real_twins`).
+        Twins of one artifact (:func:`concepts.bank.real_twins`).
     concept, concept_id
         Name (default: the twins' artifact) and versioned id of the direction.
     cache, progress

@@ -1,6 +1,6 @@
 """Counterfactual twins of an intervention's evaluation, as activations for a
 :class:`~interventions.WhatIf`: an artifact added to (or removed from) real images — from a twin
-column, or transplanted with masks and inpainted away (:func:`concepts.real_twins`) — never a
+column, or transplanted with masks and inpainted away (:func:`concepts.bank.real_twins`) — never a
 synthetic renderer on real photographs. Twins of ``train``'s precomputation are read back
 from the activation cache without making the images again."""
 
@@ -42,7 +42,7 @@ def twin_activations(
     keep_images: bool = False,
     progress: ProgressFn | None = None,
 ) -> TwinActivations:
-    """Activations at ``layer`` of a :class:`~concepts.TwinSet` whose originals lie in the
+    """Activations at ``layer`` of a :class:`~concepts.bank.TwinSet` whose originals lie in the
     evaluation rows ``idx`` (twins of rows outside ``idx`` are dropped)."""
     pos = {int(r): i for i, r in enumerate(np.asarray(idx))}
     keep = np.array([int(r) in pos for r in twin_set.rows], dtype=bool)
@@ -105,14 +105,14 @@ def artifact_twins(
     artifacts' flips cannot be measured and why.
 
     DermSynth data get ``([], None)``: the what-if re-renders their planted artifacts itself.
-    Other data get their twins from the data (:func:`concepts.real_twins`: a twin column
+    Other data get their twins from the data (:func:`concepts.bank.real_twins`: a twin column
     ``<artifact>_twin``/``twin`` first, else the artifact transplanted with a mask column
     ``<artifact>_mask``/``mask`` from the split's marked cases); never a synthetic renderer.
 
     Parameters
     ----------
     artifacts
-        The artifacts (default: the annotated artifact columns, :func:`concepts.annotated_artifacts`).
+        The artifacts (default: the annotated artifact columns, :func:`concepts.models.annotated_artifacts`).
     seed
         Seed of the transplant donors.
     """

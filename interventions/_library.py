@@ -191,7 +191,7 @@ class ConceptLibrary:
     def _transplant_direction(self, c: Concept, layer: str) -> ConceptDirection:
         """Twin-difference direction of an artifact concept from twins made of the data set its
         positives come from (train split): pairs from a twin column, else the artifact
-        transplanted with a mask column (:func:`concepts.real_twins`)."""
+        transplanted with a mask column (:func:`concepts.bank.real_twins`)."""
         if c.positive.source != "dataset" or not c.positive.dataset:
             raise InterventionError(
                 f"concept {c.name!r}: 'transplant' needs a concept built from a data set's column"

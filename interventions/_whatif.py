@@ -205,7 +205,7 @@ class WhatIf:
         ----------
         group_artifacts
             Artifacts for the group metrics (default: the data set's annotated artifact columns
-            and planted confounders, :func:`concepts.annotated_artifacts`).
+            and planted confounders, :func:`concepts.models.annotated_artifacts`).
         twin_artifacts
             ``(artifact, class)`` pairs for flip rates (default: the planted confounders).
             Twins are re-rendered for DermSynth data and drawn with ``draw_artifact`` otherwise.

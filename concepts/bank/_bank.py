@@ -265,7 +265,7 @@ class ConceptBank:
         """An artifact concept from counterfactual twins made with the data set's own masks.
 
         Clean cases of ``split`` (``column`` = 0) get the artifact pasted in from a marked case's
-        mask (:func:`~concepts.real_twins`: a twin column first, else a mask column); the twins
+        mask (:func:`~concepts.bank.real_twins`: a twin column first, else a mask column); the twins
         are the positives and the *same* clean cases the negatives. Both sides hold the same
         lesions and classes, so the only thing a CAV can separate is the artifact itself — the
         column-matched concept (:meth:`add_from_column`) has to learn it across different lesions

@@ -267,7 +267,7 @@ def cluster_associations(workspace: Workspace | str | Path, dataset: str | None 
     """The held-out class associations of the workspace's named clusters, as co-occurrence rows.
 
     Each cluster named with :func:`name_cluster` contributes one row (its concept x its class)
-    in the columns of :func:`concepts.attribute_class_table`, measured on the split the cluster
+    in the columns of :func:`concepts.discovery.attribute_class_table`, measured on the split the cluster
     was tested on (never the one it was found on), so an unannotated concept enters the
     confounder ranking like an annotated attribute.
 

@@ -169,7 +169,7 @@ def make_plan(
     Raises
     ------
     DataError
-        See :func:`concepts.attribute_class_table`.
+        See :func:`concepts.discovery.attribute_class_table`.
     """
     src = _open(source)
     cols = src.columns

@@ -203,7 +203,7 @@ def artifact_flip_table(
 
     For each artifact, up to ``max_twins`` cases of ``split`` that lack it (a seeded random
     sample) get an *add* twin: re-rendered for DermSynth data, else made from the data itself
-    (:func:`concepts.real_twins`: a twin column, or transplant with a mask column). For each
+    (:func:`concepts.bank.real_twins`: a twin column, or transplant with a mask column). For each
     class ``k`` the flip rate is the share of the twins whose original was predicted as another
     class that are predicted ``k`` once the artifact is added:
     ``flip_rate = #(pred_orig != k and pred_twin == k) / #(pred_orig != k)``.

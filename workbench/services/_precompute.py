@@ -41,7 +41,7 @@ __all__ = [
 CONFOUNDERS_FILE = "confounders.parquet"
 #: The precomputed co-occurrence tables (``results/``): attribute x class, attribute x attribute.
 COOCCURRENCE_FILES = ("cooccurrence_class.parquet", "cooccurrence_pairs.parquet")
-#: Held-out associations of named clusters (``concepts.cluster_associations`` reads it).
+#: Held-out associations of named clusters (``concepts.discovery.cluster_associations`` reads it).
 _NAMED_CLUSTERS = "named_clusters.json"
 
 

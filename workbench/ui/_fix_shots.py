@@ -2,7 +2,7 @@
 
 They come from one of the workspace's data sets (:func:`shots_from_dataset`) or are uploaded
 (:func:`shots_from_upload`). Uploaded files are untrusted: at most :data:`MAX_FILES` images of
-at most :data:`MAX_FILE_BYTES` each, decoded only by :func:`concepts.load_image_rgb` (format
+at most :data:`MAX_FILE_BYTES` each, decoded only by :func:`concepts.data.load_image_rgb` (format
 allow-list, decompression-bomb limit); a zip is read member by member with the same limits and
 never extracted to disk under its own names; labels must be the model's classes.
 """

@@ -126,7 +126,7 @@ def test_trusted_callable_in_python_and_entry_point_on_disk(tmp_path: Path, monk
     # an installed package registering the entry point: the operator's allow-list
     site = tmp_path / "site"
     (site / "mynets").mkdir(parents=True)
-    (site / "mynets" / "__init__.py").write_text("from concepts import TinyCNN as build\n")
+    (site / "mynets" / "__init__.py").write_text("from concepts.models import TinyCNN as build\n")
     dist = site / "mynets-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mynets\nVersion: 1.0\n")
