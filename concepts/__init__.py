@@ -6,7 +6,7 @@ significance tests, concept scores and maps, co-occurrence analysis and activati
 
 from typing import TYPE_CHECKING
 
-from concepts._lazy import lazy_exports
+from store import lazy_exports
 
 if TYPE_CHECKING:
     from concepts._errors import (

@@ -14,32 +14,39 @@ Example
 True
 """
 
-from store._anchors import Anchor
-from store._atomic import atomic_path
-from store._canonical import canonical_json, replace_nonfinite
-from store._chain import VerifyResult
-from store._errors import (
-    ChainError,
-    MigrationError,
-    NotFoundError,
-    PermissionDenied,
-    StoreBusyError,
-    StoreError,
-    ValidationError,
-)
-from store._export import (
-    EXPORT_FORMATS,
-    neutralise_csv_cell,
-    read_export,
-    verify_file,
-)
-from store._fields import blank
-from store._finite import finite_or_none, to_jsonable
-from store._model import Event, EventFilter
-from store._outpath import safe_output_path, write_atomic
-from store._report_common import auc_interval, balanced_interval, wilson
-from store._roles import PERMISSIONS, Action, Actor, Role, os_user_name
-from store._store import Store
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from store._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from store._anchors import Anchor
+    from store._atomic import atomic_path
+    from store._canonical import canonical_json, replace_nonfinite
+    from store._chain import VerifyResult
+    from store._errors import (
+        ChainError,
+        MigrationError,
+        NotFoundError,
+        PermissionDenied,
+        StoreBusyError,
+        StoreError,
+        ValidationError,
+    )
+    from store._export import (
+        neutralise_csv_cell,
+        read_export,
+        verify_file,
+    )
+    from store._fields import blank
+    from store._finite import finite_or_none, to_jsonable
+    from store._formats import EXPORT_FORMATS
+    from store._model import Event, EventFilter
+    from store._outpath import safe_output_path, write_atomic
+    from store._report_common import auc_interval, balanced_interval, wilson
+    from store._roles import PERMISSIONS, Action, Actor, Role, os_user_name
+    from store._store import Store
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -65,6 +72,7 @@ __all__ = [
     "blank",
     "canonical_json",
     "finite_or_none",
+    "lazy_exports",
     "neutralise_csv_cell",
     "os_user_name",
     "read_export",
@@ -75,3 +83,5 @@ __all__ = [
     "wilson",
     "write_atomic",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

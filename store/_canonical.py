@@ -24,10 +24,9 @@ import hashlib
 import json
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from store._errors import ValidationError
 
@@ -226,7 +225,8 @@ def _norm(value: object, path: str, depth: int) -> JsonValue:
                 "None (store.replace_nonfinite does this and lists the paths) before storing"
             )
         return f
-    if isinstance(value, np.bool_):
+    np = sys.modules.get("numpy")  # a numpy bool exists only once numpy is loaded
+    if np is not None and isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, Mapping):
         out: dict[str, JsonValue] = {}

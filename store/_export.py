@@ -41,6 +41,7 @@ import duckdb
 from store._chain import GENESIS_HASH, VerifyResult, verify_event_rows
 from store._conn import rollback_quietly
 from store._errors import NotFoundError, StoreError, ValidationError
+from store._formats import EXPORT_FORMATS
 from store._schema import EVENT_COLUMNS
 
 __all__ = [
@@ -56,8 +57,6 @@ __all__ = [
     "write_export",
 ]
 
-#: Supported export formats.
-EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet", "jsonl")
 #: Version of the export layout written by this module (2: with ``export_*`` columns).
 EXPORT_VERSION = 2
 #: Columns every version-2 export adds to the event columns.

@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
-
-import pandas as pd
 
 from store._canonical import (
     check_text,
@@ -125,6 +124,13 @@ def json_object(value: object, what: str) -> tuple[dict[str, Any] | None, str | 
     return norm, dumps_stored(norm)
 
 
+def pandas_missing(value: Any) -> bool:
+    """True for pandas' ``NA`` and ``NaT``, without importing pandas (a value can only be one of
+    them once pandas is loaded, so the CLI's store commands start without it)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and (value is pd.NA or value is pd.NaT)
+
+
 def cell(
     value: Any, kind: str, where: str, *, nan_as_null: bool, notes: list[str]
 ) -> Any:
@@ -135,7 +141,7 @@ def cell(
     refused unless ``nan_as_null``, in which case it becomes None and ``where`` is appended to
     ``notes``.
     """
-    if value is None or value is pd.NA:
+    if value is None or pandas_missing(value):
         return None
     if kind == "text":
         if isinstance(value, float) and math.isnan(value):

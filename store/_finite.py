@@ -9,11 +9,10 @@ that also reports which paths it changed (for evidence that must record it).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any
-
-import numpy as np
 
 __all__ = ["finite_or_none", "to_jsonable"]
 
@@ -37,7 +36,8 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray) and obj.ndim > 0:
+    np = sys.modules.get("numpy")  # an array exists only once numpy is loaded: the CLI starts without it
+    if np is not None and isinstance(obj, np.ndarray) and obj.ndim > 0:
         return to_jsonable(obj.tolist())
     if hasattr(obj, "item") and callable(obj.item) and not isinstance(obj, str | bytes):
         with suppress(ValueError, TypeError):

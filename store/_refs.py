@@ -8,19 +8,22 @@ detected by :meth:`Store.verify` at the recording event's seq.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from store._canonical import dumps_stored, loads_json
 from store._chain import VerifyResult, ref_row_hash, rows_digest
 from store._errors import StoreError, ValidationError
-from store._fields import ref_row
+from store._fields import pandas_missing, ref_row
 from store._model import Event
 from store._schema import EVENT_COLUMNS, REF_TABLES, RefTable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Precheck = Callable[[duckdb.DuckDBPyConnection], Event | None]
 
@@ -68,6 +71,8 @@ class RefInsert:
     @classmethod
     def from_tcav_frame(cls, df: pd.DataFrame, *, nan_as_null: bool) -> tuple[RefInsert, list[str]]:
         """Validate a tidy TCAV results table; return the insert and non-finite notes."""
+        import pandas as pd
+
         if not isinstance(df, pd.DataFrame):
             raise ValidationError(f"results must be a pandas DataFrame, not {type(df).__name__}")
         frame = df.rename(columns={k: v for k, v in _TCAV_ALIASES.items() if k in df.columns})
@@ -118,9 +123,10 @@ class RefInsert:
 
 def _json_scalar(value: Any) -> Any:
     """pandas/numpy cell -> plain value for the ``extra`` JSON (missing -> None)."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None or pandas_missing(value):
         return None
-    if isinstance(value, pd.Timestamp):
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(value, pd.Timestamp):
         return value.isoformat()
     if hasattr(value, "item") and not isinstance(value, list | dict):
         try:

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from store._anchors import Anchor, anchors_path, append_anchor, check_anchors, read_anchors
 from store._atomic import atomic_path
@@ -40,6 +39,9 @@ from store._roles import Action, Actor, check_permission
 from store._schema import EVENT_COLUMNS, REF_TABLES, utc_now_iso
 from store._store_append import AppendingStore
 from store._store_base import PROJECT_VERSION, STORE_FILENAME
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PROJECT_VERSION", "STORE_FILENAME", "Store"]
 
@@ -88,6 +90,8 @@ class Store(AppendingStore):
         """Events matching ``filters`` as a DataFrame (JSON columns as text)."""
         where, params = (filters or EventFilter()).where()
         rows = self._read(f"SELECT {_COLS} FROM events{where} ORDER BY seq", params)
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
 
     def head(self) -> tuple[int, str]:
@@ -108,6 +112,8 @@ class Store(AppendingStore):
         rows = self._read(
             f"SELECT {', '.join(cols)} FROM {name} ORDER BY event_seq, row_no"
         )
+        import pandas as pd
+
         return pd.DataFrame(rows, columns=cols)
 
     @property

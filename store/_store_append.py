@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from store._errors import ValidationError
 from store._fields import (
@@ -29,6 +27,9 @@ from store._refs import (
 from store._roles import Action, Actor, check_permission
 from store._schema import REF_TABLES
 from store._store_base import StoreBase
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["AppendingStore"]
 

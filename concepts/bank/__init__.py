@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from concepts._lazy import lazy_exports
+from store import lazy_exports
 
 if TYPE_CHECKING:
     from concepts.bank._bank import Concept, ConceptBank, ExampleSet, label_confounding

@@ -13,13 +13,12 @@ the gradient and score maths, ``_cav`` the CAV records, ``_scores`` concept scor
 
 from typing import TYPE_CHECKING
 
-from concepts._lazy import lazy_exports
+from store import lazy_exports
 
 if TYPE_CHECKING:
     from concepts.tcav._cav import (
         CAV,
         MIN_EXAMPLES,
-        PROBES,
         CAVSet,
         CAVTrainer,
         ProbeTask,
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
         fit_cav_batch,
         fit_cavs,
     )
+    from concepts.tcav._choices import CORRECTIONS, PROBES, STATISTICS, TESTS
     from concepts.tcav._core import (
         TABLE_COLUMNS,
         TCAVReport,
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
     )
     from concepts.tcav._setup import TCAVConfig, TCAVSetup, default_layers
     from concepts.tcav._significance import (
-        CORRECTIONS,
-        STATISTICS,
-        TESTS,
         CorrectionError,
         SignificanceConfig,
         adjust_pvalues,

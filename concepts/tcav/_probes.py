@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from concepts._errors import ConceptError
 from concepts.bank import MIN_EXAMPLES
+from concepts.tcav._choices import PROBES
 
 __all__ = [
     "PROBES",
@@ -49,8 +50,6 @@ __all__ = [
     "pool_gram",
 ]
 
-Probe = Literal["pattern", "ridge", "logistic", "sgd"]
-PROBES: tuple[str, ...] = ("pattern", "ridge", "logistic", "sgd")
 
 
 

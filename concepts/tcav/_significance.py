@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from concepts._errors import ConceptError, DataError
+from concepts.tcav._choices import CORRECTIONS, STATISTICS, TESTS
 
 __all__ = [
     "CORRECTIONS",
@@ -52,12 +53,6 @@ __all__ = [
     "holm",
 ]
 
-TESTS: tuple[str, ...] = ("prediction", "welch", "mannwhitney")
-#: Multiple-testing corrections: Holm (family-wise error), Benjamini-Hochberg (FDR), none.
-CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
-#: Per-run statistics the test compares: the mean directional derivative of the unit CAV, or the
-#: TCAV score (sign count).
-STATISTICS: tuple[str, ...] = ("derivative", "sign_count")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,10 @@ short-lived connections, so these commands work while the UI server runs.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -25,20 +23,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from concepts import WorkbenchError
-from store import (
-    EXPORT_FORMATS,
-    Event,
-    EventFilter,
-    Role,
-    Store,
-    StoreError,
-    VerifyResult,
-    neutralise_csv_cell,
-    verify_file,
-    write_atomic,
-)
+from store import EXPORT_FORMATS, Role, StoreError, write_atomic  # no duckdb: `--help` stays fast
 from workbench.auth._identity import cli_actor
+from workbench.cli._console import cli_errors
+
+if TYPE_CHECKING:
+    from store import Event, Store, VerifyResult
 
 __all__ = ["audit_app"]
 
@@ -47,9 +37,6 @@ audit_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -77,28 +64,9 @@ ConceptOpt = Annotated[str | None, typer.Option("--concept", help="Only events a
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Only events about this model id.")]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Store errors and I/O errors -> one line on stderr, exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except (StoreError, WorkbenchError, OSError) as exc:
-            typer.echo(f"error: {_one_line(exc)}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
 def _open(workspace: Path, busy_timeout: float) -> Store:
+    from store import Store
+
     return Store.for_workspace(workspace, create=False, busy_timeout=busy_timeout)
 
 
@@ -113,7 +81,7 @@ def _safe(value: object, limit: int = 80) -> Text:
 
 
 @audit_app.command()
-@_errors
+@cli_errors
 def verify(
     workspace: Annotated[
         Path | None,
@@ -136,6 +104,8 @@ def verify(
     if file is not None and workspace is not None:
         raise StoreError("give either --workspace DIR or --file FILE, not both")
     if file is not None:
+        from store import verify_file
+
         result = verify_file(file, fmt, expected_head=expect_head)
     else:
         result = _open(workspace or Path("workspace"), busy_timeout).verify(
@@ -159,7 +129,7 @@ def _anchor_note(result: VerifyResult) -> str:
 
 
 @audit_app.command()
-@_errors
+@cli_errors
 def head(
     workspace: WorkspaceOpt = Path("workspace"),
     as_json: Annotated[bool, typer.Option("--json", help="Print seq and hash as JSON.")] = False,
@@ -174,7 +144,7 @@ def head(
 
 
 @audit_app.command()
-@_errors
+@cli_errors
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
     workspace: WorkspaceOpt = Path("workspace"),
@@ -192,6 +162,8 @@ def export(
     busy_timeout: TimeoutOpt = 10.0,
 ) -> None:
     """Export events with their chain fields (verifiable alone with `audit verify --file`)."""
+    from store import EventFilter
+
     store = _open(workspace, busy_timeout)
     me = cli_actor(workspace, role, default=(Role.AUDITOR, Role.ENGINEER, Role.DERMATOLOGIST))
     flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model)
@@ -203,7 +175,7 @@ def export(
 
 
 @audit_app.command()
-@_errors
+@cli_errors
 def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (.html or .pdf).")],
     intervention: Annotated[
@@ -230,6 +202,7 @@ def report(
     Both are print-ready HTML (A4/Letter, page numbers): open in a browser and Print → PDF,
     or pass --format pdf where Playwright and Chromium are installed.
     """
+    from store import EventFilter
     from workbench.services._audit_reports import history_report, html_to_pdf, intervention_report
 
     kind = (fmt or ("pdf" if out.suffix.lower() == ".pdf" else "html")).strip().lower()
@@ -311,6 +284,8 @@ def _log_csv(events: list[Event]) -> None:
     import csv
     import sys
 
+    from store import neutralise_csv_cell
+
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(_LOG_FIELDS)
     for ev in events:
@@ -320,7 +295,7 @@ def _log_csv(events: list[Event]) -> None:
 
 
 @audit_app.command()
-@_errors
+@cli_errors
 def log(
     workspace: WorkspaceOpt = Path("workspace"),
     since: SinceOpt = None,
@@ -344,6 +319,8 @@ def log(
     kind = "json" if as_json else fmt.strip().lower()
     if kind not in ("table", "json", "csv"):
         raise StoreError(f"unknown format {fmt!r}; use table, json or csv")
+    from store import EventFilter
+
     flt = EventFilter(since=since, until=until, actor=actor, concept=concept, model=model,
                       action=action, intervention_id=intervention)
     events = _open(workspace, busy_timeout).events(flt, last=last)

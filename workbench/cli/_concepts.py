@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
-from concepts import ConceptBank, ConceptError, Workspace, WorkspaceError
+from concepts import ConceptError, Workspace, WorkspaceError
 from workbench.cli._console import WorkspaceOpt, cli_errors, print_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from concepts import ConceptBank
 
 __all__ = ["concepts_app"]
 
@@ -46,6 +50,8 @@ def _workspace(path: Path) -> Workspace:
 
 
 def _bank(ws: Workspace) -> ConceptBank:
+    from concepts import ConceptBank
+
     if (Path(ws.concepts_dir) / ConceptBank.FILE).is_file():
         return ConceptBank.load(ws.concepts_dir, datasets_dir=ws.datasets_dir)
     return ConceptBank.for_workspace(ws)
@@ -84,6 +90,8 @@ def _rows(bank: ConceptBank) -> pd.DataFrame:
             "trains_against": c.negative_name, "class_share_diff": diff,
             "label_confounded": bank.check_balance(c) is not None, "id": c.id,
         })
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=["name", "group", "origin", "positives", "negatives", "trains_against",
                                        "class_share_diff", "label_confounded", "id"])
 
@@ -116,6 +124,8 @@ def build_command(
     record: RecordOpt = True,
 ) -> None:
     """Concepts from annotated columns, matched per class, with a random pool kept apart."""
+    from concepts import ConceptBank
+
     ws = _workspace(workspace)
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     built = ConceptBank.from_columns(ws.dataset(), cols, split=split, max_per_class=max_per_class,
@@ -183,7 +193,7 @@ def add_command(
         f"added concept {con.name!r} ({len(con.positive)} positives"
         + (f", {len(con.negative)} {'paired clean originals' if con.twins else 'class-matched negatives'}"
            if con.negative is not None else ", random counterparts")
-        + f", id {con.id}) to {Path(ws.concepts_dir) / ConceptBank.FILE}\n"
+        + f", id {con.id}) to {Path(ws.concepts_dir) / bank.FILE}\n"
     )
 
 

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -22,6 +21,8 @@ from concepts import WorkbenchError
 from store import to_jsonable
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from concepts import ProgressFn
 
 __all__ = [
@@ -47,14 +48,11 @@ R = TypeVar("R")
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [WorkbenchError]
-    try:
-        from store import StoreError
+    """The errors a command reports in one line: the workbench's, the store's, and I/O errors
+    (a missing file, a full disk, a directory where a file was expected)."""
+    from store import StoreError  # store._errors alone: no duckdb
 
-        types.append(StoreError)
-    except ImportError:  # pragma: no cover - store always installed with the project
-        pass
-    return tuple(types)
+    return (WorkbenchError, StoreError, OSError)
 
 
 def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:

@@ -13,10 +13,10 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
-import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -118,6 +118,33 @@ def _image_progress(enabled: bool) -> Iterator[Callable[[int, int], None]]:
             bar["progress"].stop()
 
 
+@dataclass(frozen=True)
+class _Generated:
+    """The options every importer with a generated split shares (``folder``, ``isic``,
+    ``subfolders``), as the importers' keyword arguments."""
+
+    name: str
+    image_size: int
+    seed: int
+    split_fractions: str
+    overwrite: bool
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"name": self.name, "image_size": self.image_size, "seed": self.seed,
+                "split_fractions": _fractions(self.split_fractions), "overwrite": self.overwrite}
+
+
+def _run_import(workspace: Path, name: str, fmt: str, active: bool,
+                importer: Callable[[Path, Callable[[int, int], None]], Dataset]) -> None:
+    """Check the options, run ``importer(out_dir, progress)`` with a progress bar, print the
+    summary and make the data set active (with ``--active``)."""
+    _check_format(fmt)
+    out = _dataset_dir(workspace, name)
+    with _image_progress(fmt == "table") as progress:
+        ds = importer(out, progress)
+    _print_summary(ds, fmt, workspace if active else None)
+
+
 def dataset_summary(ds: Dataset) -> dict[str, Any]:
     """JSON-able summary of a data set: sizes, cases per class and split, columns.
 
@@ -134,6 +161,8 @@ def dataset_summary(ds: Dataset) -> dict[str, Any]:
     """
     splits = [s for s in ("train", "val", "test") if s in set(ds.cases["split"])]
     splits += sorted(set(ds.cases["split"]) - set(splits))
+    import pandas as pd
+
     counts = pd.crosstab(ds.cases["label"], ds.cases["split"])
     return {
         "name": ds.info.name,
@@ -238,31 +267,14 @@ def folder(
     fmt: FormatOpt = "table",
 ) -> None:
     """Import a folder of images described by a CSV (id/path, label, 0/1 concept columns)."""
-    _check_format(fmt)
-    out = _dataset_dir(workspace, name)
     from concepts.importers import import_folder
 
-    with _image_progress(fmt == "table") as progress:
-        ds = import_folder(
-            csv_file,
-            out,
-            images_dir=images,
-            id_col=id_col,
-            path_col=path_col,
-            label_col=label_col,
-            split_col=split_col,
-            classes=_names([classes] if classes else None),
-            concept_cols=_names(concept_col),
-            artifact_cols=_names(artifact_col),
-            image_size=image_size,
-            seed=seed,
-            split_fractions=_fractions(split_fractions),
-            delimiter=delimiter,
-            name=name,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    _print_summary(ds, fmt, workspace if active else None)
+    shared = _Generated(name, image_size, seed, split_fractions, overwrite)
+    _run_import(workspace, name, fmt, active, lambda out, progress: import_folder(
+        csv_file, out, images_dir=images, id_col=id_col, path_col=path_col, label_col=label_col,
+        split_col=split_col, classes=_names([classes] if classes else None),
+        concept_cols=_names(concept_col), artifact_cols=_names(artifact_col), delimiter=delimiter,
+        progress=progress, **shared.kwargs()))
 
 
 @import_app.command("isic")
@@ -300,28 +312,13 @@ def isic(
     fmt: FormatOpt = "table",
 ) -> None:
     """Import an ISIC-challenge style data set (one-hot ground truth, image folder)."""
-    _check_format(fmt)
-    out = _dataset_dir(workspace, name)
     from concepts.importers import import_isic
 
-    with _image_progress(fmt == "table") as progress:
-        ds = import_isic(
-            gt_csv,
-            images,
-            out,
-            artifacts_csv=artifacts,
-            binary=binary,
-            image_col=image_col,
-            missing_artifacts="drop" if drop_unannotated else "error",
-            split=split,
-            image_size=image_size,
-            seed=seed,
-            split_fractions=_fractions(split_fractions),
-            name=name,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    _print_summary(ds, fmt, workspace if active else None)
+    shared = _Generated(name, image_size, seed, split_fractions, overwrite)
+    _run_import(workspace, name, fmt, active, lambda out, progress: import_isic(
+        gt_csv, images, out, artifacts_csv=artifacts, binary=binary, image_col=image_col,
+        missing_artifacts="drop" if drop_unannotated else "error", split=split, progress=progress,
+        **shared.kwargs()))
 
 
 @import_app.command("subfolders")
@@ -344,23 +341,11 @@ def subfolders(
     fmt: FormatOpt = "table",
 ) -> None:
     """Import a folder of class sub-folders of images (no CSV)."""
-    _check_format(fmt)
-    out = _dataset_dir(workspace, name)
     from concepts.importers import import_class_folders
 
-    with _image_progress(fmt == "table") as progress:
-        ds = import_class_folders(
-            root,
-            out,
-            classes=_names([classes] if classes else None),
-            image_size=image_size,
-            seed=seed,
-            split_fractions=_fractions(split_fractions),
-            name=name,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    _print_summary(ds, fmt, workspace if active else None)
+    shared = _Generated(name, image_size, seed, split_fractions, overwrite)
+    _run_import(workspace, name, fmt, active, lambda out, progress: import_class_folders(
+        root, out, classes=_names([classes] if classes else None), progress=progress, **shared.kwargs()))
 
 
 @import_app.command("derm7pt")
@@ -380,7 +365,5 @@ def derm7pt(
     """Import the derm7pt release (meta/meta.csv, the three index files, images/)."""
     from concepts.importers import import_derm7pt
 
-    _check_format(fmt)
-    out = _dataset_dir(workspace, name)
-    ds = import_derm7pt(root, out, image_size=image_size, name=name, overwrite=overwrite)
-    _print_summary(ds, fmt, workspace if active else None)
+    _run_import(workspace, name, fmt, active, lambda out, _progress: import_derm7pt(
+        root, out, image_size=image_size, name=name, overwrite=overwrite))

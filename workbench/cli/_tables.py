@@ -8,12 +8,14 @@ the caption names the columns left out. ``--format json|csv`` always prints ever
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SHORT_HEADERS", "print_fit_table"]
 
@@ -65,8 +67,10 @@ def print_fit_table(df: pd.DataFrame, *, title: str | None = None,
                else "full values: --format json|csv")
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   caption=caption)
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
     for col, w in plan:
-        numeric = pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])
+        numeric = is_numeric_dtype(df[col]) and not is_bool_dtype(df[col])
         table.add_column(SHORT_HEADERS.get(col, col), width=w, no_wrap=True, overflow="ellipsis",
                          justify="right" if numeric else "left")
     for i in range(len(df)):

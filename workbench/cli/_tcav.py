@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from concepts import Workspace
-from concepts.tcav import CORRECTIONS, PROBES, STATISTICS, TESTS, SignificanceConfig
+from concepts.tcav import CORRECTIONS, PROBES, STATISTICS, TESTS
 from workbench.cli._compute import (
     DeviceOpt,
     EngineOpt,
@@ -20,7 +20,7 @@ from workbench.cli._console import cli_errors, err_console, print_frame, progres
 from workbench.cli._tables import print_fit_table
 
 if TYPE_CHECKING:
-    from concepts.tcav import TCAVReport
+    from concepts.tcav import SignificanceConfig, TCAVReport
 
 __all__ = ["JSON_COLUMNS", "tcav_command"]
 
@@ -95,7 +95,7 @@ def tcav_command(
     saved to ``<workspace>/results/tcav.parquet``; CAVs to ``results/cavs`` and reused when
     nothing changed.
     """
-    from concepts.tcav import run_tcav  # torch: imported here, not at `workbench --help`
+    from concepts.tcav import SignificanceConfig, run_tcav  # torch: here, not at `workbench --help`
 
     if fmt not in ("table", "json", "csv"):
         raise typer.BadParameter(f"unknown format {fmt!r}: use table, json or csv", param_hint="--format")

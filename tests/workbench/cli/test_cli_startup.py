@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 #: Never imported by ``import workbench.cli`` nor by the commands that need no model.
 HEAVY = ("torch", "sklearn", "captum", "streamlit")
+#: Not imported by ``--help`` either (the data stack: 0.5-1 s of start-up together).
+DATA_STACK = ("pandas", "pyarrow", "numpy", "duckdb", "scipy")
 
 #: Runs ``workbench ARGS`` for each ARGS of argv[1] (JSON) in one interpreter; prints, as JSON,
 #: the top-level packages loaded after the import and after each command, and the exit codes.
@@ -102,6 +104,12 @@ def test_commands_without_a_model_load_no_heavy_package(audited_ws: Path, tmp_pa
         assert step["code"] == 0, step["args"]
         assert "concepts" in step["loaded"]
         assert not set(step["loaded"]) & set(HEAVY), (step["args"], sorted(set(step["loaded"]) & set(HEAVY)))
+    helps, reads = steps[:4], steps[4:6]  # import + the three --help; then audit verify and head
+    assert [s["args"] for s in reads] == [light[3], light[4]]
+    for step in helps:
+        assert not set(step["loaded"]) & set(DATA_STACK), (step["args"], sorted(set(step["loaded"]) & set(DATA_STACK)))
+    for step in reads:  # the store needs duckdb, not pandas
+        assert "duckdb" in step["loaded"] and "pandas" not in step["loaded"], step["args"]
     # the check can see torch: `tcav` imports it inside the command, then stops with one line
     assert steps[-1]["code"] == 1 and "torch" in steps[-1]["loaded"]
     assert "error: no model" in proc.stderr and "Traceback" not in proc.stderr
@@ -114,7 +122,7 @@ def test_python_m_workbench_cli_help_loads_no_heavy_package() -> None:
     assert "Concept Workbench" in proc.stdout and "audit" in proc.stdout
     loaded = _imported(proc.stderr)
     assert {"typer", "workbench", "concepts"} <= loaded
-    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert not loaded & {*HEAVY, *DATA_STACK}, sorted(loaded & {*HEAVY, *DATA_STACK})
 
 
 def test_info_and_graph_on_a_built_workspace_load_no_heavy_package(small_workspace: Path,

@@ -1,17 +1,20 @@
-"""Lazy package exports (PEP 562), so that ``import concepts`` does not import torch.
+"""Lazy package exports (PEP 562), so that ``import concepts`` does not import torch and
+``import store`` neither duckdb nor pandas.
 
 A package ``__init__`` lists its public names once, as imports inside ``if TYPE_CHECKING:``
 (type checkers and readers see ordinary imports), and at run time hands its own file to
 :func:`lazy_exports`. The returned module ``__getattr__`` imports a name's module when the name
 is first asked for; ``from concepts import Workspace`` therefore loads only
-``concepts.workspace`` and what it needs, never the whole tree.
+``concepts.workspace`` and what it needs, never the whole tree. Every package of the workbench
+(``store`` and the ``concepts`` tree) exports this way.
 
 The value is not cached in the package: each lookup reads the defining module (one dict lookup
 in ``sys.modules``), so a test that monkeypatches a private module never leaves its stand-in
 behind in the package.
 
 The import table comes from the package's own source (its ``TYPE_CHECKING`` block), never from
-data: only absolute ``from concepts... import name`` statements are honoured.
+data: only absolute ``from <the package's top-level package>... import name`` statements are
+honoured.
 """
 
 from __future__ import annotations
@@ -43,14 +46,16 @@ def lazy_exports(package: str, init_file: str) -> tuple[Callable[[str], Any], Ca
     Raises
     ------
     ImportError
-        When the ``TYPE_CHECKING`` block is missing or imports from outside ``concepts``.
+        When the ``TYPE_CHECKING`` block is missing or imports from outside the package's
+        top-level package.
     """
     table = dict(_typing_imports(Path(init_file)))
     if not table:
         raise ImportError(f"{package}: no 'if TYPE_CHECKING:' block of exports in {init_file}")
-    outside = sorted({m for m in table.values() if m != "concepts" and not m.startswith("concepts.")})
+    root = package.split(".")[0]
+    outside = sorted({m for m in table.values() if m != root and not m.startswith(f"{root}.")})
     if outside:
-        raise ImportError(f"{package}: lazy exports may only come from concepts modules, not {outside}")
+        raise ImportError(f"{package}: lazy exports may only come from {root} modules, not {outside}")
     namespace = sys.modules[package].__dict__
 
     def __getattr__(name: str) -> Any:
