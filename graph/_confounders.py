@@ -51,7 +51,6 @@ from concepts.discovery import (
     evaluation_split,
 )
 from graph._confounder_rows import (
-    RELEVANCE_WEIGHTS,
     ConceptClass,
     FlipRate,
     GivenEvidence,
@@ -65,7 +64,6 @@ from store import finite_or_none as _num
 __all__ = [
     "CONFOUNDER_COLUMNS",
     "FLIP_CACHE_FILE",
-    "RELEVANCE_WEIGHTS",
     "confounder_report",
     "rank_confounders",
     "workspace_confounders",

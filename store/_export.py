@@ -45,7 +45,6 @@ from store._formats import EXPORT_FORMATS
 from store._schema import EVENT_COLUMNS
 
 __all__ = [
-    "EXPORT_FORMATS",
     "EXPORT_META_COLUMNS",
     "EXPORT_VERSION",
     "ExportMeta",

@@ -38,12 +38,14 @@ from store._report_history import render_history_report
 from store._roles import Action, Actor, check_permission
 from store._schema import EVENT_COLUMNS, REF_TABLES, utc_now_iso
 from store._store_append import AppendingStore
-from store._store_base import PROJECT_VERSION, STORE_FILENAME
+from store._store_base import STORE_FILENAME
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["PROJECT_VERSION", "STORE_FILENAME", "Store"]
+__all__ = [
+    "Store",
+]
 
 _COLS = ", ".join(EVENT_COLUMNS)
 

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
-    from concepts.bank._bank import Concept, ConceptBank, ExampleSet, label_confounding
-    from concepts.bank._concept import MIN_EXAMPLES
+    from concepts.bank._bank import ConceptBank
+    from concepts.bank._concept import MIN_EXAMPLES, Concept, ExampleSet, label_confounding
     from concepts.bank._twins import (
         TwinSet,
         find_twin_columns,

@@ -29,20 +29,17 @@ from concepts.bank._bank_files import read_bank_file, write_array, write_bank_fi
 from concepts.bank._concept import (
     CONCEPT_DESCRIPTIONS,
     CONFOUNDING_TOLERANCE,
-    GROUPS,
     Concept,
     ExampleSet,
     default_group,
     label_confounding,
 )
 from concepts.bank._default_banks import (
-    MIN_POOL,
     fill_from_columns,
     fill_from_concept_sets,
     workspace_bank,
 )
 from concepts.bank._selection import (
-    FOLDER_SUFFIXES,
     column_rows,
     matched_negatives,
     pool_rows,
@@ -52,14 +49,7 @@ from concepts.bank._selection import (
 from concepts.data import Dataset, ImageSet, hash_array
 
 __all__ = [
-    "CONCEPT_DESCRIPTIONS",
-    "FOLDER_SUFFIXES",
-    "GROUPS",
-    "MIN_POOL",
-    "Concept",
     "ConceptBank",
-    "ExampleSet",
-    "label_confounding",
 ]
 
 

@@ -6,18 +6,10 @@ from store import lazy_exports
 
 if TYPE_CHECKING:
     from concepts.data._chunks import release_pages
-    from concepts.data._dataset import (
-        ARTIFACTS,
-        CRITERIA,
-        Dataset,
-        DatasetInfo,
-        ImageSet,
-        check_name,
-        hash_array,
-        name_problem,
-        swap_in_directory,
-    )
+    from concepts.data._dataset import ARTIFACTS, CRITERIA, Dataset, DatasetInfo, ImageSet
+    from concepts.data._dataset_files import hash_array, swap_in_directory
     from concepts.data._images import load_image_rgb
+    from concepts.data._names import check_name, name_problem
     from concepts.data._sevenpoint import (
         DERM7PT_CRITERION_POINTS,
         DERM7PT_LABELS,

@@ -36,7 +36,7 @@ from concepts.data._dataset_files import (
     hash_array,
     swap_in_directory,
 )
-from concepts.data._names import check_name, name_problem
+from concepts.data._names import check_name
 
 __all__ = [
     "ARTIFACTS",
@@ -45,10 +45,6 @@ __all__ = [
     "DatasetInfo",
     "DatasetWriter",
     "ImageSet",
-    "check_name",
-    "hash_array",
-    "name_problem",
-    "swap_in_directory",
 ]
 
 #: The seven 7-point-checklist criteria, named as derm7pt's columns (binary presence of the

@@ -22,46 +22,24 @@ import pandas as pd
 
 from concepts._progress import ProgressFn
 from concepts.data import ARTIFACTS, CRITERIA, Dataset, DatasetInfo
-from concepts.dermsynth._artifacts import ARTIFACT_ORDER, draw_artifact, draw_artifact_with_mask
+from concepts.dermsynth._artifacts import ARTIFACT_ORDER
 from concepts.dermsynth._config import (
     DERMSYNTH_CLASSES,
     DERMSYNTH_CONCEPTS_KIND,
     DERMSYNTH_KIND,
     DermSynthConfig,
-    PlantedConfounder,
-    parse_confounder,
 )
 from concepts.dermsynth._drawing import render_tables
-from concepts.dermsynth._lesion import SKIN_TONE_GROUPS
 from concepts.dermsynth._sample import (
     CRITERION_FREQUENCIES,
-    CRITERION_POINTS,
     SPLIT_FRACTIONS,
     sample_dermsynth,
 )
-from concepts.dermsynth._twins import artifact_region, render_case, render_twins
 
 # The public DermSynth surface (re-exported by concepts.dermsynth).
 __all__ = [
-    "ARTIFACT_ORDER",
-    "CRITERION_FREQUENCIES",
-    "CRITERION_POINTS",
-    "DERMSYNTH_CLASSES",
-    "DERMSYNTH_CONCEPTS_KIND",
-    "DERMSYNTH_KIND",
-    "SKIN_TONE_GROUPS",
-    "SPLIT_FRACTIONS",
-    "DermSynthConfig",
     "DermSynthResult",
-    "PlantedConfounder",
-    "artifact_region",
-    "draw_artifact",
-    "draw_artifact_with_mask",
     "generate_dermsynth",
-    "parse_confounder",
-    "render_case",
-    "render_twins",
-    "sample_dermsynth",
 ]
 
 _GENERATOR_VERSION = 1

@@ -24,23 +24,17 @@ from concepts.dermsynth._lesion import (
     _STREAM_CRITERION,
     _STREAM_FINISH,
     _STREAM_LESION,
-    SKIN_TONE_GROUPS,
     _base_image,
     _make_lesion,
-    skin_tone_group,
     skin_tone_value,
     stream_rng,
 )
 
 __all__ = [
-    "SKIN_TONE_GROUPS",
     "apply_artifacts",
     "artifact_mask",
     "render_image",
     "render_lesion",
-    "skin_tone_group",
-    "skin_tone_value",
-    "stream_rng",
 ]
 
 

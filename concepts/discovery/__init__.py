@@ -5,30 +5,27 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
+    from concepts.discovery._cluster_fit import pool_activations
     from concepts.discovery._cluster_workspace import (
         cluster_associations,
         cluster_dataset,
         name_cluster,
     )
-    from concepts.discovery._clusters import (
-        CLUSTER_COLUMNS,
-        ClusteringResult,
-        cluster_activations,
-        pool_activations,
-    )
+    from concepts.discovery._clusters import cluster_activations
+    from concepts.discovery._clusters_result import CLUSTER_COLUMNS, ClusteringResult
     from concepts.discovery._cooccurrence import (
-        ALL_SPLITS,
         ATTRIBUTE_CLASS_COLUMNS,
         ATTRIBUTE_PAIR_COLUMNS,
-        AttributeSource,
-        Correction,
-        adjust_pvalues,
         attribute_class_table,
         attribute_pair_table,
+    )
+    from concepts.discovery._cooccurrence_sql import ALL_SPLITS, AttributeSource
+    from concepts.discovery._cooccurrence_stats import (
+        Correction,
+        check_correction,
         odds_ratio_ci,
         two_by_two_test,
     )
-    from concepts.discovery._cooccurrence_stats import check_correction
     from concepts.discovery._reliance import (
         FLIP_TABLE_COLUMNS,
         FlipRate,
@@ -39,6 +36,7 @@ if TYPE_CHECKING:
         is_dermsynth,
         planted_confounders,
     )
+    from concepts.tcav import adjust_pvalues
 else:  # each name loads on first use: importing the package stays cheap (no torch)
     __getattr__, __dir__ = lazy_exports(__name__, __file__)
 

@@ -18,7 +18,8 @@ from sklearn.linear_model import LogisticRegression
 from concepts._errors import DataError
 from concepts.discovery._cluster_fit import _choose_k
 from concepts.discovery._clusters_result import CLUSTER_COLUMNS
-from concepts.discovery._cooccurrence_stats import adjust_pvalues, odds_ratio_ci, two_by_two_test
+from concepts.discovery._cooccurrence_stats import odds_ratio_ci, two_by_two_test
+from concepts.tcav import adjust_pvalues
 
 __all__ = ["stratified_holdout"]
 

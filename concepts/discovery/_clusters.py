@@ -57,27 +57,21 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from concepts._errors import DataError
-from concepts.discovery._cluster_fit import POOLINGS, _reduce, pool_activations
+from concepts.discovery._cluster_fit import _reduce, pool_activations
 from concepts.discovery._cluster_ranking import (
     _check_holdout,
     _find,
     _rank,
     _Settings,
-    stratified_holdout,
 )
-from concepts.discovery._clusters_result import CLUSTER_COLUMNS, ClusteringResult
+from concepts.discovery._clusters_result import ClusteringResult
 from concepts.discovery._cooccurrence_stats import Correction, check_correction
 
 __all__ = [
-    "CLUSTER_COLUMNS",
     "CLUSTER_METHODS",
     "CLUSTER_SCOPES",
     "MEMBERSHIPS",
-    "POOLINGS",
-    "ClusteringResult",
     "cluster_activations",
-    "pool_activations",
-    "stratified_holdout",
 ]
 
 #: Clustering algorithms.

@@ -54,26 +54,18 @@ from concepts.discovery._cooccurrence_sql import (
     splits_of,
 )
 from concepts.discovery._cooccurrence_stats import (
-    CORRECTIONS,
     Correction,
-    adjust_pvalues,
     check_correction,
     odds_ratio_ci,
     two_by_two_test,
 )
+from concepts.tcav import adjust_pvalues
 
 __all__ = [
-    "ALL_SPLITS",
     "ATTRIBUTE_CLASS_COLUMNS",
     "ATTRIBUTE_PAIR_COLUMNS",
-    "CORRECTIONS",
-    "AttributeSource",
-    "Correction",
-    "adjust_pvalues",
     "attribute_class_table",
     "attribute_pair_table",
-    "odds_ratio_ci",
-    "two_by_two_test",
 ]
 
 #: Columns of :func:`attribute_class_table`.

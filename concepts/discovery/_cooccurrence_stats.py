@@ -16,12 +16,10 @@ from typing import Literal
 from scipy import stats
 
 from concepts._errors import DataError
-from concepts.tcav import CORRECTIONS, adjust_pvalues
+from concepts.tcav import CORRECTIONS
 
 __all__ = [
-    "CORRECTIONS",
     "Correction",
-    "adjust_pvalues",
     "check_correction",
     "odds_ratio_ci",
     "two_by_two_test",

@@ -5,17 +5,19 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
-    from concepts.importers._class_folders import import_class_folders
-    from concepts.importers._derm7pt import (
-        DERM7PT_CLASSES,
+    from concepts.data import (
         DERM7PT_CRITERION_POINTS,
         DERM7PT_LABELS,
         DERM7PT_MELANOMA_DIAGNOSES,
+        SEVEN_POINT_THRESHOLD,
+        is_melanoma_diagnosis,
+    )
+    from concepts.importers._class_folders import import_class_folders
+    from concepts.importers._derm7pt import (
+        DERM7PT_CLASSES,
         DERM7PT_METADATA,
         DERM7PT_SPLIT_FILES,
-        SEVEN_POINT_THRESHOLD,
         import_derm7pt,
-        is_melanoma_diagnosis,
         read_derm7pt_meta,
         read_derm7pt_splits,
     )

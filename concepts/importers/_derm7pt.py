@@ -24,27 +24,19 @@ import pandas as pd
 from concepts._errors import DataError, ImageError
 from concepts.data import (
     CRITERIA,
-    DERM7PT_CRITERION_POINTS,
     DERM7PT_LABELS,
     DERM7PT_MELANOMA_DIAGNOSES,
-    SEVEN_POINT_THRESHOLD,
     Dataset,
     DatasetInfo,
-    is_melanoma_diagnosis,
     load_image_rgb,
 )
 from concepts.importers._rows import _check_common
 
 __all__ = [
     "DERM7PT_CLASSES",
-    "DERM7PT_CRITERION_POINTS",
-    "DERM7PT_LABELS",
-    "DERM7PT_MELANOMA_DIAGNOSES",
     "DERM7PT_METADATA",
     "DERM7PT_SPLIT_FILES",
-    "SEVEN_POINT_THRESHOLD",
     "import_derm7pt",
-    "is_melanoma_diagnosis",
     "read_derm7pt_meta",
     "read_derm7pt_splits",
 ]

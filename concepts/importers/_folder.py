@@ -41,8 +41,6 @@ import pandas as pd
 from concepts._errors import DataError
 from concepts.data import ARTIFACTS, CRITERIA, Dataset, DatasetInfo, name_problem
 from concepts.importers._common import (
-    IMAGE_EXTENSIONS,
-    SPLITS,
     ProgressCallback,
     _canonical,
     _ImageResolver,
@@ -62,11 +60,7 @@ from concepts.importers._rows import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "SPLITS",
-    "ProgressCallback",
     "import_folder",
-    "stratified_split",
 ]
 
 _RESERVED = ("case_id", "label", "split", "source_path")

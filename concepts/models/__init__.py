@@ -5,20 +5,17 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
-    from concepts.models._activations import ActivationCache, RowWriter, extract_activations
-    from concepts.models._classifier import (
+    from concepts.models._activations import ActivationCache, extract_activations
+    from concepts.models._architectures import (
         ARCHITECTURE_GROUP,
-        BUILTIN_ARCHITECTURES,
         PROGRAM_ARCHITECTURE,
-        ClassifierModel,
-        Preprocessing,
-        StagedNet,
-        TinyCNN,
         architecture_names,
         check_architecture_name,
         check_factory_kwargs,
-        load_state_dict_safely,
     )
+    from concepts.models._batches import RowWriter
+    from concepts.models._checkpoints import load_state_dict_safely
+    from concepts.models._classifier import ClassifierModel
     from concepts.models._compute import (
         DEVICES,
         ENGINES,
@@ -36,6 +33,7 @@ if TYPE_CHECKING:
         group_name,
         resolve_positive_class,
     )
+    from concepts.models._networks import BUILTIN_ARCHITECTURES, Preprocessing, StagedNet, TinyCNN
     from concepts.models._program import check_program_archive
     from concepts.models._training import (
         TrainConfig,

@@ -30,7 +30,10 @@ from concepts.models._batches import RowWriter, forward_batch, layer_shapes
 from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import Compute, on_device
 
-__all__ = ["ActivationCache", "ProgressFn", "RowWriter", "extract_activations", "layer_shapes"]
+__all__ = [
+    "ActivationCache",
+    "extract_activations",
+]
 
 #: progress(stage, done, total)
 #: Image sets smaller than this are extracted locally even with ``engine="ray"``.

@@ -41,10 +41,8 @@ from torch import nn
 
 from concepts._errors import ModelError
 from concepts.models._architectures import (
-    ARCHITECTURE_GROUP,
     PROGRAM_ARCHITECTURE,
     _resolve_factory,
-    architecture_names,
     check_architecture_name,
     check_factory_kwargs,
 )
@@ -53,23 +51,10 @@ from concepts.models._networks import (
     BUILTIN_ARCHITECTURES,
     Preprocessing,
     StagedNet,
-    TinyCNN,
-    build_efficientnet_lite0,
 )
 
 __all__ = [
-    "ARCHITECTURE_GROUP",
-    "BUILTIN_ARCHITECTURES",
-    "PROGRAM_ARCHITECTURE",
     "ClassifierModel",
-    "Preprocessing",
-    "StagedNet",
-    "TinyCNN",
-    "architecture_names",
-    "build_efficientnet_lite0",
-    "check_architecture_name",
-    "check_factory_kwargs",
-    "load_state_dict_safely",
 ]
 
 

@@ -14,14 +14,10 @@ from concepts._errors import DataError, ModelError
 from concepts._progress import ProgressFn
 from concepts.data import Dataset
 from concepts.models._activations import ActivationCache, extract_activations
-from concepts.models._classifier import (
-    BUILTIN_ARCHITECTURES,
-    ClassifierModel,
-    Preprocessing,
-    StagedNet,
-)
+from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import on_device
 from concepts.models._metrics import ClassificationMetrics, classification_metrics
+from concepts.models._networks import BUILTIN_ARCHITECTURES, Preprocessing, StagedNet
 
 __all__ = [
     "TrainConfig",

@@ -16,16 +16,8 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
-    from concepts.tcav._cav import (
-        CAV,
-        MIN_EXAMPLES,
-        CAVSet,
-        CAVTrainer,
-        ProbeTask,
-        cav_cosine,
-        fit_cav_batch,
-        fit_cavs,
-    )
+    from concepts.bank import MIN_EXAMPLES
+    from concepts.tcav._cav import CAV, CAVSet, CAVTrainer, cav_cosine, fit_cavs
     from concepts.tcav._choices import CORRECTIONS, PROBES, STATISTICS, TESTS
     from concepts.tcav._core import (
         TABLE_COLUMNS,
@@ -44,6 +36,7 @@ if TYPE_CHECKING:
         plan_runs,
         random_sets,
     )
+    from concepts.tcav._probes import ProbeTask, fit_cav_batch
     from concepts.tcav._run import run_tcav, run_tcav_stages
     from concepts.tcav._scores import (
         attribution_map,

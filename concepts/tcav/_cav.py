@@ -16,19 +16,13 @@ from typing import Any
 import numpy as np
 
 from concepts._errors import ConceptError
-from concepts.bank import MIN_EXAMPLES
-from concepts.tcav._probes import PROBES, CAVBatch, ProbeTask, fit_cav_batch
+from concepts.tcav._probes import ProbeTask, fit_cav_batch
 
 __all__ = [
     "CAV",
-    "MIN_EXAMPLES",
-    "PROBES",
-    "CAVBatch",
     "CAVSet",
     "CAVTrainer",
-    "ProbeTask",
     "cav_cosine",
-    "fit_cav_batch",
     "fit_cavs",
     "mean_pairwise_cosine",
 ]

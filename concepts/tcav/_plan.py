@@ -19,8 +19,8 @@ import numpy as np
 from concepts._errors import ConceptError, ModelError
 from concepts.bank import MIN_EXAMPLES, Concept, ConceptBank
 from concepts.models import on_device
+from concepts.tcav._choices import PROBES
 from concepts.tcav._core import TARGETS, check_gradients_vary, class_gradients, shared_logit_share
-from concepts.tcav._probes import PROBES
 from concepts.tcav._setup import RECOMMENDED_INPUTS, TCAVConfig, TCAVSetup, default_layers
 
 if TYPE_CHECKING:

@@ -43,7 +43,6 @@ from concepts.bank import MIN_EXAMPLES
 from concepts.tcav._choices import PROBES
 
 __all__ = [
-    "PROBES",
     "CAVBatch",
     "ProbeTask",
     "fit_cav_batch",

@@ -39,23 +39,15 @@ import pandas as pd
 
 from concepts._progress import ProgressFn
 from concepts.tcav._compute_cavs import RANDOM, TrainedCAVs, compute_cavs
-from concepts.tcav._core import TABLE_COLUMNS, TCAVReport
-from concepts.tcav._design import random_sets
+from concepts.tcav._core import TCAVReport
 from concepts.tcav._plan import ClassGradients, TCAVPlan, compute_class_gradients, plan_analysis
 from concepts.tcav._save import save_results
-from concepts.tcav._setup import DEFAULT_TCAV_LAYERS, TCAVConfig, TCAVSetup, default_layers
+from concepts.tcav._setup import TCAVConfig, TCAVSetup
 from concepts.tcav._significance import SignificanceConfig
 from concepts.tcav._table import score_runs, significance_table
 from concepts.workspace import Workspace
 
 __all__ = [
-    "DEFAULT_TCAV_LAYERS",
-    "TABLE_COLUMNS",
-    "TCAVConfig",
-    "TCAVReport",
-    "TCAVSetup",
-    "default_layers",
-    "random_sets",
     "run_tcav",
     "run_tcav_stages",
 ]

@@ -41,9 +41,6 @@ from concepts._errors import ConceptError, DataError
 from concepts.tcav._choices import CORRECTIONS, STATISTICS, TESTS
 
 __all__ = [
-    "CORRECTIONS",
-    "STATISTICS",
-    "TESTS",
     "CorrectionError",
     "SignificanceConfig",
     "adjust_pvalues",

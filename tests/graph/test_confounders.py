@@ -25,7 +25,8 @@ from concepts import (
 from concepts.dermsynth import DermSynthConfig, parse_confounder, sample_dermsynth
 from concepts.discovery import attribute_class_table
 from graph import confounder_report, workspace_confounders
-from graph._confounders import CONFOUNDER_COLUMNS, RELEVANCE_WEIGHTS, rank_confounders
+from graph._confounder_rows import RELEVANCE_WEIGHTS
+from graph._confounders import CONFOUNDER_COLUMNS, rank_confounders
 from workbench.cli._confounders import register
 
 PAIRINGS = [

@@ -300,7 +300,7 @@ def test_hostile_export_files_give_one_line_errors(ws: Path, tmp_path: Path, nam
 
 
 def test_the_ui_reads_a_roles_file_with_an_os_users_table() -> None:
-    from workbench.auth._auth import RoleMap
+    from workbench.auth._rolemap import RoleMap
 
     rm = RoleMap.from_dict({"os_users": {"alice": "auditor"}})  # accepted, and it grants
     assert rm.role_for({"sub": "alice", "iss": "https://idp.example"}) is None  # no UI role

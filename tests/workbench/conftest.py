@@ -7,7 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.ui import loopback_server_address
-from workbench.auth._auth import ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_SECRETS_FILE, ENV_WORKSPACE
+from workbench.auth._config import (
+    ENV_AUTH,
+    ENV_ROLE,
+    ENV_ROLES_FILE,
+    ENV_SECRETS_FILE,
+    ENV_WORKSPACE,
+)
 from workbench.ui._state import ENV_STORE_TIMEOUT
 
 

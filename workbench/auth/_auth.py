@@ -47,59 +47,18 @@ from typing import Any
 
 from store import Actor, Role, StoreError
 from workbench.auth._config import (
-    ENV_AUTH,
-    ENV_ROLE,
-    ENV_ROLES_FILE,
-    ENV_SECRETS_FILE,
-    ENV_WORKSPACE,
-    AuthConfigError,
     AuthMode,
     parse_role,
 )
-from workbench.auth._rolemap import OidcIdentity, RoleMap, find_roles_file
-from workbench.auth._secrets import (
-    MIN_COOKIE_SECRET_CHARS,
-    check_cookie_secret,
-    check_oidc_secrets,
-    find_secrets_file,
-    generate_cookie_secret,
-    oidc_provider_name,
-    provider_count,
-)
+from workbench.auth._rolemap import OidcIdentity, RoleMap
 from workbench.auth._serving import (
     ServingContext,
-    is_loopback,
-    listening_addresses,
     local_mode_problem,
-    serving_context,
 )
 
 __all__ = [
-    "ENV_AUTH",
-    "ENV_ROLE",
-    "ENV_ROLES_FILE",
-    "ENV_SECRETS_FILE",
-    "ENV_WORKSPACE",
-    "MIN_COOKIE_SECRET_CHARS",
-    "AuthConfigError",
-    "AuthMode",
-    "OidcIdentity",
-    "RoleMap",
-    "ServingContext",
     "UISession",
-    "check_cookie_secret",
-    "check_oidc_secrets",
-    "find_roles_file",
-    "find_secrets_file",
-    "generate_cookie_secret",
-    "is_loopback",
-    "listening_addresses",
-    "local_mode_problem",
-    "oidc_provider_name",
-    "parse_role",
-    "provider_count",
     "resolve_session",
-    "serving_context",
 ]
 
 

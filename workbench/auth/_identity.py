@@ -174,7 +174,7 @@ def check_local_role(workspace: str | os.PathLike[str], host: str, role: str) ->
     PermissionDenied
         The OS user does not hold ``role`` in the workspace.
     """
-    from workbench.auth._auth import is_loopback
+    from workbench.auth._serving import is_loopback
 
     if is_loopback(host) and Path(workspace).is_dir():
         cli_actor(workspace, role)

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from concepts import WorkbenchError, Workspace, WorkspaceError
 from store import atomic_path
-from workbench.auth._auth import (
+from workbench.auth._config import (
     ENV_AUTH,
     ENV_ROLE,
     ENV_ROLES_FILE,
@@ -32,14 +32,11 @@ from workbench.auth._auth import (
     ENV_WORKSPACE,
     AuthConfigError,
     AuthMode,
-    RoleMap,
-    check_oidc_secrets,
-    find_roles_file,
-    find_secrets_file,
-    generate_cookie_secret,
-    is_loopback,
     parse_role,
 )
+from workbench.auth._rolemap import RoleMap, find_roles_file
+from workbench.auth._secrets import check_oidc_secrets, find_secrets_file, generate_cookie_secret
+from workbench.auth._serving import is_loopback
 
 __all__ = [
     "SERVER_OPTIONS",

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from interventions import METRIC_KEYS
 from store import Action
 from workbench.ui._figures import metrics_compare_bar, reliance_bar
 from workbench.ui._history import active_interventions, intervention_report_bytes
 from workbench.ui._interventions import (
-    METRIC_KEYS,
     PRESET_KEY,
     build_spec,
     concept_library,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.auth._auth import AuthConfigError, oidc_provider_name
+from workbench.auth._config import AuthConfigError
+from workbench.auth._secrets import oidc_provider_name
 from workbench.ui._nav import PAGES, page_keys_for
 from workbench.ui._state import current_session, show_error
 from workbench.ui._text import md

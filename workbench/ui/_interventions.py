@@ -26,7 +26,6 @@ import streamlit as st
 
 from concepts import ProgressFn, Workspace, WorkspaceError
 from interventions import (
-    METRIC_KEYS,
     ConceptEdit,
     ConceptLibrary,
     EffectReport,
@@ -43,7 +42,6 @@ from workbench.services._whatif import whatif_engine
 from workbench.ui._state import dataset, dataset_key, model, model_key, model_lock, store
 
 __all__ = [
-    "METRIC_KEYS",
     "PRESET_KEY",
     "EvalSplits",
     "build_spec",

@@ -35,19 +35,18 @@ from store import (
     StoreBusyError,
     StoreError,
 )
-from workbench.auth._auth import (
+from workbench.auth._auth import UISession, resolve_session
+from workbench.auth._config import (
     ENV_AUTH,
     ENV_ROLE,
     ENV_ROLES_FILE,
     ENV_WORKSPACE,
     AuthConfigError,
     AuthMode,
-    RoleMap,
-    UISession,
-    check_cookie_secret,
-    resolve_session,
-    serving_context,
 )
+from workbench.auth._rolemap import RoleMap
+from workbench.auth._secrets import check_cookie_secret
+from workbench.auth._serving import serving_context
 from workbench.ui._text import md
 
 __all__ = [

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from concepts import Workspace
 from tests.support.realws import REAL_DATASET, REAL_MODEL
 from tests.support.ui import APP
-from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
+from workbench.auth._config import ENV_ROLE, ENV_WORKSPACE
 from workbench.cli import app
 from workbench.ui._nav import PAGES
 

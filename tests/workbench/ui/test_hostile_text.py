@@ -126,7 +126,7 @@ def test_rationale_shown_as_text_in_the_ui(ui_env: pytest.MonkeyPatch, fresh_wor
 
     from store import Actor, Role, Store
     from tests.support.ui import APP
-    from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
+    from workbench.auth._config import ENV_ROLE, ENV_WORKSPACE
 
     s = Store.for_workspace(fresh_workspace)
     derm = Actor.from_os_user(Role.DERMATOLOGIST)

@@ -9,20 +9,18 @@ import pytest
 
 from concepts import Workspace
 from store import Role
-from workbench.auth._auth import (
+from workbench.auth._auth import resolve_session
+from workbench.auth._config import (
     ENV_AUTH,
     ENV_ROLE,
     ENV_ROLES_FILE,
     ENV_SECRETS_FILE,
     ENV_WORKSPACE,
     AuthConfigError,
-    RoleMap,
-    ServingContext,
-    check_oidc_secrets,
-    is_loopback,
-    oidc_provider_name,
-    resolve_session,
 )
+from workbench.auth._rolemap import RoleMap
+from workbench.auth._secrets import check_oidc_secrets, oidc_provider_name
+from workbench.auth._serving import ServingContext, is_loopback
 from workbench.cli._serve import SERVER_OPTIONS, ServeError, app_path, plan_serve
 
 SECRETS = """
@@ -342,7 +340,7 @@ def test_local_mode_allowed_on_loopback(ctx: ServingContext) -> None:
 def test_listening_addresses_reads_the_bound_socket() -> None:
     import socket
 
-    from workbench.auth._auth import listening_addresses
+    from workbench.auth._serving import listening_addresses
 
     with socket.socket() as wide, socket.socket() as narrow:
         wide.bind(("0.0.0.0", 0))
@@ -425,7 +423,7 @@ PLACEHOLDER = "<32 random bytes: python -c 'import secrets; print(secrets.token_
 )
 def test_weak_cookie_secret_refused(tmp_path: Path, secret: object) -> None:
     """#13.4: the placeholder the error message suggested, or "x", was accepted."""
-    from workbench.auth._auth import check_cookie_secret
+    from workbench.auth._secrets import check_cookie_secret
 
     with pytest.raises(AuthConfigError, match="cookie_secret"):
         check_cookie_secret(secret)
@@ -446,7 +444,7 @@ def test_random_cookie_secrets_accepted() -> None:
     import base64
     import random
 
-    from workbench.auth._auth import check_cookie_secret, generate_cookie_secret
+    from workbench.auth._secrets import check_cookie_secret, generate_cookie_secret
 
     rng = random.Random(0)
     for _ in range(20_000):
@@ -480,7 +478,7 @@ def test_plan_serve_refuses_weak_secret(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_ensure_cookie_secret_generates_never_overwrites(tmp_path: Path) -> None:
-    from workbench.auth._auth import check_cookie_secret
+    from workbench.auth._secrets import check_cookie_secret
     from workbench.cli._serve import ensure_cookie_secret
 
     p = tmp_path / "secrets.toml"

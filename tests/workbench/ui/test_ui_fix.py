@@ -23,7 +23,7 @@ from store import EventFilter, Store
 from tests.support.clinic import CLINIC_SPEC, build_clinic, proposing_draw
 from tests.support.ui import APP
 from tests.support.workspaces import WorkspaceFactory
-from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
+from workbench.auth._config import ENV_ROLE, ENV_WORKSPACE
 from workbench.ui._fix import (
     MAX_FILES,
     read_labels_csv,

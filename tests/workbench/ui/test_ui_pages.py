@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from store import Action, EventFilter, Store, verify_file
 from tests.support.ui import APP
-from workbench.auth._auth import ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_WORKSPACE
+from workbench.auth._config import ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_WORKSPACE
 from workbench.ui._nav import PAGES, ROLE_SECTIONS, page_keys_for
 
 ROLES = ("dermatologist", "engineer", "auditor")

@@ -18,7 +18,7 @@ from concepts import ConceptBank, Dataset, Workspace
 from store import EventFilter, Store
 from tests.support.ui import APP
 from tests.support.ui_real import copy_workspace
-from workbench.auth._auth import ENV_ROLE, ENV_WORKSPACE
+from workbench.auth._config import ENV_ROLE, ENV_WORKSPACE
 from workbench.ui._nav import PAGES
 
 TIMEOUT = 180
