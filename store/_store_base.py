@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Self
 
 import duckdb
 
-from store._conn import connect_with_retry, path_state
+from store._conn import path_state, store_connection
 from store._errors import NotFoundError, StoreError
 from store._model import Event
 from store._refs import Precheck, RefInsert
@@ -61,6 +61,7 @@ class StoreBase:
         self._write_lock = self._shared.lock
         self._state = threading.Lock()
         self._session_con: duckdb.DuckDBPyConnection | None = None
+        self._session_stack = ExitStack()
         self._session_depth = 0
         self._session_gen = 0
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -86,11 +87,8 @@ class StoreBase:
         if con is not None:
             yield cursor
             return
-        con = connect_with_retry(self.path, self.busy_timeout)
-        try:
+        with store_connection(self.path, self.busy_timeout) as con:
             yield con
-        finally:
-            con.close()
 
     @contextmanager
     def session(self) -> Iterator[Self]:
@@ -103,7 +101,9 @@ class StoreBase:
         """
         with self._write_lock, self._state:  # lock order: writer lock, then state
             if self._session_depth == 0:
-                self._session_con = connect_with_retry(self.path, self.busy_timeout)
+                stack = ExitStack()
+                self._session_con = stack.enter_context(store_connection(self.path, self.busy_timeout))
+                self._session_stack = stack
                 self._session_gen += 1
                 self._shared.sessions += 1
             self._session_depth += 1
@@ -116,7 +116,7 @@ class StoreBase:
                     for cur in self._cursors:
                         cur.close()
                     self._cursors.clear()
-                    self._session_con.close()
+                    self._session_stack.close()  # closes the connection, then the side lock
                     self._session_con = None
                     self._shared.sessions -= 1
                     if self._shared.sessions == 0:

@@ -27,17 +27,23 @@ from tests.support.workspaces import (
 os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
-#: The longest test files (each builds an EfficientNet-Lite0 demo on 2000 DermSynth images, or two
-#: demos): they start first under pytest-xdist.
-LONGEST_FILES = (
+#: The test files that start first under pytest-xdist, in this order (``--dist loadfile`` hands each
+#: worker two files to begin with, then one more per file finished): the default EfficientNet-Lite0
+#: demo (2000 DermSynth images) is built by the first and reused by
+#: ``test_interventions_dermsynth``, which starts once the other worker has run three long files
+#: that need other workspaces, so that it rarely waits for the build.
+FIRST_FILES = (
     "tests/concepts/tcav/test_tcav_validity.py",
-    "tests/interventions/test_interventions_dermsynth.py",
     "tests/graph/test_confounders_slow.py",
+    "tests/e2e/test_e2e_fix.py",
+    "tests/concepts/models/test_engine_ray.py",
+    "tests/e2e/test_e2e_ui.py",
+    "tests/interventions/test_interventions_dermsynth.py",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest files first, then the other files with slow tests, then the rest (a stable
+    """:data:`FIRST_FILES` first, then the other files with slow tests, then the rest (a stable
     sort: each file's tests keep their order), so that under pytest-xdist (``make test``:
     ``--dist loadfile --no-loadscope-reorder``) the long files start first and the short ones fill
     the gaps, instead of one long file running alone at the end."""
@@ -45,7 +51,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         file = item.nodeid.split("::")[0]
-        return 0 if file in LONGEST_FILES else 1 if file in slow_files else 2
+        if file in FIRST_FILES:
+            return FIRST_FILES.index(file)
+        return len(FIRST_FILES) + (0 if file in slow_files else 1)
 
     items.sort(key=rank)
 
