@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError, WorkspaceError
-from concepts.data._chunks import ImageWriter, hash_npy_file, iter_rows
+from concepts.data._chunks import ImageWriter, hash_npy_file, iter_rows, take_rows
 from concepts.data._dataset_files import (
     _REIMPORT,
     _corrupt,
@@ -376,8 +376,8 @@ class Dataset:
         ).hexdigest()
         if len(ix) > 1 and ix[0] >= 0 and bool(np.all(np.diff(ix) == 1)):
             images = self.images[int(ix[0]) : int(ix[-1]) + 1]  # a run of rows: a view, no copy
-        else:
-            images = self.images[ix]
+        else:  # scattered rows: gathered in sorted windows, a memory map's pages released behind
+            images = take_rows(self.images, ix)
         return ImageSet(name=name or f"{self.info.name}[{len(ix)}]", images=images, key=key)
 
 

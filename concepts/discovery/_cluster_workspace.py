@@ -86,13 +86,14 @@ def cluster_dataset(
 
 def _activations(dataset: Dataset, model: ClassifierModel, layer: str, idx: np.ndarray, tag: str,
                  cache: Any, progress: Any) -> np.ndarray:
+    from concepts.data import RowView
     from concepts.models import extract_activations
 
     if cache is not None:
         iset = dataset.image_set(idx, name=f"{dataset.info.name}:{tag}")
         return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
     return np.asarray(
-        extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer])
+        extract_activations(model, RowView(dataset.images, idx), [layer], progress=progress)[layer])
 
 
 def _with_dataset(res: ClusteringResult, dataset: Dataset) -> ClusteringResult:

@@ -12,7 +12,7 @@ from torch import nn
 
 from concepts._errors import DataError, ModelError
 from concepts._progress import ProgressFn
-from concepts.data import Dataset
+from concepts.data import Dataset, RowView, take_rows
 from concepts.models._activations import ActivationCache, extract_activations
 from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import on_device
@@ -248,9 +248,9 @@ def _train(
     splits: list[str] = [s for s in ("val", "test") if s in ds.splits and len(ds.indices(s))] or ["train"]
     if mode == "end_to_end":
         with on_device(model, cache.compute.device if cache is not None else None):
-            train_end_to_end(model, np.asarray(ds.images[tr]), ds.labels(tr), epochs=cfg.epochs, lr=cfg.lr,
+            train_end_to_end(model, take_rows(ds.images, tr), ds.labels(tr), epochs=cfg.epochs, lr=cfg.lr,
                              seed=cfg.seed, class_balanced=cfg.balanced, progress=progress)
-            probas = {s: model.predict_proba(np.asarray(ds.images[ds.indices(s)])) for s in splits}
+            probas = {s: model.predict_proba(RowView(ds.images, ds.indices(s))) for s in splits}
     else:
         probas = _train_head(model, ds, cfg, splits, cache, progress)
     metrics = {
@@ -278,7 +278,7 @@ def _train_head(
         if cache is not None:
             feats[split] = cache.get(model, layer, isets[split], progress=progress)[layer]
         else:
-            feats[split] = extract_activations(model, np.asarray(ds.images[idx]), [layer])[layer]
+            feats[split] = extract_activations(model, RowView(ds.images, idx), [layer])[layer]
     y = ds.labels(ds.indices("train"))
     if progress:
         progress("training head", 0, 1)
