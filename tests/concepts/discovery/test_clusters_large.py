@@ -22,7 +22,7 @@ def _planted_maps(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
     maps = rng.normal(size=(n, 8, 4, 4)).astype(np.float32)
     maps[lab == "a", :2] += 1.5
     art = rng.random(n) < 0.35
-    maps[np.ix_(art, [4, 5, 6], [0, 1], [0, 1])] += 6.0
+    maps[np.ix_(art, np.array([4, 5, 6]), np.array([0, 1]), np.array([0, 1]))] += 6.0
     return maps, lab, art
 
 
