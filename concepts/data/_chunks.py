@@ -114,15 +114,20 @@ def _take_sorted(arr: np.ndarray, ix: np.ndarray) -> np.ndarray:
 
 
 class RowView:
-    """Rows ``rows`` of ``arr``, gathered only when sliced: ``view[a:b]`` is ``arr[rows[a:b]]``.
+    """Rows ``rows`` of ``arr``, gathered only when read: ``view[a:b]`` is ``arr[rows[a:b]]``.
 
     Hand it to code that walks images in batches (activation extraction, ``predict_proba``) in
-    place of ``arr[rows]``: one batch of rows is in memory at a time, not all of them.
+    place of ``arr[rows]``: one batch of rows is in memory at a time, not all of them. Indexing
+    by a slice, an integer or an integer array reads just those rows (:func:`take_rows`);
+    ``np.asarray(view)`` gathers them all.
     """
 
     def __init__(self, arr: np.ndarray, rows: Sequence[int] | np.ndarray):
         self.arr = arr
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        n = int(arr.shape[0])
+        if len(self.rows) and (int(self.rows.min()) < -n or int(self.rows.max()) >= n):
+            raise IndexError(f"row index out of range for {n} rows")
         self.shape: tuple[int, ...] = (len(self.rows), *arr.shape[1:])
         self.dtype = arr.dtype
         self.ndim = len(self.shape)
@@ -130,9 +135,9 @@ class RowView:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: slice) -> np.ndarray:
-        if not isinstance(index, slice):
-            raise TypeError("a RowView is read by slices of rows (view[a:b])")
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(index, int | np.integer):
+            return np.asarray(self.arr[int(self.rows[index])])
         return take_rows(self.arr, self.rows[index])
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:

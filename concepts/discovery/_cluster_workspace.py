@@ -90,7 +90,11 @@ def _activations(dataset: Dataset, model: ClassifierModel, layer: str, idx: np.n
     from concepts.models import extract_activations
 
     if cache is not None:
+        from concepts.discovery._cluster_fit import MINIBATCH_MIN_ROWS
+
         iset = dataset.image_set(idx, name=f"{dataset.info.name}:{tag}")
+        if len(idx) >= MINIBATCH_MIN_ROWS:  # a memory map, pooled chunk by chunk by the clustering
+            return cache.get(model, layer, iset, progress=progress, mmap=True)[layer]
         return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
     return np.asarray(
         extract_activations(model, RowView(dataset.images, idx), [layer], progress=progress)[layer])
