@@ -24,7 +24,15 @@ from sklearn.preprocessing import StandardScaler
 from concepts._errors import DataError
 from concepts.data import release_pages
 
-__all__ = ["MINIBATCH_MIN_ROWS", "MINIBATCH_ROWS", "POOLINGS", "PooledRows", "cluster_features", "pool_activations"]
+__all__ = [
+    "MINIBATCH_MIN_ROWS",
+    "MINIBATCH_ROWS",
+    "POOLINGS",
+    "PooledRows",
+    "cluster_features",
+    "feature_chunks",
+    "pool_activations",
+]
 
 #: How a conv layer's ``(C, H, W)`` map becomes a vector.
 POOLINGS: tuple[str, ...] = ("mean", "max", "meanmax", "block", "flatten")
