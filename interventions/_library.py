@@ -148,7 +148,7 @@ class ConceptLibrary:
             raise InterventionError(str(exc)) from exc
         if self.cache is not None:
             return np.asarray(self.cache.get(self.model, layer, iset, progress=self.progress)[layer])
-        return extract_activations(self.model, np.asarray(iset.images), [layer], progress=self.progress)[layer]
+        return extract_activations(self.model, iset.images, [layer], progress=self.progress)[layer]
 
     def direction(self, concept: str, layer: str, method: str | None = None) -> ConceptDirection:
         """The direction of ``concept`` at ``layer`` (memoised).

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from concepts import ActivationCache, ClassifierModel, Dataset, ImageSet, extract_activations
-from concepts.data import hash_array
+from concepts.data import hash_array, take_rows
 
 if TYPE_CHECKING:
     from concepts import ProgressFn
@@ -95,7 +95,7 @@ def make_twins(
 
         images = render_twins(dataset, sel, artifact, present=True)
     else:
-        images = insert_artifact(np.asarray(dataset.images[sel]), artifact, seed=seed, stream_ids=sel)
+        images = insert_artifact(take_rows(dataset.images, sel), artifact, seed=seed, stream_ids=sel)
     if cache is not None:
         acts = cache.get(model, layer, ImageSet(name=name, images=images, key=key), progress=progress)[layer]
     else:

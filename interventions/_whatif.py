@@ -31,6 +31,7 @@ from concepts import (
     ProgressFn,
     extract_activations,
 )
+from concepts.data import RowView, take_rows
 from concepts.discovery import planted_confounders
 from concepts.models import (
     StagedNet,
@@ -237,7 +238,7 @@ class WhatIf:
             model, layer, acts, dataset.labels(idx),
             case_ids=dataset.cases["case_id"].to_numpy()[idx].tolist(),
             groups=groups, twins=[t for t in [*made, *twins] if len(t.rows)], spec=spec,
-            images=None if staged else np.asarray(dataset.images[idx]),
+            images=None if staged else take_rows(dataset.images, idx),
             positive_class=positive_class, device=device,
         )
 
@@ -455,4 +456,4 @@ def _split_activations(
     if cache is not None:
         iset = dataset.image_set(idx, name=f"{dataset.info.name}:{split}")
         return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
-    return extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer]
+    return extract_activations(model, RowView(dataset.images, idx), [layer], progress=progress)[layer]

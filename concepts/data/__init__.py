@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
-    from concepts.data._chunks import release_pages
+    from concepts.data._chunks import RowView, release_pages, take_rows
     from concepts.data._dataset import ARTIFACTS, CRITERIA, Dataset, DatasetInfo, ImageSet
     from concepts.data._dataset_files import hash_array, swap_in_directory
     from concepts.data._images import load_image_rgb
@@ -35,6 +35,7 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "ImageSet",
+    "RowView",
     "TwinRenderer",
     "check_name",
     "find_twin_renderer",
@@ -45,4 +46,5 @@ __all__ = [
     "register_twin_renderer",
     "release_pages",
     "swap_in_directory",
+    "take_rows",
 ]

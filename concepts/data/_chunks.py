@@ -4,6 +4,8 @@
   written pages back to the operating system every :data:`RELEASE_BYTES`, so the resident set of
   the writing process does not grow with the file.
 * :func:`iter_rows` walks an array in row chunks, doing the same for a memory-mapped one.
+* :func:`take_rows` gathers scattered rows (``arr[rows]``) in sorted windows, and
+  :class:`RowView` is such a gather done lazily, one slice (a batch) at a time.
 * :func:`hash_npy_file` hashes an ``.npy`` file from disk with buffered reads (no mapping at all).
 
 A memory map's touched pages count in a process's resident set (``ru_maxrss``) until they are
@@ -15,13 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CHUNK_BYTES", "RELEASE_BYTES", "ImageWriter", "hash_npy_file", "iter_rows", "release_pages"]
+__all__ = [
+    "CHUNK_BYTES",
+    "RELEASE_BYTES",
+    "ImageWriter",
+    "RowView",
+    "hash_npy_file",
+    "iter_rows",
+    "release_pages",
+    "take_rows",
+]
 
 #: Bytes read or hashed per chunk.
 CHUNK_BYTES = 16 * 2**20
@@ -64,6 +75,74 @@ def iter_rows(arr: np.ndarray) -> Iterator[np.ndarray]:
     for start in range(0, int(arr.shape[0]), step):
         yield np.ascontiguousarray(arr[start : start + step])
         release_pages(arr)
+
+
+def take_rows(arr: np.ndarray, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``arr[rows]`` (any order, repeats allowed), read in sorted windows from a memory map.
+
+    An in-memory array is simply indexed. For a memory-mapped one the rows are visited in
+    increasing order, a window of about :data:`CHUNK_BYTES` at a time (one contiguous read when
+    the window's rows lie close together), and the map's pages are released after each window:
+    the process holds the gathered rows, not the pages they came from.
+
+    Raises
+    ------
+    IndexError
+        A row outside ``-len(arr) .. len(arr) - 1`` (as ``arr[rows]`` would).
+    """
+    ix = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if not isinstance(arr, np.memmap):
+        return np.asarray(arr[ix])
+    n = int(arr.shape[0])
+    if len(ix) and (int(ix.min()) < -n or int(ix.max()) >= n):
+        raise IndexError(f"row index out of range for {n} rows")
+    return _take_sorted(arr, np.where(ix < 0, ix + n, ix))
+
+
+def _take_sorted(arr: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    out = np.empty((len(ix), *arr.shape[1:]), dtype=arr.dtype)
+    order = np.argsort(ix, kind="stable")
+    step = _rows_per_chunk(arr)
+    for i in range(0, len(ix), step):
+        pos = order[i : i + step]
+        want = ix[pos]
+        lo, hi = int(want[0]), int(want[-1]) + 1
+        # close rows: one contiguous read of the window; far apart: read just those rows
+        out[pos] = arr[lo:hi][want - lo] if hi - lo <= 4 * step else arr[want]
+        release_pages(arr)
+    return out
+
+
+class RowView:
+    """Rows ``rows`` of ``arr``, gathered only when read: ``view[a:b]`` is ``arr[rows[a:b]]``.
+
+    Hand it to code that walks images in batches (activation extraction, ``predict_proba``) in
+    place of ``arr[rows]``: one batch of rows is in memory at a time, not all of them. Indexing
+    by a slice, an integer or an integer array reads just those rows (:func:`take_rows`);
+    ``np.asarray(view)`` gathers them all.
+    """
+
+    def __init__(self, arr: np.ndarray, rows: Sequence[int] | np.ndarray):
+        self.arr = arr
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        n = int(arr.shape[0])
+        if len(self.rows) and (int(self.rows.min()) < -n or int(self.rows.max()) >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        self.shape: tuple[int, ...] = (len(self.rows), *arr.shape[1:])
+        self.dtype = arr.dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(index, int | np.integer):
+            return np.asarray(self.arr[int(self.rows[index])])
+        return take_rows(self.arr, self.rows[index])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = take_rows(self.arr, self.rows)
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def update_hash(h: Any, arr: np.ndarray) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from concepts._errors import DataError, WorkspaceError
-from concepts.data._chunks import ImageWriter, hash_npy_file, iter_rows
+from concepts.data._chunks import ImageWriter, RowView, hash_npy_file, iter_rows
 from concepts.data._dataset_files import (
     _REIMPORT,
     _corrupt,
@@ -141,7 +141,7 @@ class ImageSet:
     """A named set of images with a content key (used to key the activation cache)."""
 
     name: str
-    images: np.ndarray  # (N, S, S, 3) uint8
+    images: np.ndarray | RowView  # (N, S, S, 3) uint8; scattered rows of a memory map: a RowView
     key: str
 
     @classmethod
@@ -369,13 +369,21 @@ class Dataset:
         return np.array([lut[x] for x in lab], dtype=np.int64)
 
     def image_set(self, idx: Sequence[int] | np.ndarray, name: str = "") -> ImageSet:
-        """An :class:`ImageSet` of the given rows, keyed by content hash and row positions."""
+        """An :class:`ImageSet` of the given rows, keyed by content hash and row positions.
+
+        A run of consecutive rows is a view of the images; scattered rows of a memory-mapped data
+        set are a :class:`~concepts.data._chunks.RowView`, read batch by batch by whoever uses
+        them (nothing is gathered to look up cached activations).
+        """
         ix = np.asarray(idx, dtype=np.int64)
         key = hashlib.sha256(
             (self.info.content_hash + ":" + hash_array(ix)).encode()
         ).hexdigest()
+        images: np.ndarray | RowView
         if len(ix) > 1 and ix[0] >= 0 and bool(np.all(np.diff(ix) == 1)):
             images = self.images[int(ix[0]) : int(ix[-1]) + 1]  # a run of rows: a view, no copy
+        elif isinstance(self.images, np.memmap):  # scattered rows of a map: read batch by batch when used
+            images = RowView(self.images, ix)
         else:
             images = self.images[ix]
         return ImageSet(name=name or f"{self.info.name}[{len(ix)}]", images=images, key=key)

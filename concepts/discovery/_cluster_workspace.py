@@ -86,13 +86,18 @@ def cluster_dataset(
 
 def _activations(dataset: Dataset, model: ClassifierModel, layer: str, idx: np.ndarray, tag: str,
                  cache: Any, progress: Any) -> np.ndarray:
+    from concepts.data import RowView
     from concepts.models import extract_activations
 
     if cache is not None:
+        from concepts.discovery._cluster_fit import MINIBATCH_MIN_ROWS
+
         iset = dataset.image_set(idx, name=f"{dataset.info.name}:{tag}")
+        if len(idx) >= MINIBATCH_MIN_ROWS:  # a memory map, pooled chunk by chunk by the clustering
+            return cache.get(model, layer, iset, progress=progress, mmap=True)[layer]
         return np.asarray(cache.get(model, layer, iset, progress=progress)[layer])
     return np.asarray(
-        extract_activations(model, np.asarray(dataset.images[idx]), [layer], progress=progress)[layer])
+        extract_activations(model, RowView(dataset.images, idx), [layer], progress=progress)[layer])
 
 
 def _with_dataset(res: ClusteringResult, dataset: Dataset) -> ClusteringResult:

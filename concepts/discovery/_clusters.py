@@ -57,7 +57,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from concepts._errors import DataError
-from concepts.discovery._cluster_fit import _reduce, pool_activations
+from concepts.discovery._cluster_fit import PooledRows, _reduce, cluster_features, feature_chunks
 from concepts.discovery._cluster_ranking import (
     _check_holdout,
     _find,
@@ -91,7 +91,7 @@ Pooling = Literal["mean", "max", "meanmax", "block", "flatten"]
 class _Cases:
     """The validated cases to cluster: pooled features, labels, classes, rows and case ids."""
 
-    x: np.ndarray
+    x: np.ndarray | PooledRows
     labels: np.ndarray
     classes: tuple[str, ...]
     rows: np.ndarray
@@ -99,7 +99,7 @@ class _Cases:
 
 
 def _cluster(
-    x: np.ndarray, lab: np.ndarray, cls: tuple[str, ...], row_ix: np.ndarray, ids: tuple[str, ...],
+    x: np.ndarray | PooledRows, lab: np.ndarray, cls: tuple[str, ...], row_ix: np.ndarray, ids: tuple[str, ...],
     holdout: np.ndarray, st: _Settings, layer: str, split: str, test_split: str,
 ) -> ClusteringResult:
     disc = ~holdout
@@ -219,7 +219,7 @@ def cluster_activations(
         holdout that leaves no case on one side.
     """
     _check_options(method, scope, membership, radius_quantile, correction)
-    cases = _check_cases(pool_activations(features, pooling), labels, classes, rows, case_ids)
+    cases = _check_cases(cluster_features(features, pooling), labels, classes, rows, case_ids)
     lo, hi = _check_k(k_range, k)
     _check_values(cases.x)
     hold = _check_holdout(holdout, cases.labels, holdout_fraction, seed)
@@ -244,7 +244,7 @@ def _check_options(method: str, scope: str, membership: str, radius_quantile: fl
     check_correction(correction)
 
 
-def _check_cases(x: np.ndarray, labels: Sequence[str] | np.ndarray, classes: Sequence[str] | None,
+def _check_cases(x: np.ndarray | PooledRows, labels: Sequence[str] | np.ndarray, classes: Sequence[str] | None,
                  rows: Sequence[int] | np.ndarray | None, case_ids: Sequence[str] | None) -> _Cases:
     n = len(x)
     lab = np.asarray([str(v) for v in labels], dtype=object)
@@ -278,10 +278,16 @@ def _check_k(k_range: tuple[int, int], k: int | None) -> tuple[int, int]:
     return lo, hi
 
 
-def _check_values(x: np.ndarray) -> None:
-    if not np.isfinite(x).all():
-        raise DataError("the activations hold NaN or infinite values — check the model and layer")
-    if np.ptp(x, axis=0).max(initial=0.0) == 0.0:
+def _check_values(x: np.ndarray | PooledRows) -> None:
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    for _, c in feature_chunks(x):  # one chunk for an array; large features chunk by chunk
+        if not np.isfinite(c).all():
+            raise DataError("the activations hold NaN or infinite values — check the model and layer")
+        if len(c):
+            lo = c.min(axis=0) if lo is None else np.minimum(lo, c.min(axis=0))
+            hi = c.max(axis=0) if hi is None else np.maximum(hi, c.max(axis=0))
+    if lo is None or hi is None or (hi - lo).max(initial=0.0) == 0.0:
         raise DataError(
             "every case has identical activations: there is nothing to cluster — choose another "
             "layer or check that the images differ"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from concepts._progress import ProgressFn
-from concepts.data import ImageSet, release_pages
+from concepts.data import ImageSet, RowView, release_pages
 from concepts.models._batches import RowWriter, forward_batch, layer_shapes
 from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import Compute, on_device
@@ -44,7 +44,7 @@ WriteFn = Callable[[int, dict[str, np.ndarray]], None]
 
 def _local_batches(
     model: ClassifierModel,
-    images: np.ndarray,
+    images: np.ndarray | RowView,
     layers: Sequence[str],
     write: WriteFn,
     *,
@@ -65,7 +65,7 @@ def _local_batches(
 
 def extract_activations(
     model: ClassifierModel,
-    images: np.ndarray,
+    images: np.ndarray | RowView,
     layers: Sequence[str],
     *,
     batch_size: int = 64,

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from concepts._errors import ModelError
+from concepts.data import RowView
 from concepts.models._architectures import (
     PROGRAM_ARCHITECTURE,
     _resolve_factory,
@@ -197,8 +198,8 @@ class ClassifierModel:
             handle.remove()
 
     @torch.inference_mode()
-    def predict_proba(self, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
-        """Class probabilities for uint8 images ``(N, H, W, 3)``."""
+    def predict_proba(self, images: np.ndarray | RowView, batch_size: int = 128) -> np.ndarray:
+        """Class probabilities for uint8 images ``(N, H, W, 3)`` (an array, or a ``RowView`` read batch by batch)."""
         outs = []
         for i in range(0, len(images), batch_size):
             x = self.preprocess(images[i : i + batch_size]).to(self.device)

@@ -12,7 +12,7 @@ from torch import nn
 
 from concepts._errors import DataError, ModelError
 from concepts._progress import ProgressFn
-from concepts.data import Dataset
+from concepts.data import Dataset, RowView, take_rows
 from concepts.models._activations import ActivationCache, extract_activations
 from concepts.models._classifier import ClassifierModel
 from concepts.models._compute import on_device
@@ -87,9 +87,23 @@ def set_linear_head(model: ClassifierModel, weight: np.ndarray, bias: np.ndarray
     model.invalidate_id()
 
 
+#: Preprocessed training inputs up to this size are computed once and kept; larger ones are
+#: preprocessed batch by batch, every epoch (the same tensors: preprocessing is per image).
+PREPROCESS_ONCE_BYTES = 1 << 30
+
+
+def _batch_inputs(model: ClassifierModel, images: np.ndarray | RowView, x_all: torch.Tensor | None,
+                  idx: torch.Tensor) -> torch.Tensor:
+    """The preprocessed inputs of rows ``idx``: from the kept tensor, or read and preprocessed now."""
+    if x_all is not None:
+        return x_all[idx]
+    rows = idx.numpy()
+    return model.preprocess(images[rows] if isinstance(images, RowView) else take_rows(images, rows))
+
+
 def train_end_to_end(
     model: ClassifierModel,
-    images: np.ndarray,
+    images: np.ndarray | RowView,
     labels: np.ndarray,
     *,
     epochs: int = 8,
@@ -102,10 +116,13 @@ def train_end_to_end(
 ) -> ClassifierModel:
     """Train every parameter of ``model`` with Adam (small models such as ``tiny-cnn``);
     ``class_balanced`` weights the loss by inverse class frequency. ``device``: where the
-    model trains (fp32; ``None``: where it is); it is back where it was afterwards."""
+    model trains (fp32; ``None``: where it is); it is back where it was afterwards. ``images``
+    may be a ``RowView``: above :data:`PREPROCESS_ONCE_BYTES` of inputs, each batch is read and
+    preprocessed when it is used, so memory does not grow with the number of images."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    x_all = model.preprocess(images)
+    once = len(images) * 3 * model.preprocess.size ** 2 * 4 <= PREPROCESS_ONCE_BYTES
+    x_all = model.preprocess(np.asarray(images)) if once else None
     y_all = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     weight = None
     if class_balanced:
@@ -122,7 +139,7 @@ def train_end_to_end(
             for i in range(0, n, batch_size):
                 idx = perm[i : i + batch_size]
                 opt.zero_grad()
-                logits = model.module(x_all[idx].to(dev))
+                logits = model.module(_batch_inputs(model, images, x_all, idx).to(dev))
                 loss = nn.functional.cross_entropy(logits, y_all[idx].to(dev), weight=w)
                 loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
@@ -248,9 +265,9 @@ def _train(
     splits: list[str] = [s for s in ("val", "test") if s in ds.splits and len(ds.indices(s))] or ["train"]
     if mode == "end_to_end":
         with on_device(model, cache.compute.device if cache is not None else None):
-            train_end_to_end(model, np.asarray(ds.images[tr]), ds.labels(tr), epochs=cfg.epochs, lr=cfg.lr,
+            train_end_to_end(model, RowView(ds.images, tr), ds.labels(tr), epochs=cfg.epochs, lr=cfg.lr,
                              seed=cfg.seed, class_balanced=cfg.balanced, progress=progress)
-            probas = {s: model.predict_proba(np.asarray(ds.images[ds.indices(s)])) for s in splits}
+            probas = {s: model.predict_proba(RowView(ds.images, ds.indices(s))) for s in splits}
     else:
         probas = _train_head(model, ds, cfg, splits, cache, progress)
     metrics = {
@@ -278,7 +295,7 @@ def _train_head(
         if cache is not None:
             feats[split] = cache.get(model, layer, isets[split], progress=progress)[layer]
         else:
-            feats[split] = extract_activations(model, np.asarray(ds.images[idx]), [layer])[layer]
+            feats[split] = extract_activations(model, RowView(ds.images, idx), [layer])[layer]
     y = ds.labels(ds.indices("train"))
     if progress:
         progress("training head", 0, 1)

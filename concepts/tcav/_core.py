@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from concepts._errors import ConceptError, ModelError
+from concepts.data import RowView
 from concepts.models import ClassifierModel, StagedNet, on_device
 from concepts.tcav._cav import CAV, CAVSet
 
@@ -73,7 +74,7 @@ def class_gradients(
     acts: np.ndarray,
     class_index: int,
     *,
-    images: np.ndarray | None = None,
+    images: np.ndarray | RowView | None = None,
     target: str = "logit",
     batch_size: int = 256,
     device: str | torch.device | None = None,
@@ -118,9 +119,16 @@ def class_gradients(
     with on_device(model, device) as dev:
         for i in range(0, n, batch_size):
             out[i : i + batch_size] = _gradient_batch(model, layer, acts[i : i + batch_size], class_index,
-                                                      None if staged else np.asarray(images)[i : i + batch_size],  # type: ignore[index]
+                                                      None if staged else _image_rows(images, i, batch_size),
                                                       target, dev)
     return out
+
+
+def _image_rows(images: np.ndarray | RowView | None, start: int, size: int) -> np.ndarray:
+    """Rows ``start .. start + size`` of the input images (a ``RowView`` reads only those)."""
+    if isinstance(images, RowView):
+        return images[start : start + size]
+    return np.asarray(images)[start : start + size]
 
 
 def _gradient_batch(

@@ -190,6 +190,7 @@ def stored_evaluation(ws: Workspace, man: Mapping[str, Any], model_id: str | Non
 def evaluate_active(ws: Workspace, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Evaluate the active model on the active data set's evaluation splits (annotation-based
     groups, the workspace's positive class) and store it; returns the stored entry."""
+    from concepts.data import RowView
     from concepts.models import classification_metrics
 
     ds, model = ws.dataset(), ws.model()
@@ -202,7 +203,7 @@ def evaluate_active(ws: Workspace, progress: ProgressFn | None = None) -> dict[s
             progress("evaluating the model", i, len(splits))
         idx = ds.indices(split)
         if len(idx):
-            proba = model.predict_proba(ds.images[idx])
+            proba = model.predict_proba(RowView(ds.images, idx))  # a batch of images at a time
             metrics[split] = classification_metrics(ds, idx, proba, positive_class=pos).to_json()
     if progress:
         progress("evaluating the model", len(splits), len(splits))
