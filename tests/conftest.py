@@ -28,17 +28,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WOR
 
 
 #: The test files that start first under pytest-xdist, in this order (``--dist loadfile`` hands each
-#: worker two files to begin with, then one more per file finished): the default EfficientNet-Lite0
-#: demo (2000 DermSynth images) is built by the first and reused by
-#: ``test_interventions_dermsynth``, which starts once the other worker has run three long files
-#: that need other workspaces, so that it rarely waits for the build.
+#: worker two files to begin with, then one more per file finished): the EfficientNet-Lite0 demo
+#: builds (the default demo, the ink-only demo, a small one), then the longest browser flows.
 FIRST_FILES = (
     "tests/concepts/tcav/test_tcav_validity.py",
-    "tests/graph/test_confounders_slow.py",
-    "tests/e2e/test_e2e_fix.py",
-    "tests/concepts/models/test_engine_ray.py",
-    "tests/e2e/test_e2e_ui.py",
     "tests/interventions/test_interventions_dermsynth.py",
+    "tests/graph/test_confounders_slow.py",
+    "tests/concepts/models/test_engine_ray.py",
+    "tests/e2e/test_e2e_fix.py",
+    "tests/e2e/test_e2e_ui.py",
 )
 
 

@@ -1,5 +1,5 @@
-"""Interventions on the default demo model (EfficientNet-Lite0, logistic head on pooled features)
-and DermSynth with ink planted on melanoma and the patch on nevi (slow).
+"""Interventions on the demo model (EfficientNet-Lite0, logistic head on pooled features) and
+DermSynth with ink planted on melanoma (slow).
 
 Validity of the default mask (pattern CAV at ``pool``, absent level = mean projection of the
 concept-absent twins): it must cut the ink-add flip rate on nevi by half,
@@ -43,9 +43,8 @@ CRITERIA = {"pigment_network", "blue_whitish_veil", "vascular_structures", "pigm
 
 @pytest.fixture(scope="module")
 def demo(workspace_factory: WorkspaceFactory, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    # the default demo (2000 images at 128 px, 60 twin pairs per concept; ink planted on melanomas,
-    # the patch on nevi): the workspace `make demo` builds, built once per run with test_tcav_validity
-    cfg = DemoConfig()
+    # the demo's defaults (2000 images at 128 px, 60 twin pairs per concept), ink planted alone
+    cfg = DemoConfig(dermsynth=DermSynthConfig(confounders=(parse_confounder("ink:melanoma:0.6"),)), architecture="efficientnet-lite0")
     return Workspace(workspace_factory.copy(demo_spec(cfg), build_demo_into(cfg), tmp_path_factory.mktemp("iv_demo") / "ws"))
 
 
