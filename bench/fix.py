@@ -12,7 +12,8 @@ reverses one of them (DermSynth, 1,000 images):
   — the fix should propose nothing or do no harm there.
 
 For every k and draw, k images per class are drawn (``select_few_shot(seed=draw)``), the fix is
-proposed from them (``propose_fix`` with the source ``val`` split as anchor and guard) and the
+proposed from them (``propose_fix`` with the source ``val`` split as anchor and guard, each
+artifact's direction method chosen by leave-one-out over the shots from ``fix_directions``) and the
 balanced accuracy of the domain's other images is measured before and after. Printed per
 domain and k: mean held-out gain in points, draws improved / fallen, mean source clean-accuracy
 drop, the edits proposed most often. The domains and their pooled features are kept under
@@ -33,7 +34,7 @@ import numpy as np
 
 from concepts import Workspace, extract_activations
 from concepts.dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
-from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
+from interventions import ConceptLibrary, WhatIf, fix_directions, propose_fix, select_few_shot
 
 #: name: (planted confounders, seed); the reversed-shortcut domains count in the last line, the
 #: no-shift control (the source's own shortcuts, a new seed) must show no harm.
@@ -74,7 +75,7 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     model = ws.model()
     lib = ConceptLibrary.for_workspace(ws, model)
-    dirs = lib.directions(lib.concepts, "pool")
+    dirs = fix_directions(lib, lib.concepts, "pool")  # artifacts: pattern, twin, logistic, ridge (LOO picks)
     source = WhatIf.from_dataset(model, ws.dataset(), "val", "pool", cache=ws.activation_cache, twin_artifacts=[])
     ks = [int(k) for k in args.ks.split(",")]
     k4: list[float] = []

@@ -12,10 +12,14 @@ edit corrects, costs much less; one that fires on misclassified shots of the cla
 support more than on the source's costs half. The gradient of the few-shot loss along each
 concept's edit is reported with them.
 
+When several directions of one concept are given (different methods: pattern CAV, twins,
+probes), each mask's direction is chosen by leave-one-out over the shots
+(:mod:`interventions._fix_methods`).
+
 A leave-one-out check over the shots decides: the search is rerun without each shot in turn;
 an edit is kept when it is chosen in at least ``min_stability`` of those runs, and the fix is
-proposed only when it helps the left-out shots (their balanced accuracy or their log-likelihood
-rises under it). Every kept edit is
+proposed only when it helps the left-out shots (their balanced accuracy rises, or their
+log-likelihood rises with its 90 % bootstrap interval above zero). Every kept edit is
 reported with its stability and its expected gain (left-out shots' balanced accuracy and
 log-likelihood, with a bootstrap interval over the shots). The source guard then scales the
 strengths down until the clean accuracy of the source split drops by at most
@@ -35,6 +39,7 @@ import numpy as np
 from concepts import ClassifierModel
 from interventions._fix_evidence import Candidate, FixContext, FixSettings, candidate_evidence
 from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain
+from interventions._fix_methods import choose_directions, group_directions
 from interventions._fix_search import (
     ANCHORS,
     Problem,
@@ -49,7 +54,7 @@ from interventions._spec import ConceptDirection, ConceptEdit, InterventionError
 from interventions._whatif import WhatIf
 from store import to_jsonable
 
-__all__ = ["FixProposal", "propose_fix", "select_few_shot"]
+__all__ = ["FixProposal", "mask_only", "propose_fix", "select_few_shot"]
 
 #: Magnitudes below this count as "not chosen".
 _EPS = 0.05
@@ -70,6 +75,12 @@ def _expected(concept: str, classes: Sequence[str]) -> str:
     if rels == {"irrelevant"}:
         return "irrelevant"
     return "unknown"
+
+
+def mask_only(concept: str, classes: Sequence[str]) -> bool:
+    """Whether the clinical graph lets a fix only mask ``concept`` (an artifact, or a concept it
+    does not know), rather than only amplify it (a criterion of one of ``classes``)."""
+    return _expected(concept, classes) != "relevant"
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,11 @@ class FixProposal:
     source_drop
         Drop of the guarded source accuracy (clean accuracy when known), in [0, 1].
     notes
-        What was skipped and why; why nothing is proposed.
+        What was skipped and why; why nothing is proposed; which direction method each mask uses.
+    methods
+        One row per mask candidate that had alternative directions: ``concept``, ``method``
+        (the one chosen) and ``loo_nats`` (leave-one-out log-likelihood gain per shot, per
+        method tried).
     """
 
     spec: InterventionSpec | None
@@ -114,6 +129,7 @@ class FixProposal:
     notes: list[str] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)
     loo: dict[str, Any] | None = None
+    methods: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def proposed(self) -> list[str]:
@@ -127,6 +143,7 @@ class FixProposal:
             "proposed": self.proposed,
             "edits": self.edits,
             "loo": self.loo,
+            "methods": self.methods,
             "ranking": self.ranking,
             "few_shot": self.few_shot,
             "held_out": self.held_out,
@@ -288,6 +305,12 @@ def _guard(ctx: FixContext, dirs: Sequence[ConceptDirection], signs: np.ndarray,
     return a * 0.0
 
 
+def _survives(overall: Mapping[str, Any]) -> bool:
+    """Whether the whole fix helps the left-out shots: more of them right (balanced), or their
+    log-likelihood up with the 90 % interval above zero (a gain that is not one shot's luck)."""
+    return bool(overall["gain_points"] > 0 or overall["gain_nats_interval"][0] > 0)
+
+
 def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, Any]],
             keep: list[int], notes: list[str]) -> tuple[InterventionSpec | None, list[dict[str, Any]], dict[str, Any] | None]:
     """Refit the kept edits jointly, check them under leave-one-out, guard the source."""
@@ -302,11 +325,12 @@ def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, An
     a = fit_strengths(p)
     loo = leave_one_out(p, lambda r: relax * _penalties(ctx, sub, r))
     overall = loo_gain(p, loo) if len(loo.held) else None
-    if overall is not None and overall["gain_points"] <= 0 and overall["gain_nats"] <= 0:
+    if overall is not None and not _survives(overall):
+        lo, hi = overall["gain_nats_interval"]
         notes.append(
-            f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots "
-            f"(leave-one-out: {overall['gain_points']:+.1f} points, {overall['gain_nats']:+.3f} nats); "
-            "nothing proposed"
+            f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots in a way "
+            f"that survives leave-one-out ({overall['gain_points']:+.1f} points, {overall['gain_nats']:+.3f} "
+            f"nats [{lo:+.3f}, {hi:+.3f}]); nothing proposed"
         )
         return None, [], overall
     a = _guard(ctx, dirs, signs, a, notes)
@@ -444,11 +468,34 @@ def _relevel(ctx: FixContext, d: ConceptDirection) -> ConceptDirection:
     return replace(d, mu0=round(float(np.mean([comp[y == c].mean() for c in np.unique(y)])), 6))
 
 
+def _choose(ctx: FixContext, cands: list[Candidate], rows: list[dict[str, Any]],
+            alternatives: Mapping[str, Sequence[ConceptDirection]],
+            notes: list[str]) -> tuple[list[Candidate], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each mask's direction method, chosen by leave-one-out over the shots
+    (:mod:`interventions._fix_methods`)."""
+    every = np.arange(len(ctx.y))
+
+    def build(cs: Sequence[Candidate], rs: Sequence[Mapping[str, Any]]) -> tuple[Problem, Any]:
+        p = _problem(ctx, [c.direction for c in cs], np.array([c.sign for c in cs]), _penalties(ctx, rs, every))
+        return p, lambda r: _penalties(ctx, rs, r)
+
+    cands, rows, choices = choose_directions(ctx, cands, rows, alternatives, build, lambda d: _relevel(ctx, d))
+    for ch in choices:
+        tried = ", ".join(f"{m} {v:+.3f}" for m, v in ch["loo_nats"].items())
+        notes.append(f"direction of {ch['concept']}: {ch['method']} (leave-one-out log-likelihood gain per "
+                     f"shot: {tried})")
+    return cands, rows, choices
+
+
 def _propose(ctx: FixContext, directions: Sequence[ConceptDirection], held_out: WhatIf | None) -> FixProposal:
     notes: list[str] = []
-    cands = _allowed(directions, ctx.model.classes, notes)
+    primary, alternatives = group_directions(directions)
+    cands = _allowed(primary, ctx.model.classes, notes)
     rows = candidate_evidence(ctx, cands)
     cands = [replace(c, direction=_relevel(ctx, c.direction)) if c.operation == "mask" else c for c in cands]
+    cands, rows, methods = _choose(ctx, cands, rows, alternatives, notes)
+    for c, r in zip(cands, rows, strict=True):
+        r["method"] = c.direction.method
     keep = _select(ctx, cands, rows, notes)
     spec, edits, overall = _decide(ctx, cands, rows, keep, notes)
     for r in rows:
@@ -464,7 +511,7 @@ def _propose(ctx: FixContext, directions: Sequence[ConceptDirection], held_out: 
     return FixProposal(
         spec=spec, ranking=to_jsonable(rows), few_shot=to_jsonable(_few_shot_metrics(ctx, spec)), held_out=to_jsonable(_before_after(held_out, spec)),
         source=to_jsonable(src), source_drop=None if drop is None or not math.isfinite(drop) else drop,
-        notes=notes, edits=to_jsonable(edits), loo=to_jsonable(overall),
+        notes=notes, edits=to_jsonable(edits), loo=to_jsonable(overall), methods=to_jsonable(methods),
     )
 
 

@@ -545,7 +545,7 @@ def _propose_cli_fix(
 ) -> _CliFix:
     """Read the labelled images, draw ``k`` per class and propose the fix they call for."""
     from concepts.models import extract_activations
-    from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
+    from interventions import ConceptLibrary, WhatIf, fix_directions, propose_fix, select_few_shot
 
     model = ws.model()
     lay = layer or _default_layer(model, ws)
@@ -553,7 +553,7 @@ def _propose_cli_fix(
     few_idx, rest_idx = select_few_shot(labels, k, seed=seed)
     with progress_bars(show) as progress:
         library = ConceptLibrary.for_workspace(ws, model, progress=progress)
-        directions = library.directions(library.concepts, lay)
+        directions = fix_directions(library, library.concepts, lay)
         acts = extract_activations(model, imgs, [lay], compute=ws.compute)[lay]
         source = WhatIf.from_dataset(model, ws.dataset(), source_split, lay, cache=ws.activation_cache,
                                      twin_artifacts=[], progress=progress)

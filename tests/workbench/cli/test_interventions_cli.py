@@ -243,7 +243,7 @@ def test_fix_save_records_the_fix(app: typer.Typer, ws: Path, clinic_csv: Path) 
     events = store.events(EventFilter(action="fix_recorded"))
     assert len(events) == 1
     ev = events[0]
-    assert ev.intervention_id == d["event"]["intervention_id"] and ev.intervention_id.startswith("fix-")
+    assert ev.intervention_id == d["event"]["intervention_id"] and str(ev.intervention_id).startswith("fix-")
     assert ev.actor_role == "engineer" and ev.rationale == "ink marks nevi at this clinic"
     assert ev.spec is not None and InterventionSpec.from_json(ev.spec).spec_id == InterventionSpec.from_json(d["spec"]).spec_id
     ev_d = ev.evidence
