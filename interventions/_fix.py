@@ -31,13 +31,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from concepts import ClassifierModel
-from interventions._fix_evidence import Candidate, FixContext, FixSettings, candidate_evidence
+from interventions._fix_evidence import (
+    Candidate,
+    FixContext,
+    FixSettings,
+    candidate_evidence,
+    expected_relation,
+)
 from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain
 from interventions._fix_methods import choose_directions, group_directions
 from interventions._fix_search import (
@@ -54,33 +59,10 @@ from interventions._spec import ConceptDirection, ConceptEdit, InterventionError
 from interventions._whatif import WhatIf
 from store import to_jsonable
 
-__all__ = ["FixProposal", "mask_only", "propose_fix", "select_few_shot"]
+__all__ = ["FixProposal", "propose_fix", "select_few_shot"]
 
 #: Magnitudes below this count as "not chosen".
 _EPS = 0.05
-
-
-@lru_cache(maxsize=1)
-def _graph() -> Any:
-    from graph import ClinicalGraph
-
-    return ClinicalGraph.default()
-
-
-def _expected(concept: str, classes: Sequence[str]) -> str:
-    """``irrelevant``, ``relevant`` (indicates/counter-indicates a class) or ``unknown``."""
-    rels = {_graph().expected_relation(concept, c).relation for c in classes}
-    if rels & {"indicates", "counter_indicates"}:
-        return "relevant"
-    if rels == {"irrelevant"}:
-        return "irrelevant"
-    return "unknown"
-
-
-def mask_only(concept: str, classes: Sequence[str]) -> bool:
-    """Whether the clinical graph lets a fix only mask ``concept`` (an artifact, or a concept it
-    does not know), rather than only amplify it (a criterion of one of ``classes``)."""
-    return _expected(concept, classes) != "relevant"
 
 
 @dataclass(frozen=True)
@@ -97,11 +79,13 @@ class FixProposal:
         towards), ``fire_rate_wrong_class`` and its source value, ``excess``, ``fires_on_errors``
         (share of the misclassified shots it fires on), ``gradient`` (derivative of the few-shot
         loss along its allowed edit at strength 0; negative helps), ``help``, ``deficit``,
-        ``strength_all`` (jointly fitted magnitude on all shots), ``stability`` (share of the
+        ``method`` (of the direction used), ``strength_all`` (jointly fitted magnitude on all
+        shots), ``stability`` (share of the
         leave-one-out runs that chose it), ``role`` and ``proposed``; proposed first.
     edits
         One row per proposed edit: ``concept``, ``operation``, ``strength``, ``level`` (the
-        component level a mask moves to; None for an amplification), ``stability``,
+        component level a mask moves to; None for an amplification), ``method`` (of its
+        direction), ``stability``,
         ``gain_points`` (expected change of the left-out shots' balanced accuracy when the edit
         is dropped from the fix, in points), ``gain_interval`` (90 % bootstrap interval),
         ``gain_nats`` and ``gain_nats_interval`` (the same for the log-likelihood).
@@ -208,7 +192,7 @@ def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], not
     out: list[Candidate] = []
     vecs: list[np.ndarray] = []
     for d in directions:
-        expected = _expected(d.concept, classes)
+        expected = expected_relation(d.concept, classes)
         v = d.vector.astype(np.float64)
         trial = np.stack([*vecs, v])
         cond = float(np.linalg.cond(trial @ trial.T))
@@ -351,7 +335,7 @@ def _edit_rows(
         e = spec.edit(d.concept)
         stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
         edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
-                      "level": d.mu0 if e.operation == "mask" else None, "stability": stab,
+                      "level": d.mu0 if e.operation == "mask" else None, "method": d.method, "stability": stab,
                       **(loo_gain(p, loo, drop=i) if len(loo.held) else {})})
     return edits
 

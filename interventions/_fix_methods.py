@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from interventions._fix_evidence import Candidate, FixContext, candidate_evidence
+from interventions._fix_evidence import Candidate, FixContext, candidate_evidence, mask_only
 from interventions._fix_loo import leave_one_out, loo_nats
 from interventions._fix_search import Problem
 from interventions._library import ConceptLibrary
@@ -54,8 +54,6 @@ def fix_directions(
     InterventionError
         Unknown concept or layer (from the library).
     """
-    from interventions._fix import mask_only
-
     out = [library.direction(c, layer) for c in concepts]
     classes = library.model.classes
     for c, d in zip(concepts, list(out), strict=True):

@@ -193,7 +193,9 @@ def test_leave_one_out_chooses_each_masks_direction_method(setup: dict) -> None:
     dirty = ConceptDirection("ink@v1", "ink", "pool", mid, e[1] + 0.8 * e[0], mu0=0.0, mu1=2.3, method="pattern")
     clean = ConceptDirection("ink@v1", "ink", "pool", mid, e[1], mu0=0.0, mu1=3.0, method="twin")
     streaks = ConceptDirection("streaks@v1", "streaks", "pool", mid, e[2], mu0=0.0, mu1=1.0)
-    chosen, gain_both, gain_dirty = [], [], []
+    chosen: list[str] = []
+    gain_both: list[float] = []
+    gain_dirty: list[float] = []
     for draw in range(4):
         few, rest = select_few_shot(yn, 4, seed=draw)  # type: ignore[arg-type]
         held = WhatIf(model, "pool", Xn[rest], yn[rest])  # type: ignore[arg-type,index]

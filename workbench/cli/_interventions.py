@@ -423,11 +423,11 @@ def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | No
 
 def _fix_tables(p: FixProposal) -> list[Table]:
     t = Table(title="concepts on the few-shot images (graph: artifacts masked, criteria amplified)")
-    for c in ("concept", "edit", "supports", "fires wrong (source)", "shift z", "gradient",
+    for c in ("concept", "edit", "direction", "supports", "fires wrong (source)", "shift z", "gradient",
               "strength (all shots)", "LOO stability", "proposed"):
         t.add_column(c)
     for r in p.ranking:
-        t.add_row(r["concept"], r["operation"], r["supports"],
+        t.add_row(r["concept"], r["operation"], r.get("method", ""), r["supports"],
                   f"{_pct(r['fire_rate_wrong_class'])} ({_pct(r['source_fire_rate_wrong_class'])})",
                   f"{r['shift']:+.1f}", f"{r['gradient']:+.3f}", f"{r['strength_all']:.2f}",
                   _pct(r["stability"]), "yes" if r["proposed"] else "")
