@@ -368,7 +368,10 @@ def propose_fix(
     model
         The model.
     directions
-        Candidate concept directions, all at one layer of ``model`` (with present levels).
+        Candidate concept directions, all at one layer of ``model`` (with present levels). Several
+        directions of one concept (different methods, e.g. from :func:`fix_directions`) are
+        alternatives: the first is used for an amplification; for a mask the one whose
+        leave-one-out fits best predict the left-out shots is chosen (see ``methods``).
     few_shot_acts, few_shot_labels
         Activations of the labelled images at that layer and their class indices.
     source

@@ -32,7 +32,7 @@ __all__ = ["FIX_METHODS", "MethodChoice", "choose_directions", "fix_directions",
 #: Direction methods tried, after the library's default, for every concept a fix may mask.
 FIX_METHODS: tuple[str, ...] = ("twin", "logistic", "ridge")
 
-#: A Problem builder: (candidates, evidence rows, shot subset) -> (problem, penalty function).
+#: A problem builder: (candidates, evidence rows) -> (problem on all shots, L1 weights of a shot subset).
 ProblemFn = Callable[[Sequence[Candidate], Sequence[Mapping[str, Any]]],
                      tuple[Problem, Callable[[np.ndarray], np.ndarray]]]
 
