@@ -59,6 +59,7 @@ class FixSettings:
     refit_penalty: float
     anchor: str = "ce"
     mask_level: str = "source"
+    survival: str = "gain"
 
 
 @dataclass(frozen=True)

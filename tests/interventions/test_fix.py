@@ -215,3 +215,23 @@ def test_leave_one_out_chooses_each_masks_direction_method(setup: dict) -> None:
     assert chosen.count("twin") >= 3
     assert min(gain_both) > 0.03 and float(np.mean(gain_both)) > float(np.mean(gain_dirty))
     assert only.methods == []  # one direction per concept: nothing to choose
+
+
+def test_strict_survival_needs_a_gain_beyond_one_shots_luck(setup: dict) -> None:
+    """``survival="strict"`` proposes a fix only when the left-out shots' balanced accuracy rises
+    or their log-likelihood gain's 90 % interval is above zero: on a no-shift domain it proposes
+    in no draw where the default rule does not, and what it proposes meets its rule."""
+    model, dirs, source = setup["model"], setup["dirs"], setup["source"]
+    X, y, _ = linear_domain(np.random.default_rng(21), 400, ink_on=0)
+    for draw in range(4):
+        few, _ = select_few_shot(y, 4, seed=draw)
+        gain = propose_fix(model, dirs, X[few], y[few], source=source)  # type: ignore[arg-type]
+        strict = propose_fix(model, dirs, X[few], y[few], source=source, survival="strict")  # type: ignore[arg-type]
+        assert strict.spec is None or gain.spec is not None
+        if strict.spec is not None:
+            assert strict.loo is not None
+            assert strict.loo["gain_points"] > 0 or strict.loo["gain_nats_interval"][0] > 0
+        elif strict.loo is not None:
+            assert any("survives leave-one-out" in n for n in strict.notes)
+    with pytest.raises(InterventionError, match="survival"):
+        propose_fix(model, dirs, X[few], y[few], source=source, survival="always")  # type: ignore[arg-type]
