@@ -475,6 +475,9 @@ def fix(
     gamma: Annotated[float, typer.Option(help="Largest amplification searched for criteria.")] = 3.0,
     max_source_drop: Annotated[float, typer.Option(help="Largest source accuracy drop (0.02 = 2 points).")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed of the few-shot selection.")] = 0,
+    survival: Annotated[str, typer.Option(help="When the fix counts as helping the left-out shots: gain "
+                                          "(balanced accuracy or log-likelihood up) or strict (the "
+                                          "log-likelihood gain's 90% interval above zero).")] = "gain",
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Write the proposed spec here.")] = None,
     save: Annotated[bool, typer.Option("--save", help="Record the proposed fix in the store (action "
                                        "fix_recorded; needs --rationale).")] = False,
@@ -504,7 +507,7 @@ def fix(
         actor = cli_actor(ws.root, role, default=("engineer", "dermatologist"))
     run = _propose_cli_fix(ws, few_shot, k=k, held_out=held_out, images_dir=images_dir, layer=layer,
                            source_split=source_split, gamma=gamma, max_source_drop=max_source_drop, seed=seed,
-                           show=fmt == "table")
+                           survival=survival, show=fmt == "table")
     proposal = run.proposal
     if spec_out is not None and proposal.spec is not None:
         proposal.spec.save(spec_out)
@@ -541,7 +544,8 @@ class _CliFix:
 
 def _propose_cli_fix(
     ws: Workspace, few_shot: Path, *, k: int, held_out: Path | None, images_dir: Path | None,
-    layer: str | None, source_split: str, gamma: float, max_source_drop: float, seed: int, show: bool,
+    layer: str | None, source_split: str, gamma: float, max_source_drop: float, seed: int, survival: str,
+    show: bool,
 ) -> _CliFix:
     """Read the labelled images, draw ``k`` per class and propose the fix they call for."""
     from concepts.models import extract_activations
@@ -565,7 +569,7 @@ def _propose_cli_fix(
             ho = WhatIf(model, lay, acts[rest_idx], labels[rest_idx], case_ids=[ids[i] for i in rest_idx])
         proposal = propose_fix(
             model, directions, acts[few_idx], labels[few_idx], source=source, held_out=ho, gamma=gamma,
-            max_source_drop=max_source_drop, case_ids=[ids[i] for i in few_idx],
+            max_source_drop=max_source_drop, case_ids=[ids[i] for i in few_idx], survival=survival,
         )
     shots = [{"case_id": ids[i], "label": model.classes[int(labels[i])], "sha256": _pixels_sha(imgs[i])}
              for i in few_idx]

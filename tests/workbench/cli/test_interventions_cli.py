@@ -160,7 +160,7 @@ def test_fix_from_a_csv(app: typer.Typer, ws: Path, tmp_path: Path) -> None:
     csv = tmp_path / "few.csv"
     csv.write_text("\n".join(rows) + "\n")
     k = int(min(np.bincount(ds.labels(np.arange(12)))))
-    res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", str(min(k, 4)),
+    res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", str(min(k, 4)), "--survival", "strict",
                               "--format", "json"])
     assert res.exit_code == 0, res.output
     d = _json(res)
@@ -171,6 +171,8 @@ def test_fix_from_a_csv(app: typer.Typer, ws: Path, tmp_path: Path) -> None:
     table = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", "1"])
     assert table.exit_code == 0, table.output
     assert "concepts on the few-shot images" in table.stdout and "proposal:" in table.stdout
+    bad = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", "1", "--survival", "always"])
+    assert bad.exit_code == 1 and "unknown survival rule" in bad.output
     csv.write_text("path,label\nimg/missing.png,melanoma\n")
     res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv)])
     assert res.exit_code == 1 and "missing.png" in res.output
