@@ -1,6 +1,7 @@
 """Test-time fix from k labelled images per class of a new clinic, on two reversed-shortcut domains.
 
 Usage: python bench/fix.py [--workspace workspace] [--draws 8] [--ks 1,2,4,8,16] [--data DIR]
+[--survival gain|strict]
 
 The demo model learnt two shortcuts (ink with melanoma, a patch with nevi). Each new domain
 reverses one of them (DermSynth, 1,000 images):
@@ -12,7 +13,8 @@ reverses one of them (DermSynth, 1,000 images):
   — the fix should propose nothing or do no harm there.
 
 For every k and draw, k images per class are drawn (``select_few_shot(seed=draw)``), the fix is
-proposed from them (``propose_fix`` with the source ``val`` split as anchor and guard) and the
+proposed from them (``propose_fix`` with the source ``val`` split as anchor and guard, each
+artifact's direction method chosen by leave-one-out over the shots from ``fix_directions``) and the
 balanced accuracy of the domain's other images is measured before and after. Printed per
 domain and k: mean held-out gain in points, draws improved / fallen, mean source clean-accuracy
 drop, the edits proposed most often. The domains and their pooled features are kept under
@@ -33,7 +35,7 @@ import numpy as np
 
 from concepts import Workspace, extract_activations
 from concepts.dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
-from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
+from interventions import ConceptLibrary, WhatIf, fix_directions, propose_fix, select_few_shot
 
 #: name: (planted confounders, seed); the reversed-shortcut domains count in the last line, the
 #: no-shift control (the source's own shortcuts, a new seed) must show no harm.
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=8)
     ap.add_argument("--ks", default="1,2,4,8,16")
     ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--survival", default="gain", help="propose_fix's leave-one-out rule: gain or strict")
     args = ap.parse_args()
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():
@@ -74,7 +77,7 @@ def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     model = ws.model()
     lib = ConceptLibrary.for_workspace(ws, model)
-    dirs = lib.directions(lib.concepts, "pool")
+    dirs = fix_directions(lib, lib.concepts, "pool")  # artifacts: pattern, twin, logistic, ridge (LOO picks)
     source = WhatIf.from_dataset(model, ws.dataset(), "val", "pool", cache=ws.activation_cache, twin_artifacts=[])
     ks = [int(k) for k in args.ks.split(",")]
     k4: list[float] = []
@@ -85,7 +88,7 @@ def main() -> None:
             for draw in range(args.draws):
                 few, rest = select_few_shot(y, k, seed=draw)
                 held = WhatIf(model, "pool", acts[rest], y[rest])
-                p = propose_fix(model, dirs, acts[few], y[few], source=source, held_out=held)
+                p = propose_fix(model, dirs, acts[few], y[few], source=source, held_out=held, survival=args.survival)
                 assert p.held_out is not None
                 gains.append(100 * (p.held_out["after"]["balanced_accuracy"] - p.held_out["before"]["balanced_accuracy"]))
                 drops.append(100 * (p.source_drop or 0.0))

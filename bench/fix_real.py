@@ -14,7 +14,8 @@ Usage: ``python bench/fix_real.py --derm7pt ROOT [--workspace DIR] [--draws 8] [
    and 5 % of the melanomas — the shortcut reversed.
 3. For every k and draw, k clinic images per class are drawn (``select_few_shot(seed=draw)``),
    the fix is proposed from them (``propose_fix``: the workspace's concept bank — the marker
-   and the seven criteria from the data set's columns — at ``pool``, the source ``val`` split as
+   and the seven criteria from the data set's columns — at ``pool``, with ``fix_directions``'
+   alternative methods for the marker chosen by leave-one-out; the source ``val`` split as
    anchor and guard), and the balanced accuracy of the clinic's other images is measured before
    and after.
 
@@ -102,14 +103,15 @@ def _clinic(ws: Any, model: Any, root: Path, size: int, seed: int) -> tuple[np.n
 
 
 def _directions(ws: Any, model: Any) -> list[Any]:
-    """The bank's concept directions at ``pool`` (concepts with too few examples skipped)."""
-    from interventions import ConceptLibrary, InterventionError
+    """The bank's concept directions at ``pool`` with the alternative methods of the concepts a
+    fix may mask (``fix_directions``; concepts with too few examples skipped)."""
+    from interventions import ConceptLibrary, InterventionError, fix_directions
 
     lib = ConceptLibrary.for_workspace(ws, model)
     dirs = []
     for c in lib.concepts:
         try:
-            dirs.append(lib.direction(c, "pool"))
+            dirs.extend(fix_directions(lib, [c], "pool"))
         except InterventionError as exc:
             print(f"skipped concept {c}: {exc}")
     return dirs
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
     source = WhatIf.from_dataset(model, ds, "val", "pool", cache=ws.activation_cache, twin_artifacts=[])
     print(f"clinic: {len(y)} test images, {np.bincount(y, minlength=len(model.classes)).tolist()} per class "
           f"{list(model.classes)}, marker on {100 * share:.0f} % of the non-melanomas; "
-          f"concepts: {', '.join(d.concept for d in dirs)}; setup {time.perf_counter() - t_all:.0f} s", flush=True)
+          f"concepts: {', '.join(f'{d.concept} ({d.method})' for d in dirs)}; setup {time.perf_counter() - t_all:.0f} s", flush=True)
     k4: list[float] = []
     for k in (int(v) for v in args.ks.split(",")):
         gains, drops, befores, edits, t0 = [], [], [], collections.Counter[str](), time.perf_counter()

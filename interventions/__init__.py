@@ -21,6 +21,7 @@ from interventions._effect_record import record_effect
 from interventions._effect_twins import artifact_twins
 from interventions._effects import METRIC_KEYS, EffectReport, measure_effect
 from interventions._fix import FixProposal, propose_fix, select_few_shot
+from interventions._fix_methods import FIX_METHODS, fix_directions
 from interventions._library import ConceptLibrary
 from interventions._ops import apply_spec
 from interventions._patch import export_program, is_patched_artifact, load_patched, patch
@@ -30,6 +31,7 @@ from interventions._twins import TwinActivations
 from interventions._whatif import WhatIf, WhatIfResult
 
 __all__ = [
+    "FIX_METHODS",
     "METRIC_KEYS",
     "ConceptDirection",
     "ConceptEdit",
@@ -49,6 +51,7 @@ __all__ = [
     "direction_from_examples",
     "direction_from_twins",
     "export_program",
+    "fix_directions",
     "insert_artifact",
     "intervention_curve",
     "is_patched_artifact",

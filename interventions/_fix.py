@@ -12,10 +12,15 @@ edit corrects, costs much less; one that fires on misclassified shots of the cla
 support more than on the source's costs half. The gradient of the few-shot loss along each
 concept's edit is reported with them.
 
+When several directions of one concept are given (different methods: pattern CAV, twins,
+probes), each mask's direction is chosen by leave-one-out over the shots
+(:mod:`interventions._fix_methods`).
+
 A leave-one-out check over the shots decides: the search is rerun without each shot in turn;
 an edit is kept when it is chosen in at least ``min_stability`` of those runs, and the fix is
-proposed only when it helps the left-out shots (their balanced accuracy or their log-likelihood
-rises under it). Every kept edit is
+proposed only when it helps the left-out shots (their balanced accuracy or their
+log-likelihood rises; with ``survival="strict"`` the latter only with its 90 % bootstrap
+interval above zero). Every kept edit is
 reported with its stability and its expected gain (left-out shots' balanced accuracy and
 log-likelihood, with a bootstrap interval over the shots). The source guard then scales the
 strengths down until the clean accuracy of the source split drops by at most
@@ -27,14 +32,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from concepts import ClassifierModel
-from interventions._fix_evidence import Candidate, FixContext, FixSettings, candidate_evidence
+from interventions._fix_evidence import (
+    Candidate,
+    FixContext,
+    FixSettings,
+    candidate_evidence,
+    expected_relation,
+)
 from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain
+from interventions._fix_methods import choose_directions, group_directions
 from interventions._fix_search import (
     ANCHORS,
     Problem,
@@ -51,25 +62,11 @@ from store import to_jsonable
 
 __all__ = ["FixProposal", "propose_fix", "select_few_shot"]
 
+#: Rules for "the fix helps the left-out shots" (see ``propose_fix(survival=...)``).
+SURVIVAL: tuple[str, ...] = ("gain", "strict")
+
 #: Magnitudes below this count as "not chosen".
 _EPS = 0.05
-
-
-@lru_cache(maxsize=1)
-def _graph() -> Any:
-    from graph import ClinicalGraph
-
-    return ClinicalGraph.default()
-
-
-def _expected(concept: str, classes: Sequence[str]) -> str:
-    """``irrelevant``, ``relevant`` (indicates/counter-indicates a class) or ``unknown``."""
-    rels = {_graph().expected_relation(concept, c).relation for c in classes}
-    if rels & {"indicates", "counter_indicates"}:
-        return "relevant"
-    if rels == {"irrelevant"}:
-        return "irrelevant"
-    return "unknown"
 
 
 @dataclass(frozen=True)
@@ -86,11 +83,13 @@ class FixProposal:
         towards), ``fire_rate_wrong_class`` and its source value, ``excess``, ``fires_on_errors``
         (share of the misclassified shots it fires on), ``gradient`` (derivative of the few-shot
         loss along its allowed edit at strength 0; negative helps), ``help``, ``deficit``,
-        ``strength_all`` (jointly fitted magnitude on all shots), ``stability`` (share of the
+        ``method`` (of the direction used), ``strength_all`` (jointly fitted magnitude on all
+        shots), ``stability`` (share of the
         leave-one-out runs that chose it), ``role`` and ``proposed``; proposed first.
     edits
         One row per proposed edit: ``concept``, ``operation``, ``strength``, ``level`` (the
-        component level a mask moves to; None for an amplification), ``stability``,
+        component level a mask moves to; None for an amplification), ``method`` (of its
+        direction), ``stability``,
         ``gain_points`` (expected change of the left-out shots' balanced accuracy when the edit
         is dropped from the fix, in points), ``gain_interval`` (90 % bootstrap interval),
         ``gain_nats`` and ``gain_nats_interval`` (the same for the log-likelihood).
@@ -102,7 +101,11 @@ class FixProposal:
     source_drop
         Drop of the guarded source accuracy (clean accuracy when known), in [0, 1].
     notes
-        What was skipped and why; why nothing is proposed.
+        What was skipped and why; why nothing is proposed; which direction method each mask uses.
+    methods
+        One row per mask candidate that had alternative directions: ``concept``, ``method``
+        (the one chosen) and ``loo_nats`` (leave-one-out log-likelihood gain per shot, per
+        method tried).
     """
 
     spec: InterventionSpec | None
@@ -114,6 +117,7 @@ class FixProposal:
     notes: list[str] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)
     loo: dict[str, Any] | None = None
+    methods: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def proposed(self) -> list[str]:
@@ -127,6 +131,7 @@ class FixProposal:
             "proposed": self.proposed,
             "edits": self.edits,
             "loo": self.loo,
+            "methods": self.methods,
             "ranking": self.ranking,
             "few_shot": self.few_shot,
             "held_out": self.held_out,
@@ -191,7 +196,7 @@ def _allowed(directions: Sequence[ConceptDirection], classes: Sequence[str], not
     out: list[Candidate] = []
     vecs: list[np.ndarray] = []
     for d in directions:
-        expected = _expected(d.concept, classes)
+        expected = expected_relation(d.concept, classes)
         v = d.vector.astype(np.float64)
         trial = np.stack([*vecs, v])
         cond = float(np.linalg.cond(trial @ trial.T))
@@ -288,6 +293,17 @@ def _guard(ctx: FixContext, dirs: Sequence[ConceptDirection], signs: np.ndarray,
     return a * 0.0
 
 
+def _survives(overall: Mapping[str, Any], survival: str) -> bool:
+    """Whether the whole fix helps the left-out shots. ``"gain"``: more of them right
+    (balanced) or their log-likelihood up; ``"strict"``: more of them right, or their
+    log-likelihood up with its 90 % interval above zero (not one shot's luck)."""
+    if overall["gain_points"] > 0:
+        return True
+    if survival == "strict":
+        return bool(overall["gain_nats_interval"][0] > 0)
+    return bool(overall["gain_nats"] > 0)
+
+
 def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, Any]],
             keep: list[int], notes: list[str]) -> tuple[InterventionSpec | None, list[dict[str, Any]], dict[str, Any] | None]:
     """Refit the kept edits jointly, check them under leave-one-out, guard the source."""
@@ -302,11 +318,12 @@ def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, An
     a = fit_strengths(p)
     loo = leave_one_out(p, lambda r: relax * _penalties(ctx, sub, r))
     overall = loo_gain(p, loo) if len(loo.held) else None
-    if overall is not None and overall["gain_points"] <= 0 and overall["gain_nats"] <= 0:
+    if overall is not None and not _survives(overall, ctx.cfg.survival):
+        lo, hi = overall["gain_nats_interval"]
         notes.append(
-            f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots "
-            f"(leave-one-out: {overall['gain_points']:+.1f} points, {overall['gain_nats']:+.3f} nats); "
-            "nothing proposed"
+            f"the fix ({', '.join(d.concept for d in dirs)}) does not help the left-out shots in a way "
+            f"that survives leave-one-out ({overall['gain_points']:+.1f} points, {overall['gain_nats']:+.3f} "
+            f"nats [{lo:+.3f}, {hi:+.3f}]); nothing proposed"
         )
         return None, [], overall
     a = _guard(ctx, dirs, signs, a, notes)
@@ -327,7 +344,7 @@ def _edit_rows(
         e = spec.edit(d.concept)
         stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
         edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
-                      "level": d.mu0 if e.operation == "mask" else None, "stability": stab,
+                      "level": d.mu0 if e.operation == "mask" else None, "method": d.method, "stability": stab,
                       **(loo_gain(p, loo, drop=i) if len(loo.held) else {})})
     return edits
 
@@ -352,6 +369,7 @@ def propose_fix(
     anchor: str = "ce",
     mask_level: str = "source",
     case_ids: Sequence[str] | None = None,
+    survival: str = "gain",
 ) -> FixProposal:
     """Search masks and amplifications jointly on a few labelled images of a new domain.
 
@@ -360,7 +378,10 @@ def propose_fix(
     model
         The model.
     directions
-        Candidate concept directions, all at one layer of ``model`` (with present levels).
+        Candidate concept directions, all at one layer of ``model`` (with present levels). Several
+        directions of one concept (different methods, e.g. from :func:`fix_directions`) are
+        alternatives: the first is used for an amplification; for a mask the one whose
+        leave-one-out fits best predict the left-out shots is chosen (see ``methods``).
     few_shot_acts, few_shot_labels
         Activations of the labelled images at that layer and their class indices.
     source
@@ -397,6 +418,12 @@ def propose_fix(
         (the concept examples' absent level ``mu0``).
     case_ids
         Ids of the few-shot images (for reports).
+    survival
+        When the whole fix counts as helping the left-out shots (else nothing is proposed):
+        ``"gain"`` (default) when their balanced accuracy or their log-likelihood rises;
+        ``"strict"`` when their balanced accuracy rises or their log-likelihood rises with its
+        90 % bootstrap interval above zero (less harm where nothing shifted, fewer fixes where
+        something did: see docs/interventions.md).
 
     Raises
     ------
@@ -405,8 +432,10 @@ def propose_fix(
     """
     y = np.asarray(few_shot_labels, dtype=np.int64)
     layer = _check_fix_args(directions, y, gamma, anchor, mask_level)
+    if survival not in SURVIVAL:
+        raise InterventionError(f"unknown survival rule {survival!r}; use one of {', '.join(SURVIVAL)}")
     cfg = FixSettings(gamma, max_source_drop, sparsity, source_weight, min_stability, fire_level, max_edits, shift_z,
-                    refit_penalty, anchor, mask_level)
+                    refit_penalty, anchor, mask_level, survival)
     fs = WhatIf(model, layer, few_shot_acts, y, case_ids=case_ids)
     ctx = FixContext(model, layer, fs, y, source, _source_rows(source), cfg)
     return _propose(ctx, directions, held_out)
@@ -444,11 +473,34 @@ def _relevel(ctx: FixContext, d: ConceptDirection) -> ConceptDirection:
     return replace(d, mu0=round(float(np.mean([comp[y == c].mean() for c in np.unique(y)])), 6))
 
 
+def _choose(ctx: FixContext, cands: list[Candidate], rows: list[dict[str, Any]],
+            alternatives: Mapping[str, Sequence[ConceptDirection]],
+            notes: list[str]) -> tuple[list[Candidate], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each mask's direction method, chosen by leave-one-out over the shots
+    (:mod:`interventions._fix_methods`)."""
+    every = np.arange(len(ctx.y))
+
+    def build(cs: Sequence[Candidate], rs: Sequence[Mapping[str, Any]]) -> tuple[Problem, Any]:
+        p = _problem(ctx, [c.direction for c in cs], np.array([c.sign for c in cs]), _penalties(ctx, rs, every))
+        return p, lambda r: _penalties(ctx, rs, r)
+
+    cands, rows, choices = choose_directions(ctx, cands, rows, alternatives, build, lambda d: _relevel(ctx, d))
+    for ch in choices:
+        tried = ", ".join(f"{m} {v:+.3f}" for m, v in ch["loo_nats"].items())
+        notes.append(f"direction of {ch['concept']}: {ch['method']} (leave-one-out log-likelihood gain per "
+                     f"shot: {tried})")
+    return cands, rows, choices
+
+
 def _propose(ctx: FixContext, directions: Sequence[ConceptDirection], held_out: WhatIf | None) -> FixProposal:
     notes: list[str] = []
-    cands = _allowed(directions, ctx.model.classes, notes)
+    primary, alternatives = group_directions(directions)
+    cands = _allowed(primary, ctx.model.classes, notes)
     rows = candidate_evidence(ctx, cands)
     cands = [replace(c, direction=_relevel(ctx, c.direction)) if c.operation == "mask" else c for c in cands]
+    cands, rows, methods = _choose(ctx, cands, rows, alternatives, notes)
+    for c, r in zip(cands, rows, strict=True):
+        r["method"] = c.direction.method
     keep = _select(ctx, cands, rows, notes)
     spec, edits, overall = _decide(ctx, cands, rows, keep, notes)
     for r in rows:
@@ -464,7 +516,7 @@ def _propose(ctx: FixContext, directions: Sequence[ConceptDirection], held_out: 
     return FixProposal(
         spec=spec, ranking=to_jsonable(rows), few_shot=to_jsonable(_few_shot_metrics(ctx, spec)), held_out=to_jsonable(_before_after(held_out, spec)),
         source=to_jsonable(src), source_drop=None if drop is None or not math.isfinite(drop) else drop,
-        notes=notes, edits=to_jsonable(edits), loo=to_jsonable(overall),
+        notes=notes, edits=to_jsonable(edits), loo=to_jsonable(overall), methods=to_jsonable(methods),
     )
 
 

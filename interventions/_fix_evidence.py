@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,31 @@ from interventions._fix_search import balance_weights, edit_deltas
 from interventions._spec import ConceptDirection
 from interventions._whatif import WhatIf
 
-__all__ = ["Candidate", "FixContext", "FixSettings", "ShiftStat", "candidate_evidence", "concept_levels"]
+__all__ = ["Candidate", "FixContext", "FixSettings", "ShiftStat", "candidate_evidence", "concept_levels",
+           "expected_relation", "mask_only"]
+
+
+@lru_cache(maxsize=1)
+def _graph() -> Any:
+    from graph import ClinicalGraph
+
+    return ClinicalGraph.default()
+
+
+def expected_relation(concept: str, classes: Sequence[str]) -> str:
+    """``irrelevant``, ``relevant`` (indicates/counter-indicates a class) or ``unknown``."""
+    rels = {_graph().expected_relation(concept, c).relation for c in classes}
+    if rels & {"indicates", "counter_indicates"}:
+        return "relevant"
+    if rels == {"irrelevant"}:
+        return "irrelevant"
+    return "unknown"
+
+
+def mask_only(concept: str, classes: Sequence[str]) -> bool:
+    """Whether the clinical graph lets a fix only mask ``concept`` (an artifact, or a concept it
+    does not know), rather than only amplify it (a criterion of one of ``classes``)."""
+    return expected_relation(concept, classes) != "relevant"
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,7 @@ class FixSettings:
     refit_penalty: float
     anchor: str = "ce"
     mask_level: str = "source"
+    survival: str = "gain"
 
 
 @dataclass(frozen=True)

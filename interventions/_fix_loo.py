@@ -12,7 +12,7 @@ import numpy as np
 
 from interventions._fix_search import Problem, cross_entropy, fit_strengths, logits_at
 
-__all__ = ["LeaveOneOut", "leave_one_out", "loo_gain"]
+__all__ = ["LeaveOneOut", "leave_one_out", "loo_gain", "loo_nats"]
 
 
 def _folds(y: np.ndarray) -> list[np.ndarray]:
@@ -78,3 +78,9 @@ def loo_gain(p: Problem, loo: LeaveOneOut, drop: int | None = None, n_boot: int 
         "gain_nats_interval": [float(np.quantile(boot_nats, 0.05)), float(np.quantile(boot_nats, 0.95))],
         "n_folds": len(loo.held),
     }
+
+
+def loo_nats(p: Problem, loo: LeaveOneOut) -> float:
+    """Class-balanced mean log-likelihood gain of the left-out shots under their folds' fits."""
+    nats, _ = _shot_scores(p, loo)
+    return _balanced_mean(nats, p.y_few[loo.held])

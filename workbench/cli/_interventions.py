@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # torch and sklearn: imported inside the commands (fast `work
 
     from concepts import ClassifierModel, Dataset
     from interventions import ConceptLibrary, EffectReport, FixProposal, InterventionSpec, Scope
+    from store import Actor, Event
 
 __all__ = ["apply", "fix", "intervene", "predict", "register"]
 
@@ -362,6 +364,49 @@ def _measure_intervention(
 
 
 
+def _fix_event_fields(
+    run: _CliFix, spec: InterventionSpec, model: ClassifierModel, few_shot: Path, k: int, seed: int,
+    source_split: str,
+) -> dict[str, Any]:
+    """The ``record_fix`` arguments of a CLI fix: the same payload as the Test-time fix page's
+    (evidence kind ``test_time_fix``, shots' ids/labels/sha256, before/after, LOO evidence)."""
+    import hashlib
+
+    from store import replace_nonfinite
+
+    proposal, shots = run.proposal, run.shots
+    main = "held_out" if proposal.held_out is not None else "few_shot"
+    metrics = proposal.held_out if proposal.held_out is not None else proposal.few_shot
+    src = proposal.source or {}
+    h = hashlib.sha256()
+    for part in ("cli", *(s["sha256"] for s in shots), str(k), str(seed)):
+        h.update(part.encode())
+        h.update(b"\x00")
+    shots_id = h.hexdigest()
+    evidence = replace_nonfinite({
+        "kind": "test_time_fix", "description": spec.describe(), "spec_id": spec.spec_id, "layer": run.layer,
+        "source": f"CSV {few_shot.name}", "dataset": "uploaded images", "split": None,
+        "few_shot": {"k": k, "n": len(shots), "cases": shots}, "held_out": {"n": run.n_held},
+        "evaluated_on": main, "before": metrics["before"], "after": metrics["after"],
+        "few_shot_metrics": {"before": proposal.few_shot["before"], "after": proposal.few_shot["after"]},
+        "source_guard": {"split": source_split, "drop": proposal.source_drop, **src} if src else None,
+        "strengths": {"proposed": {e.direction.concept: e.strength for e in spec.edits},
+                      "chosen": {e.direction.concept: e.strength for e in spec.edits}},
+        "edits": proposal.edits, "loo": proposal.loo, "notes": proposal.notes,
+        "signals": [{c: r.get(c) for c in ("concept", "operation", "supports", "fire_rate_wrong_class",
+                                           "source_fire_rate_wrong_class", "shift", "gradient",
+                                           "strength_all", "stability", "proposed")} for r in proposal.ranking],
+    })[0]
+    b, a = metrics["before"], metrics["after"]
+    deltas = {m: float(a[m]) - float(v) for m, v in b.items()
+              if isinstance(v, int | float) and not isinstance(v, bool) and isinstance(a.get(m), int | float)}
+    h2 = hashlib.sha256(f"{spec.spec_id}\x00{shots_id}\x00".encode()).hexdigest()
+    return {"spec": spec.to_json(), "model_id": model.model_id, "evidence": evidence,
+            "metric_deltas": replace_nonfinite(deltas)[0], "intervention_id": f"fix-{h2[:12]}",
+            "weights_sha_before": model.weights_sha256, "dataset_hash": shots_id,
+            "concept": ",".join(spec.concepts)}
+
+
 def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images and class indices of a generic-import CSV (path,label columns)."""
     import numpy as np
@@ -378,11 +423,11 @@ def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | No
 
 def _fix_tables(p: FixProposal) -> list[Table]:
     t = Table(title="concepts on the few-shot images (graph: artifacts masked, criteria amplified)")
-    for c in ("concept", "edit", "supports", "fires wrong (source)", "shift z", "gradient",
+    for c in ("concept", "edit", "direction", "supports", "fires wrong (source)", "shift z", "gradient",
               "strength (all shots)", "LOO stability", "proposed"):
         t.add_column(c)
     for r in p.ranking:
-        t.add_row(r["concept"], r["operation"], r["supports"],
+        t.add_row(r["concept"], r["operation"], r.get("method", ""), r["supports"],
                   f"{_pct(r['fire_rate_wrong_class'])} ({_pct(r['source_fire_rate_wrong_class'])})",
                   f"{r['shift']:+.1f}", f"{r['gradient']:+.3f}", f"{r['strength_all']:.2f}",
                   _pct(r["stability"]), "yes" if r["proposed"] else "")
@@ -430,29 +475,91 @@ def fix(
     gamma: Annotated[float, typer.Option(help="Largest amplification searched for criteria.")] = 3.0,
     max_source_drop: Annotated[float, typer.Option(help="Largest source accuracy drop (0.02 = 2 points).")] = 0.02,
     seed: Annotated[int, typer.Option(help="Seed of the few-shot selection.")] = 0,
+    survival: Annotated[str, typer.Option(help="When the fix counts as helping the left-out shots: gain "
+                                          "(balanced accuracy or log-likelihood up) or strict (the "
+                                          "log-likelihood gain's 90% interval above zero).")] = "gain",
     spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Write the proposed spec here.")] = None,
+    save: Annotated[bool, typer.Option("--save", help="Record the proposed fix in the store (action "
+                                       "fix_recorded; needs --rationale).")] = False,
+    rationale: Annotated[str | None, typer.Option(help="Why this fix is right for the new clinic "
+                                                  "(recorded with --save).")] = None,
+    role: Annotated[str | None, typer.Option(help="Your role for the store: engineer or dermatologist "
+                                             "(default: the first of them you hold).")] = None,
     fmt: FormatOpt = "table",
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
 ) -> None:
-    """Propose a test-time fix from k labelled images per class of a new domain."""
-    from concepts.models import extract_activations
-    from interventions import ConceptLibrary, WhatIf, propose_fix, select_few_shot
+    """Propose a test-time fix from k labelled images per class of a new domain; with --save,
+    record it in the store (``fix_recorded``, engineer or dermatologist, rationale required)."""
+    from interventions import InterventionError
 
     _check_format(fmt)
+    if save and not (rationale and rationale.strip()):
+        raise typer.BadParameter("--save needs --rationale TEXT (why this fix is right for the new clinic)",
+                                 param_hint="--rationale")
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
+    actor = None
+    if save:
+        from workbench.auth._identity import cli_actor
+
+        actor = cli_actor(ws.root, role, default=("engineer", "dermatologist"))
+    run = _propose_cli_fix(ws, few_shot, k=k, held_out=held_out, images_dir=images_dir, layer=layer,
+                           source_split=source_split, gamma=gamma, max_source_drop=max_source_drop, seed=seed,
+                           survival=survival, show=fmt == "table")
+    proposal = run.proposal
+    if spec_out is not None and proposal.spec is not None:
+        proposal.spec.save(spec_out)
+    event = None
+    if actor is not None:
+        if proposal.spec is None:
+            raise InterventionError("nothing to save: no edit survived leave-one-out (see the notes); "
+                                    "nothing was recorded")
+        fields = _fix_event_fields(run, proposal.spec, ws.model(), few_shot, k, seed, source_split)
+        event = _save_fix(ws, actor, str(rationale).strip(), fields)
+    if fmt == "json":
+        out = proposal.to_json()
+        out["few_shot_cases"] = [s["case_id"] for s in run.shots]
+        out["source_split"] = source_split
+        if event is not None:
+            out["event"] = {"seq": event.seq, "intervention_id": event.intervention_id, "hash": event.hash}
+        _emit_json(out)
+        return
+    _print_fix(proposal)
+    if event is not None:
+        console.print(f"recorded: event {event.seq} ({event.action}, {event.intervention_id})")
+
+
+@dataclass(frozen=True)
+class _CliFix:
+    """A fix proposed from a CSV: the proposal, its layer, the shots (id, label, pixel sha256)
+    and the number of held-out images."""
+
+    proposal: FixProposal
+    layer: str
+    shots: list[dict[str, Any]]
+    n_held: int
+
+
+def _propose_cli_fix(
+    ws: Workspace, few_shot: Path, *, k: int, held_out: Path | None, images_dir: Path | None,
+    layer: str | None, source_split: str, gamma: float, max_source_drop: float, seed: int, survival: str,
+    show: bool,
+) -> _CliFix:
+    """Read the labelled images, draw ``k`` per class and propose the fix they call for."""
+    from concepts.models import extract_activations
+    from interventions import ConceptLibrary, WhatIf, fix_directions, propose_fix, select_few_shot
+
     model = ws.model()
-    ds = ws.dataset()
     lay = layer or _default_layer(model, ws)
     imgs, labels, ids = _read_labelled(few_shot, model, images_dir)
     few_idx, rest_idx = select_few_shot(labels, k, seed=seed)
-    with progress_bars(fmt == "table") as progress:
+    with progress_bars(show) as progress:
         library = ConceptLibrary.for_workspace(ws, model, progress=progress)
-        directions = library.directions(library.concepts, lay)
+        directions = fix_directions(library, library.concepts, lay)
         acts = extract_activations(model, imgs, [lay], compute=ws.compute)[lay]
-        source = WhatIf.from_dataset(model, ds, source_split, lay, cache=ws.activation_cache,
+        source = WhatIf.from_dataset(model, ws.dataset(), source_split, lay, cache=ws.activation_cache,
                                      twin_artifacts=[], progress=progress)
         ho: WhatIf | None = None
         if held_out is not None:
@@ -462,16 +569,14 @@ def fix(
             ho = WhatIf(model, lay, acts[rest_idx], labels[rest_idx], case_ids=[ids[i] for i in rest_idx])
         proposal = propose_fix(
             model, directions, acts[few_idx], labels[few_idx], source=source, held_out=ho, gamma=gamma,
-            max_source_drop=max_source_drop, case_ids=[ids[i] for i in few_idx],
+            max_source_drop=max_source_drop, case_ids=[ids[i] for i in few_idx], survival=survival,
         )
-    if spec_out is not None and proposal.spec is not None:
-        proposal.spec.save(spec_out)
-    if fmt == "json":
-        out = proposal.to_json()
-        out["few_shot_cases"] = [ids[i] for i in few_idx]
-        out["source_split"] = source_split
-        _emit_json(out)
-        return
+    shots = [{"case_id": ids[i], "label": model.classes[int(labels[i])], "sha256": _pixels_sha(imgs[i])}
+             for i in few_idx]
+    return _CliFix(proposal, lay, shots, 0 if ho is None else len(ho.labels))
+
+
+def _print_fix(proposal: FixProposal) -> None:
     for t in _fix_tables(proposal):
         console.print(t)
     if proposal.loo:
@@ -480,6 +585,22 @@ def fix(
                       f"points balanced accuracy [{lo:+.1f}, {hi:+.1f}], {proposal.loo['gain_nats']:+.3f} nats")
     for n in proposal.notes:
         console.print(f"note: {n}")
+
+
+def _pixels_sha(image: np.ndarray) -> str:
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def _save_fix(ws: Workspace, actor: Actor, rationale: str, fields: dict[str, Any]) -> Event:
+    """Record a proposed fix as a ``fix_recorded`` event (``fields``: :func:`_fix_event_fields`)."""
+    from store import Store
+
+    spec = fields.pop("spec")
+    return Store.for_workspace(ws.root).record_fix(actor, spec, rationale=rationale, **fields)
 
 
 def register(app: typer.Typer) -> None:

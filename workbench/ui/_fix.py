@@ -31,6 +31,7 @@ from interventions import (
     InterventionError,
     InterventionSpec,
     WhatIf,
+    fix_directions,
     patch,
     propose_fix,
 )
@@ -138,7 +139,7 @@ def propose(ws: Workspace, shots: Shots, layer: str, source_split: str = "val") 
     m = model(ws)
     lib = concept_library(ws)
     with model_lock(m.model_id):
-        dirs = lib.directions(lib.concepts, layer)
+        dirs = fix_directions(lib, lib.concepts, layer)
     acts, groups = _activations(ws, shots, layer)
     ids = list(shots.case_ids)
     few = WhatIf(m, layer, acts[shots.few], shots.labels[shots.few], case_ids=[ids[i] for i in shots.few])

@@ -160,7 +160,7 @@ def test_fix_from_a_csv(app: typer.Typer, ws: Path, tmp_path: Path) -> None:
     csv = tmp_path / "few.csv"
     csv.write_text("\n".join(rows) + "\n")
     k = int(min(np.bincount(ds.labels(np.arange(12)))))
-    res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", str(min(k, 4)),
+    res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", str(min(k, 4)), "--survival", "strict",
                               "--format", "json"])
     assert res.exit_code == 0, res.output
     d = _json(res)
@@ -171,6 +171,8 @@ def test_fix_from_a_csv(app: typer.Typer, ws: Path, tmp_path: Path) -> None:
     table = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", "1"])
     assert table.exit_code == 0, table.output
     assert "concepts on the few-shot images" in table.stdout and "proposal:" in table.stdout
+    bad = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv), "--k", "1", "--survival", "always"])
+    assert bad.exit_code == 1 and "unknown survival rule" in bad.output
     csv.write_text("path,label\nimg/missing.png,melanoma\n")
     res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(csv)])
     assert res.exit_code == 1 and "missing.png" in res.output
@@ -196,3 +198,65 @@ def test_concept_library_pins_versions(small_workspace: Path) -> None:
         lib.direction("ink", "conv9")
     with pytest.raises(InterventionError, match="unknown direction method"):
         lib.direction("ink", "pool", "magic")
+
+
+@pytest.fixture(scope="module")
+def clinic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small new clinic (DermSynth, 80 images at 64 px, ink planted on 60 % of the nevi: the
+    demo model's ink shortcut reversed) as PNG files and a ``path,label`` CSV."""
+    from concepts.dermsynth import DermSynthConfig, generate_dermsynth, parse_confounder
+
+    root = tmp_path_factory.mktemp("clinic")
+    cfg = DermSynthConfig(n_images=80, image_size=64, seed=77, confounders=(parse_confounder("ink:nevus:0.6"),),
+                          concept_examples=2, random_pool=2)
+    ds = generate_dermsynth(cfg, root / "gen", workers=1).main
+    (root / "img").mkdir()
+    rows = ["path,label"]
+    for i, (cid, label) in enumerate(zip(ds.cases["case_id"], ds.cases["label"], strict=True)):
+        Image.fromarray(np.asarray(ds.images[i])).save(root / "img" / f"{cid}.png")
+        rows.append(f"img/{cid}.png,{label}")
+    (root / "clinic.csv").write_text("\n".join(rows) + "\n")
+    return root / "clinic.csv"
+
+
+def test_fix_save_records_the_fix(app: typer.Typer, ws: Path, clinic_csv: Path) -> None:
+    """``fix --save --rationale`` records the proposal as ``fix_recorded`` (the page's action and
+    payload); without a rationale, without a proposal or as an auditor it fails in one line and
+    writes nothing."""
+    from store import EventFilter, Store
+
+    store = Store.for_workspace(ws)
+    n_before = len(store.events(EventFilter()))
+    nosave = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(clinic_csv), "--save"])
+    assert nosave.exit_code != 0 and "rationale" in nosave.output
+    assert len(Store.for_workspace(ws).events(EventFilter())) == n_before
+    for seed in range(6):  # which draws yield a proposal is the science's; a draw without one saves nothing
+        res = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(clinic_csv), "--k", "8", "--seed", str(seed),
+                                  "--format", "json", "--save", "--rationale", "ink marks nevi at this clinic",
+                                  "--role", "engineer"])
+        if res.exit_code == 0:
+            break
+        assert res.exit_code == 1 and "nothing to save" in res.output, res.output
+        assert len(Store.for_workspace(ws).events(EventFilter())) == n_before
+    assert res.exit_code == 0, res.output
+    d = _json(res)
+    assert isinstance(d, dict) and d["spec"] is not None and d["proposed"]
+    store = Store.for_workspace(ws)
+    events = store.events(EventFilter(action="fix_recorded"))
+    assert len(events) == 1
+    ev = events[0]
+    assert ev.intervention_id == d["event"]["intervention_id"] and str(ev.intervention_id).startswith("fix-")
+    assert ev.actor_role == "engineer" and ev.rationale == "ink marks nevi at this clinic"
+    assert ev.spec is not None and InterventionSpec.from_json(ev.spec).spec_id == InterventionSpec.from_json(d["spec"]).spec_id
+    ev_d = ev.evidence
+    assert ev_d is not None and ev_d["kind"] == "test_time_fix" and ev_d["evaluated_on"] == "held_out"
+    assert [c["case_id"] for c in ev_d["few_shot"]["cases"]] == d["few_shot_cases"]
+    assert all(len(c["sha256"]) == 64 for c in ev_d["few_shot"]["cases"])
+    assert ev_d["after"]["balanced_accuracy"] == d["held_out"]["after"]["balanced_accuracy"]
+    assert ev.metric_deltas is not None and ev.metric_deltas["balanced_accuracy"] == pytest.approx(
+        d["held_out"]["after"]["balanced_accuracy"] - d["held_out"]["before"]["balanced_accuracy"])
+    assert store.verify().ok
+    auditor = runner.invoke(app, ["fix", "-w", str(ws), "--few-shot", str(clinic_csv), "--save",
+                                  "--rationale", "x", "--role", "auditor"])
+    assert auditor.exit_code == 1 and len(auditor.output.strip().splitlines()) == 1
+    assert len(Store.for_workspace(ws).events(EventFilter(action="fix_recorded"))) == 1
