@@ -119,7 +119,8 @@ class RowView:
     Hand it to code that walks images in batches (activation extraction, ``predict_proba``) in
     place of ``arr[rows]``: one batch of rows is in memory at a time, not all of them. Indexing
     by a slice, an integer or an integer array reads just those rows (:func:`take_rows`);
-    ``np.asarray(view)`` gathers them all.
+    ``np.asarray(view)`` and ``view.astype(dtype)`` gather them all; ``shape``, ``dtype``,
+    ``ndim`` and ``len`` are those of the gathered array.
     """
 
     def __init__(self, arr: np.ndarray, rows: Sequence[int] | np.ndarray):
@@ -143,6 +144,10 @@ class RowView:
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         out = take_rows(self.arr, self.rows)
         return out if dtype is None else out.astype(dtype, copy=False)
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        """All rows gathered as a new array of ``dtype`` (like :meth:`numpy.ndarray.astype`)."""
+        return take_rows(self.arr, self.rows).astype(dtype)
 
 
 def update_hash(h: Any, arr: np.ndarray) -> None:
