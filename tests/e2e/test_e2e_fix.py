@@ -20,7 +20,16 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect
 
 from store import EventFilter, Store
-from tests.support.browser import goto, new_page, no_exception, serve, settle, shot, title
+from tests.support.browser import (
+    UI_TIMEOUT_MS,
+    goto,
+    new_page,
+    no_exception,
+    serve,
+    settle,
+    shot,
+    title,
+)
 from tests.support.clinic import CLINIC_SPEC, build_clinic, proposing_draw
 from tests.support.ui import ARTIFACTS
 from tests.support.workspaces import WorkspaceFactory
@@ -80,7 +89,7 @@ def test_engineer_fixes_a_new_clinic_and_the_audit_shows_it(chrome: Browser, e2e
         page.get_by_role("button", name="Propose a fix").click()
         settle(page)
         no_exception(page)
-        expect(page.get_by_text(re.compile(r"^(Proposed: |Nothing proposed)"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"^(Proposed: |Nothing proposed)"))).to_be_visible(timeout=UI_TIMEOUT_MS)
         expect(page.get_by_text(re.compile(r"The 8 shots \(upload; 4 more images held out\)"))).to_be_visible()
 
         page.get_by_text("From a workspace data set", exact=True).click()
@@ -94,7 +103,8 @@ def test_engineer_fixes_a_new_clinic_and_the_audit_shows_it(chrome: Browser, e2e
         page.get_by_role("button", name="Propose a fix").click()
         settle(page)
         # the shots of this pick (not the upload's, still on screen while the run starts)
-        expect(page.get_by_text(re.compile(r"The 8 shots \(data set clinic, split train; \d+ more"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"The 8 shots \(data set clinic, split train; \d+ more"))).to_be_visible(
+            timeout=UI_TIMEOUT_MS)  # the search takes seconds (a leave-one-out rerun per direction method)
         settle(page)
         no_exception(page)
         expect(page.get_by_text(re.compile(r"^Proposed: "))).to_be_visible()

@@ -364,49 +364,6 @@ def _measure_intervention(
 
 
 
-def _fix_event_fields(
-    run: _CliFix, spec: InterventionSpec, model: ClassifierModel, few_shot: Path, k: int, seed: int,
-    source_split: str,
-) -> dict[str, Any]:
-    """The ``record_fix`` arguments of a CLI fix: the same payload as the Test-time fix page's
-    (evidence kind ``test_time_fix``, shots' ids/labels/sha256, before/after, LOO evidence)."""
-    import hashlib
-
-    from store import replace_nonfinite
-
-    proposal, shots = run.proposal, run.shots
-    main = "held_out" if proposal.held_out is not None else "few_shot"
-    metrics = proposal.held_out if proposal.held_out is not None else proposal.few_shot
-    src = proposal.source or {}
-    h = hashlib.sha256()
-    for part in ("cli", *(s["sha256"] for s in shots), str(k), str(seed)):
-        h.update(part.encode())
-        h.update(b"\x00")
-    shots_id = h.hexdigest()
-    evidence = replace_nonfinite({
-        "kind": "test_time_fix", "description": spec.describe(), "spec_id": spec.spec_id, "layer": run.layer,
-        "source": f"CSV {few_shot.name}", "dataset": "uploaded images", "split": None,
-        "few_shot": {"k": k, "n": len(shots), "cases": shots}, "held_out": {"n": run.n_held},
-        "evaluated_on": main, "before": metrics["before"], "after": metrics["after"],
-        "few_shot_metrics": {"before": proposal.few_shot["before"], "after": proposal.few_shot["after"]},
-        "source_guard": {"split": source_split, "drop": proposal.source_drop, **src} if src else None,
-        "strengths": {"proposed": {e.direction.concept: e.strength for e in spec.edits},
-                      "chosen": {e.direction.concept: e.strength for e in spec.edits}},
-        "edits": proposal.edits, "loo": proposal.loo, "notes": proposal.notes,
-        "signals": [{c: r.get(c) for c in ("concept", "operation", "supports", "fire_rate_wrong_class",
-                                           "source_fire_rate_wrong_class", "shift", "gradient",
-                                           "strength_all", "stability", "proposed")} for r in proposal.ranking],
-    })[0]
-    b, a = metrics["before"], metrics["after"]
-    deltas = {m: float(a[m]) - float(v) for m, v in b.items()
-              if isinstance(v, int | float) and not isinstance(v, bool) and isinstance(a.get(m), int | float)}
-    h2 = hashlib.sha256(f"{spec.spec_id}\x00{shots_id}\x00".encode()).hexdigest()
-    return {"spec": spec.to_json(), "model_id": model.model_id, "evidence": evidence,
-            "metric_deltas": replace_nonfinite(deltas)[0], "intervention_id": f"fix-{h2[:12]}",
-            "weights_sha_before": model.weights_sha256, "dataset_hash": shots_id,
-            "concept": ",".join(spec.concepts)}
-
-
 def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images and class indices of a generic-import CSV (path,label columns)."""
     import numpy as np
@@ -516,8 +473,8 @@ def fix(
         if proposal.spec is None:
             raise InterventionError("nothing to save: no edit survived leave-one-out (see the notes); "
                                     "nothing was recorded")
-        fields = _fix_event_fields(run, proposal.spec, ws.model(), few_shot, k, seed, source_split)
-        event = _save_fix(ws, actor, str(rationale).strip(), fields)
+        event = _save_fix(ws, actor, str(rationale).strip(), run, proposal.spec, few_shot, k=k, seed=seed,
+                          source_split=source_split)
     if fmt == "json":
         out = proposal.to_json()
         out["few_shot_cases"] = [s["case_id"] for s in run.shots]
@@ -595,12 +552,22 @@ def _pixels_sha(image: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
-def _save_fix(ws: Workspace, actor: Actor, rationale: str, fields: dict[str, Any]) -> Event:
-    """Record a proposed fix as a ``fix_recorded`` event (``fields``: :func:`_fix_event_fields`)."""
+def _save_fix(ws: Workspace, actor: Actor, rationale: str, run: _CliFix, spec: InterventionSpec,
+              few_shot: Path, *, k: int, seed: int, source_split: str) -> Event:
+    """Record a proposed fix as a ``fix_recorded`` event: the Test-time fix page's record
+    (:func:`workbench.services.fix_record`), the shots identified by their pixels' sha256."""
     from store import Store
+    from workbench.services import FixShots, fix_record, parts_sha256
 
-    spec = fields.pop("spec")
-    return Store.for_workspace(ws.root).record_fix(actor, spec, rationale=rationale, **fields)
+    p, model = run.proposal, ws.model()
+    shots = FixShots(source=f"CSV {few_shot.name}", dataset="uploaded images", split=None, k=k, rows=run.shots,
+                     n_held=run.n_held,
+                     shots_id=parts_sha256("cli", *(s["sha256"] for s in run.shots), str(k), str(seed)))
+    metrics = {name: m for name, m in (("few-shot", p.few_shot), ("held-out", p.held_out), ("source", p.source))
+               if m}
+    fields = fix_record(p, spec, shots, layer=run.layer, metrics=metrics, source_split=source_split,
+                        model_id=model.model_id, weights_sha=model.weights_sha256)
+    return Store.for_workspace(ws.root).record_fix(actor, fields.pop("spec"), rationale=rationale, **fields)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,30 +1,20 @@
-"""workbench.services: what the CLI and the UI both run (the demo build, summaries, precomputes).
+"""workbench.services: what the CLI and the UI both run (the demo build, summaries, precomputes,
+the record of a test-time fix).
 
-The public names load their module on first use (PEP 562), so importing one service does not
-import the others' dependencies (torch, for the demo build).
+The public names load their module on first use (PEP 562, :func:`store.lazy_exports`), so
+importing one service does not import the others' dependencies (torch, for the demo build).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from store import lazy_exports
 
 if TYPE_CHECKING:
     from workbench.services._demo import DemoConfig, build_demo
+    from workbench.services._fix_record import FixShots, fix_record, metric_deltas, parts_sha256
 
-_WHERE = {
-    "DemoConfig": "workbench.services._demo",
-    "build_demo": "workbench.services._demo",
-}
+__all__ = ["DemoConfig", "FixShots", "build_demo", "fix_record", "metric_deltas", "parts_sha256"]
 
-__all__ = ["DemoConfig", "build_demo"]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -35,7 +35,8 @@ from interventions import (
     patch,
     propose_fix,
 )
-from store import Action, Actor, Event, EventFilter, replace_nonfinite
+from store import Action, Actor, Event, EventFilter
+from workbench.services import FixShots, fix_record, parts_sha256
 from workbench.ui._fix_shots import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES,
@@ -45,7 +46,6 @@ from workbench.ui._fix_shots import (
     clinic_datasets,
     clinic_splits,
     load_clinic,
-    parts_sha256,
     read_labels_csv,
     shots_from_dataset,
     shots_from_upload,
@@ -65,8 +65,6 @@ __all__ = [
     "clinic_splits",
     "evaluate_fix",
     "export_patched",
-    "fix_evidence",
-    "fix_id",
     "propose",
     "read_labels_csv",
     "record_fix",
@@ -176,75 +174,20 @@ def evaluate_fix(run: FixRun, strengths: Mapping[str, float]) -> tuple[Intervent
 
 
 # ---------------------------------------------------------------------------------- record
-def fix_id(spec: InterventionSpec, shots: Shots) -> str:
-    """The store id of a fix: its spec and its shots (``fix-<12 hex>``)."""
-    return f"fix-{parts_sha256(spec.spec_id, shots.shots_id)[:12]}"
-
-
-def _metric_deltas(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for k, v in before.items():
-        a = after.get(k)
-        if isinstance(v, int | float) and isinstance(a, int | float) and not isinstance(v, bool):
-            out[k] = float(a) - float(v)
-    return out
-
-
-def fix_evidence(run: FixRun, spec: InterventionSpec, metrics: Mapping[str, Mapping[str, Any]],
-                 classes: Sequence[str]) -> dict[str, Any]:
-    """What a recorded fix rests on: shots (ids, labels, hashes), layer, the proposal's evidence
-    (leave-one-out stability, expected gains with intervals, notes), the strengths proposed and
-    chosen, and before/after metrics (``before``/``after``: the held-out images when there are
-    any, else the shots)."""
-    p = run.proposal
-    main = "held-out" if "held-out" in metrics else "few-shot"
-    src = metrics.get("source") or {}
-    drop = None
-    if src:
-        b, a = src["before"], src["after"]
-        kb = "clean_accuracy" if b.get("clean_accuracy") is not None else "accuracy"
-        drop = float(b[kb]) - float(a[kb])
-    proposed = {} if p.spec is None else {e.direction.concept: e.strength for e in p.spec.edits}
-    evidence: dict[str, Any] = replace_nonfinite({
-        "kind": "test_time_fix",
-        "description": spec.describe(),
-        "spec_id": spec.spec_id,
-        "layer": run.layer,
-        "source": run.shots.source,
-        "dataset": run.shots.acts_key[0] if run.shots.acts_key else "uploaded images",
-        "split": run.shots.acts_key[2] if run.shots.acts_key else None,
-        "few_shot": {"k": run.shots.k, "n": len(run.shots.few), "cases": run.shots.shot_rows(classes)},
-        "held_out": {"n": len(run.shots.rest)},
-        "evaluated_on": main.replace("-", "_"),
-        "before": metrics[main]["before"],
-        "after": metrics[main]["after"],
-        "few_shot_metrics": metrics.get("few-shot"),
-        "source_guard": {"split": run.source_split, "drop": drop, **src} if src else None,
-        "strengths": {"proposed": proposed, "chosen": {e.direction.concept: e.strength for e in spec.edits}},
-        "edits": p.edits,
-        "loo": p.loo,
-        "notes": p.notes,
-        "signals": [{k: r.get(k) for k in ("concept", "operation", "supports", "fire_rate_wrong_class",
-                                           "source_fire_rate_wrong_class", "shift", "gradient",
-                                           "strength_all", "stability", "proposed")} for r in p.ranking],
-    })[0]
-    return evidence
-
-
 def record_fix(ws: Workspace, actor: Actor, run: FixRun, spec: InterventionSpec, rationale: str) -> Event:
     """Record the (adjusted) fix with ``rationale`` as a ``fix_recorded`` event."""
     if not rationale.strip():
         raise InterventionError("a rationale is required: say why this fix is right for the new clinic")
     m = model(ws)
     _, metrics = evaluate_fix(run, {e.direction.concept: e.strength for e in spec.edits})
-    evidence = fix_evidence(run, spec, metrics, m.classes)
-    main = "held-out" if "held-out" in metrics else "few-shot"
-    return store(ws).record_fix(
-        actor, spec.to_json(), rationale=rationale.strip(), model_id=m.model_id, evidence=evidence,
-        metric_deltas=replace_nonfinite(_metric_deltas(metrics[main]["before"], metrics[main]["after"]))[0],
-        intervention_id=fix_id(spec, run.shots), weights_sha_before=m.weights_sha256,
-        dataset_hash=run.shots.shots_id, concept=",".join(spec.concepts),
-    )
+    acts_key = run.shots.acts_key
+    shots = FixShots(source=run.shots.source, dataset=acts_key[0] if acts_key else "uploaded images",
+                     split=acts_key[2] if acts_key else None, k=run.shots.k,
+                     rows=run.shots.shot_rows(m.classes), n_held=len(run.shots.rest),
+                     shots_id=run.shots.shots_id)
+    fields = fix_record(run.proposal, spec, shots, layer=run.layer, metrics=metrics,
+                        source_split=run.source_split, model_id=m.model_id, weights_sha=m.weights_sha256)
+    return store(ws).record_fix(actor, fields.pop("spec"), rationale=rationale.strip(), **fields)
 
 
 def recorded_fixes(events: Sequence[Event]) -> list[Event]:

@@ -26,6 +26,7 @@ import streamlit as st
 from concepts import DataError, Dataset, WorkbenchError, Workspace
 from concepts.data import load_image_rgb
 from interventions import InterventionError, select_few_shot
+from workbench.services import parts_sha256
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -36,7 +37,6 @@ __all__ = [
     "clinic_datasets",
     "clinic_splits",
     "load_clinic",
-    "parts_sha256",
     "read_labels_csv",
     "shots_from_dataset",
     "shots_from_upload",
@@ -95,15 +95,6 @@ class Shots:
         """One row per shot: case id, label, sha256 (for the record)."""
         return [{"case_id": self.case_ids[i], "label": classes[int(self.labels[i])], "sha256": self.sha256[i]}
                 for i in self.few]
-
-
-def parts_sha256(*parts: bytes | str) -> str:
-    """sha256 (hex) of ``parts``, each followed by a zero byte."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode() if isinstance(p, str) else p)
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 def _check_k(k: int, labels: np.ndarray, n_classes: int) -> int:
