@@ -11,7 +11,7 @@ import pytest
 
 from store._lazy import _typing_imports, lazy_exports
 
-PACKAGES = ("store", "concepts", *(f"concepts.{p}" for p in (
+PACKAGES = ("store", "workbench.services", "concepts", *(f"concepts.{p}" for p in (
     "bank", "data", "dermsynth", "discovery", "importers", "models", "tcav", "workspace")))
 
 
