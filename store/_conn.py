@@ -160,13 +160,23 @@ def connect_with_retry(path: Path, busy_timeout: float, *,
                     f"cannot open the store {path}: {exc}. Check that it is a workbench store "
                     "file written by a compatible DuckDB version and that it is writable"
                 ) from None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            next_delay = _back_off(deadline, delay)
+            if next_delay is None:
                 pid = _PID_RE.search(str(exc))
                 holder = f"process {pid.group(1)}" if pid else "another process"
                 raise _busy(path, holder, busy_timeout, attempts) from None
-            time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
-            delay = min(delay * 2, 0.2)
+            delay = next_delay
+
+
+def _back_off(deadline: float, delay: float) -> float | None:
+    """Sleep about ``delay`` seconds (jittered x0.5-1.5, never past ``deadline``) and return the
+    next delay (doubled, at most 0.2 s); None when ``deadline`` has passed. The one retry
+    schedule of both locks: DuckDB's and the side file's."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+    return min(delay * 2, 0.2)
 
 
 def lock_path(path: Path) -> Path:
@@ -214,13 +224,12 @@ def _acquire_side_lock(path: Path, deadline: float, busy_timeout: float) -> int 
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            next_delay = _back_off(deadline, delay)
+            if next_delay is None:
                 holder = _lock_holder(fd)
                 os.close(fd)
                 raise _busy(path, holder, busy_timeout, attempts) from None
-            time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
-            delay = min(delay * 2, 0.2)
+            delay = next_delay
         except OSError:  # pragma: no cover - a file system without flock
             os.close(fd)
             return None
