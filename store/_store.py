@@ -28,13 +28,10 @@ from store._atomic import atomic_path
 from store._chain import GENESIS_HASH, VerifyResult, verify_event_rows
 from store._conn import rollback_quietly
 from store._errors import NotFoundError, StoreError, ValidationError
-from store._export import file_sha256, resolve_format, write_export
 from store._fields import json_object
 from store._model import Event, EventFilter, ExportResult, InterventionHistory
 from store._outpath import safe_output_path, write_atomic
 from store._refs import verify_refs
-from store._report import render_report
-from store._report_history import render_history_report
 from store._roles import Action, Actor, check_permission
 from store._schema import EVENT_COLUMNS, REF_TABLES, utc_now_iso
 from store._store_append import AppendingStore
@@ -212,6 +209,8 @@ class Store(AppendingStore):
             Shown in the header (default: the store's folder name, never its full path).
         """
         history = self.intervention_history(intervention_id)
+        from store._report import render_report  # imported here: `audit verify` starts faster
+
         return render_report(history, self.verify(), generated_at=utc_now_iso(),
                              workspace_label=workspace_label or self.path.parent.name,
                              motivation=motivation)
@@ -221,6 +220,8 @@ class Store(AppendingStore):
     ) -> str:
         """The history report (HTML, print-ready) over ``filters`` (as for :meth:`export`)."""
         flt = filters or EventFilter()
+        from store._report_history import render_history_report
+
         return render_history_report(
             self.events(flt), self.verify(), filters=flt.describe(), generated_at=utc_now_iso(),
             workspace_label=workspace_label or self.path.parent.name)
@@ -244,6 +245,8 @@ class Store(AppendingStore):
         """
         check_permission(actor, Action.EXPORTED)
         target = self.safe_output(out, overwrite=overwrite)
+        from store._export import file_sha256, resolve_format, write_export
+
         fmt_ = resolve_format(target, fmt)
         flt = filters or EventFilter()
         where, params = flt.where()

@@ -31,7 +31,6 @@ ALLOWED_TEST_REACHES: dict[tuple[str, str], str] = {
     ("tests/workbench/ui/test_ui_real_pages.py", "interventions._effect_twins"): "monkeypatch",
     # workbench tests kept in other packages' folders (they test the CLI/UI/auth of workbench)
     ("tests/concepts/tcav/test_tcav_run.py", "workbench.cli._tcav"): "CLI test outside tests/workbench",
-    ("tests/graph/test_confounders.py", "workbench.cli._confounders"): "CLI test outside tests/workbench",
     ("tests/store/test_audit_security.py", "workbench.auth._identity"): "auth test outside tests/workbench",
     ("tests/store/test_audit_security.py", "workbench.auth._rolemap"): "auth test outside tests/workbench",
     ("tests/store/test_lazy_exports.py", "concepts.tcav._run"): "monkeypatch: no stand-in left behind",

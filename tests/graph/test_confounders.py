@@ -27,7 +27,6 @@ from concepts.discovery import attribute_class_table
 from graph import confounder_report, workspace_confounders
 from graph._confounder_rows import RELEVANCE_WEIGHTS
 from graph._confounders import CONFOUNDER_COLUMNS, rank_confounders
-from workbench.cli._confounders import register
 
 PAIRINGS = [
     (("ink", "melanoma"), ("patch", "nevus")),  # DermSynth's default
@@ -273,8 +272,8 @@ def _workspace(tmp_path: Path, *, tcav: bool = True, model: bool = False) -> Wor
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
+    from workbench.cli import app
+
     return app
 
 

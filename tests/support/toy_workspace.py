@@ -1,6 +1,5 @@
-"""A workspace with one tiny data set ``toy`` and a store holding one event, and the CLI app with
-its sub-apps registered (tests/concepts/data/test_dataset_integrity.py,
-tests/workbench/cli/test_workspace_fuzz.py)."""
+"""A workspace with one tiny data set ``toy`` and a store holding one event, and the CLI app
+(tests/concepts/data/test_dataset_integrity.py, tests/workbench/cli/test_workspace_fuzz.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +15,8 @@ __all__ = ["cli_app", "make_workspace", "store_digest"]
 
 
 def cli_app() -> object:
-    from workbench.cli import _register_subapps, app
+    from workbench.cli import app
 
-    if not any(getattr(c, "name", None) == "confounders" for c in app.registered_commands):
-        _register_subapps()
     return app
 
 

@@ -1,6 +1,6 @@
 """``workbench confounders``, ``workbench clusters`` and ``workbench name-cluster``.
 
-The lead registers them with :func:`register` (``register(app)`` on the main typer app).
+They are top-level commands of ``workbench`` (``workbench.cli._app.COMMANDS``).
 
 - ``confounders``: the ranked confounder report (co-occurrence x model reliance x clinical
   graph) of a workspace's data set, or its co-occurrence tables (``--table``). Reliance is the
@@ -41,7 +41,6 @@ __all__ = [
     "clusters_command",
     "confounders_command",
     "name_cluster_command",
-    "register",
 ]
 
 #: Where ``workbench clusters`` saves its result (relative to the workspace's results folder).
@@ -298,10 +297,3 @@ def name_cluster_command(
         + (f", {len(concept.negative)} negatives" if concept.negative is not None else "")
         + f", id {concept.id}) to {ws.concepts_dir / 'bank.json'}\n"
     )
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``confounders``, ``clusters`` and ``name-cluster`` to the main CLI app."""
-    app.command("confounders")(confounders_command)
-    app.command("clusters")(clusters_command)
-    app.command("name-cluster")(name_cluster_command)

@@ -1,7 +1,6 @@
 """``workbench intervene | apply | predict | fix``: interventions from the command line.
 
-Register with :func:`register` (``register(app)`` adds the four commands to the main typer
-app). Errors are one line on stderr with exit code 1 (``cli_errors``).
+Top-level commands of ``workbench`` (``workbench.cli._app.COMMANDS``). Errors are one line on stderr with exit code 1 (``cli_errors``).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ if TYPE_CHECKING:  # torch and sklearn: imported inside the commands (fast `work
     from interventions import ConceptLibrary, EffectReport, FixProposal, InterventionSpec, Scope
     from store import Actor, Event
 
-__all__ = ["apply", "fix", "intervene", "predict", "register"]
+__all__ = ["apply", "fix", "intervene", "predict"]
 
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
 
@@ -568,11 +567,3 @@ def _save_fix(ws: Workspace, actor: Actor, rationale: str, run: _CliFix, spec: I
     fields = fix_record(p, spec, shots, layer=run.layer, metrics=metrics, source_split=source_split,
                         model_id=model.model_id, weights_sha=model.weights_sha256)
     return Store.for_workspace(ws.root).record_fix(actor, fields.pop("spec"), rationale=rationale, **fields)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``intervene``, ``apply``, ``predict`` and ``fix`` to the main CLI."""
-    app.command("intervene")(intervene)
-    app.command("apply")(apply)
-    app.command("predict")(predict)
-    app.command("fix")(fix)

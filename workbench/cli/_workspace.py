@@ -1,8 +1,8 @@
 """Workspace, data-set and model commands with no Python needed.
 
 ``workbench workspace init|show``, ``workbench datasets list|select``,
-``workbench models list|select|add`` and ``workbench train``. Registered by the main CLI with
-:func:`register`. Models enter a workspace only in formats that cannot run code when read:
+``workbench models list|select|add`` and ``workbench train`` (top-level entries of
+``workbench.cli._app.COMMANDS``). Models enter a workspace only in formats that cannot run code when read:
 a state dict (``.pt`` read with ``weights_only=True``, or ``.safetensors``) for a built-in or
 entry-point architecture, or a checked ``torch.export`` program.
 """
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # torch: imported inside the commands that load or train a mo
     from concepts import ClassifierModel, Dataset, ProgressFn
     from concepts.models import Preprocessing
 
-__all__ = ["analysis_layers", "register"]
+__all__ = ["analysis_layers", "datasets_app", "models_app", "train", "workspace_app"]
 
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
 
@@ -456,13 +456,3 @@ def train(
     console.print(_metrics_table(result))
     _line(f"model {model_name!r} stored in {ws.models_dir / model_name} and active (id {result.model.model_id})")
     _line(note)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``workspace``, ``datasets``, ``models`` (aliases ``dataset``, ``model``) and ``train``."""
-    app.add_typer(workspace_app, name="workspace", help="Create and inspect a workspace.")
-    app.add_typer(datasets_app, name="datasets", help="List and select the active data set.")
-    app.add_typer(datasets_app, name="dataset", hidden=True)
-    app.add_typer(models_app, name="models", help="List, select and add models (safe formats only).")
-    app.add_typer(models_app, name="model", hidden=True)
-    app.command("train")(train)

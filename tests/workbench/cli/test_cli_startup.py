@@ -102,7 +102,7 @@ def test_commands_without_a_model_load_no_heavy_package(audited_ws: Path, tmp_pa
     assert len(export.read_text().splitlines()) == 1
     for step in steps[:-1]:
         assert step["code"] == 0, step["args"]
-        assert "concepts" in step["loaded"]
+        assert "workbench" in step["loaded"]
         assert not set(step["loaded"]) & set(HEAVY), (step["args"], sorted(set(step["loaded"]) & set(HEAVY)))
     helps, reads = steps[:4], steps[4:6]  # import + the three --help; then audit verify and head
     assert [s["args"] for s in reads] == [light[3], light[4]]

@@ -14,16 +14,16 @@ from typer.testing import CliRunner
 
 from concepts import Dataset, Workspace
 from interventions import InterventionSpec, load_patched
-from workbench.cli._interventions import parse_amplify, register
+from workbench.cli._interventions import parse_amplify
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    a = typer.Typer(pretty_exceptions_enable=False)
-    register(a)
-    return a
+    from workbench.cli import app
+
+    return app
 
 
 @pytest.fixture()

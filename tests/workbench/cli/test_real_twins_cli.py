@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from concepts import ClassifierModel, Workspace
 from concepts.importers import import_folder
-from workbench.cli._interventions import register
 
 runner = CliRunner()
 SIZE = 32
@@ -23,9 +22,9 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
-    a = typer.Typer(pretty_exceptions_enable=False)
-    register(a)
-    return a
+    from workbench.cli import app
+
+    return app
 
 
 @pytest.fixture(scope="module")
