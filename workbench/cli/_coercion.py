@@ -11,6 +11,7 @@ change shape, nothing is replaced and typer converts as before.
 
 from __future__ import annotations
 
+import functools
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,9 @@ def _is_plain(param: Any) -> type | None:
     return None if checked else kind
 
 
-def _plain_param(kind: type, descriptor: Any) -> Any:
+@functools.cache
+def _plain_class() -> type:
+    """The runtime-parameter class of plain options (built once: typer's base class is private)."""
     from typer._coercion import RuntimeParam, build_runtime_param  # typer's hook (private)
 
     @dataclass(frozen=True)
@@ -54,19 +57,25 @@ def _plain_param(kind: type, descriptor: Any) -> Any:
         """``kind(value)``; a value of another shape goes to typer's own conversion."""
 
         kind: type
+        descriptor: Any
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             if isinstance(value, self.kind) and (self.kind is bool or not isinstance(value, bool)):
                 return value
             if self.kind is bool or not isinstance(value, str | int | float):
-                return build_runtime_param(descriptor)._coerce_value(value, param=param, ctx=ctx)
+                return build_runtime_param(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
             try:
                 return self.kind(value)
             except ValueError:
                 raise typer.BadParameter(f"{value!r} is not a valid {_PLAIN[self.kind]}.", ctx=ctx,
                                          param=param) from None
 
-    return Plain(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation, kind=kind)
+    return Plain
+
+
+def _plain_param(kind: type, descriptor: Any) -> Any:
+    return _plain_class()(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation, kind=kind,
+                          descriptor=descriptor)
 
 
 def plain_option(param: Any) -> None:
