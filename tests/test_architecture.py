@@ -39,6 +39,8 @@ ALLOWED_TEST_REACHES: dict[tuple[str, str], str] = {
     # shared builders of the workbench tests (tests/support serves every folder)
     ("tests/support/browser.py", "workbench.cli._serve"): "serve plan of the e2e tests",
     ("tests/support/clinic.py", "workbench.ui._fix"): "the fix page's clinic builder",
+    ("tests/support/auth.py", "workbench.auth._config"): "sign-in fixtures of the UI auth tests",
+    ("tests/support/auth.py", "workbench.auth._serving"): "sign-in fixtures of the UI auth tests",
 }
 
 

@@ -113,21 +113,11 @@ def _read_artifacts(
 
 
 def import_isic(
-    gt_csv: str | Path,
-    images_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    artifacts_csv: str | Path | None = None,
-    binary: bool = False,
-    image_col: str | None = None,
-    artifacts_image_col: str | None = None,
-    missing_artifacts: Literal["error", "drop"] = "error",
-    split: str | None = None,
-    image_size: int = 224,
-    seed: int = 0,
-    split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
-    name: str | None = None,
-    overwrite: bool = False,
+    gt_csv: str | Path, images_dir: str | Path, out_dir: str | Path, *,
+    artifacts_csv: str | Path | None = None, binary: bool = False, image_col: str | None = None,
+    artifacts_image_col: str | None = None, missing_artifacts: Literal["error", "drop"] = "error",
+    split: str | None = None, image_size: int = 224, seed: int = 0,
+    split_fractions: Sequence[float] = (0.6, 0.2, 0.2), name: str | None = None, overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> Dataset:
     """Import an ISIC-challenge style data set.

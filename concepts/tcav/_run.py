@@ -55,25 +55,12 @@ __all__ = [
 
 
 def run_tcav(
-    source: Workspace | TCAVSetup | str | Path,
-    layers: Sequence[str] | None = None,
-    *,
-    runs: int = 20,
-    probe: str = "pattern",
-    stability_probe: str | None = "auto",
-    concepts: Sequence[str] | None = None,
-    classes: Sequence[str] | None = None,
-    counterpart: str | None = None,
-    split: str | Sequence[str] = "val",
-    inputs_per_class: int | None = None,
-    random_set_size: int | None = None,
-    significance: SignificanceConfig | None = None,
-    probe_alpha: float = 1.0,
-    test_size: float = 0.3,
-    target: str = "logit",
-    seed: int = 0,
-    reuse: bool = True,
-    save: bool = True,
+    source: Workspace | TCAVSetup | str | Path, layers: Sequence[str] | None = None, *, runs: int = 20,
+    probe: str = "pattern", stability_probe: str | None = "auto", concepts: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None, counterpart: str | None = None, split: str | Sequence[str] = "val",
+    inputs_per_class: int | None = None, random_set_size: int | None = None,
+    significance: SignificanceConfig | None = None, probe_alpha: float = 1.0, test_size: float = 0.3,
+    target: str = "logit", seed: int = 0, reuse: bool = True, save: bool = True,
     progress: ProgressFn | None = None,
 ) -> TCAVReport:
     """TCAV of every bank concept against ``runs`` random counterparts, with significance.

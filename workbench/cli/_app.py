@@ -69,7 +69,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "intervene": LazyCommand("workbench.cli._interventions", "intervene"),
     "apply": LazyCommand("workbench.cli._interventions", "apply"),
     "predict": LazyCommand("workbench.cli._interventions", "predict"),
-    "fix": LazyCommand("workbench.cli._interventions", "fix"),
+    "fix": LazyCommand("workbench.cli._fix", "fix"),
     "train": LazyCommand(_WS, "train"),
     "audit": LazyCommand("workbench.cli._audit", "audit_app", "Verify, export and report the intervention history."),
     "graph": LazyCommand("workbench.cli._graph", "graph_app", "7-point-checklist knowledge graph and alignment."),

@@ -26,10 +26,14 @@ if TYPE_CHECKING:
     from concepts import ProgressFn
 
 __all__ = [
+    "FormatOpt",
     "WorkspaceOpt",
+    "check_format",
     "cli_errors",
     "console",
+    "emit_json",
     "err_console",
+    "pct",
     "print_frame",
     "progress_bars",
     "to_jsonable",
@@ -40,8 +44,27 @@ WorkspaceOpt = Annotated[
     Path, typer.Option("--workspace", "-w", help="Workspace directory (all state lives here).")
 ]
 
+#: The ``--format`` option of the commands that print a table or JSON.
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
+
 console = Console()
 err_console = Console(stderr=True)
+
+
+def check_format(fmt: str) -> None:
+    """Refuse a ``--format`` other than ``table`` or ``json`` (usage error, exit code 2)."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter(f"unknown format {fmt!r}: use table or json", param_hint="--format")
+
+
+def emit_json(obj: Any) -> None:
+    """Write ``obj`` to stdout as indented JSON (numpy values, NaN and paths made JSON-safe)."""
+    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def pct(x: Any) -> str:
+    """A fraction as a percentage with one decimal; ``—`` for none."""
+    return "—" if x is None else f"{100 * float(x):.1f}%"
 
 P = ParamSpec("P")
 R = TypeVar("R")

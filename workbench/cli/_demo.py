@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +9,7 @@ import typer
 from rich.table import Table
 
 from concepts import Workspace
-from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
+from workbench.cli._console import WorkspaceOpt, cli_errors, console, emit_json, progress_bars
 
 if TYPE_CHECKING:
     from concepts import ProgressFn
@@ -80,7 +78,7 @@ def demo(
         if not summary.get("reused") or "analysis" not in ws.manifest():
             _post_build(ws, progress)
     if fmt == "json":
-        sys.stdout.write(json.dumps(to_jsonable(summary), indent=2) + "\n")
+        emit_json(summary)
     else:
         if summary.get("reused"):
             console.print(f"Reusing the demo workspace at {ws.root} (same configuration).")

@@ -5,7 +5,6 @@ The lead registers the sub-app with ``app.add_typer(graph_app, name="graph")``.
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +14,7 @@ import typer
 
 from concepts import DataError, Workspace, WorkspaceError
 from store import atomic_path
-from workbench.cli._console import cli_errors, print_frame, to_jsonable
+from workbench.cli._console import cli_errors, emit_json, print_frame
 
 if TYPE_CHECKING:  # graph pulls sklearn: imported inside the commands (fast `workbench --help`)
     import pandas as pd
@@ -91,8 +90,7 @@ def score_cmd(
     summary = rule_summary(scores["seven_point_score"], scores["melanoma"], g.threshold)
     cases = scores[["case_num", "seven_point_score", "melanoma"]]
     if fmt is ScoreFormat.json:
-        out = {"cases": to_jsonable(cases.to_dict(orient="records")), "summary": summary.to_dict()}
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        emit_json({"cases": cases.to_dict(orient="records"), "summary": summary.to_dict()})
     else:
         sys.stdout.write(cases.to_csv(index=False))
         typer.echo(f"# {summary.describe()}", err=True)
@@ -165,7 +163,7 @@ def align_cmd(
     evidence = _read_table(cooccurrence) if cooccurrence is not None else None
     report = alignment_report(tcav, _graph(taxonomy), evidence)
     if fmt is AlignFormat.json:
-        sys.stdout.write(json.dumps(to_jsonable(report.to_json()), indent=2) + "\n")
+        emit_json(report.to_json())
         return
     cols = ["rank", "concept", "category", "class", "direction", "effect", "p_adjusted", "expected_relation"]
     print_frame(report.to_frame()[cols], "table", title="Concept alignment with clinical knowledge")

@@ -8,9 +8,7 @@ code 1.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +21,15 @@ from rich.table import Table
 from rich.text import Text
 
 from concepts import DataError, Workspace
-from workbench.cli._console import WorkspaceOpt, cli_errors, console, err_console
+from workbench.cli._console import (
+    FormatOpt,
+    WorkspaceOpt,
+    check_format,
+    cli_errors,
+    console,
+    emit_json,
+    err_console,
+)
 
 if TYPE_CHECKING:  # the importers (PIL) load inside the commands: fast `workbench --help`
     from concepts.data import Dataset
@@ -55,7 +61,6 @@ SplitFractionsOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing data set of the same name.")
 ]
-FormatOpt = Annotated[str, typer.Option("--format", help="Summary format: table or json.")]
 ActiveOpt = Annotated[
     bool, typer.Option("--active/--no-active", help="Make the imported data set the active one (default).")
 ]
@@ -84,10 +89,6 @@ def _fractions(text: str) -> tuple[float, ...]:
     except ValueError:
         raise DataError(f"--split-fractions must be three numbers such as 0.6,0.2,0.2, got {text!r}") from None
 
-
-def _check_format(fmt: str) -> None:
-    if fmt not in ("table", "json"):
-        raise DataError(f"unknown --format {fmt!r}: use table or json")
 
 
 @contextmanager
@@ -138,7 +139,7 @@ def _run_import(workspace: Path, name: str, fmt: str, active: bool,
                 importer: Callable[[Path, Callable[[int, int], None]], Dataset]) -> None:
     """Check the options, run ``importer(out_dir, progress)`` with a progress bar, print the
     summary and make the data set active (with ``--active``)."""
-    _check_format(fmt)
+    check_format(fmt)
     out = _dataset_dir(workspace, name)
     with _image_progress(fmt == "table") as progress:
         ds = importer(out, progress)
@@ -200,7 +201,7 @@ def _print_summary(ds: Dataset, fmt: str, workspace: Path | None = None) -> None
     summary = dataset_summary(ds)
     summary["active"] = workspace is not None
     if fmt == "json":
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        emit_json(summary)
         return
     splits: list[str] = summary["splits"]
     _line(f"Imported {summary['name']!r}: {summary['n_cases']} cases ({summary['kind']})")

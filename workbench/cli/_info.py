@@ -10,24 +10,28 @@ as one object (:func:`workbench.services._summary.workspace_summary`).
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.table import Table
 from rich.text import Text
 
 from concepts import Workspace
-from workbench.cli._console import WorkspaceOpt, cli_errors, console, to_jsonable
+from workbench.cli._console import (
+    FormatOpt,
+    WorkspaceOpt,
+    check_format,
+    cli_errors,
+    console,
+    emit_json,
+    pct,
+)
 
 __all__ = ["info"]
 
 
-def _pct(x: Any) -> str:
-    return "—" if x is None else f"{100 * float(x):.1f}%"
+
 
 
 def _kv_table(title: str) -> Table:
@@ -76,23 +80,23 @@ def _eval_table(head: Mapping[str, Any] | None, source: str | None) -> Table:
         t.add_row("metrics", "not evaluated yet")
         return t
     pos = head.get("positive_class")
-    t.add_row("accuracy", f"{_pct(head['accuracy'])} of {head['n']}")
-    t.add_row("balanced accuracy", _pct(head["balanced_accuracy"]))
-    t.add_row(f"sensitivity ({pos})", Text(_pct(head["sensitivity"])))
-    t.add_row("specificity", _pct(head["specificity"]))
+    t.add_row("accuracy", f"{pct(head['accuracy'])} of {head['n']}")
+    t.add_row("balanced accuracy", pct(head["balanced_accuracy"]))
+    t.add_row(f"sensitivity ({pos})", Text(pct(head["sensitivity"])))
+    t.add_row("specificity", pct(head["specificity"]))
     t.add_row("AUC", "—" if head["auc"] is None else f"{head['auc']:.3f}")
     wg = head.get("worst_group")
     if wg is None and head.get("clean_accuracy") is None:  # no artifact column: no groups to score
         t.add_row("worst-group accuracy", "— (the data set annotates no artifact column)")
     else:
-        t.add_row("worst-group accuracy", Text(f"{_pct(head['worst_group_accuracy'])}"
+        t.add_row("worst-group accuracy", Text(f"{pct(head['worst_group_accuracy'])}"
                                                + (f" ({wg}, n={head.get('worst_group_n')})" if wg else "")))
-        t.add_row("clean accuracy", Text(f"{_pct(head['clean_accuracy'])} of {head.get('n_clean')} cases "
+        t.add_row("clean accuracy", Text(f"{pct(head['clean_accuracy'])} of {head.get('n_clean')} cases "
                                          "with no annotated artifact"))
     for g in head["groups"]:
-        t.add_row(f"  {g['group']}", Text(f"{_pct(g['accuracy'])} (n={g['n']})"))
+        t.add_row(f"  {g['group']}", Text(f"{pct(g['accuracy'])} (n={g['n']})"))
     for split, acc in head["other_splits"].items():
-        t.add_row(f"accuracy, {split}", _pct(acc))
+        t.add_row(f"accuracy, {split}", pct(acc))
     return t
 
 
@@ -128,16 +132,15 @@ def _computed_table(comp: Mapping[str, Any], concepts: list[dict[str, Any]]) -> 
 @cli_errors
 def info(
     workspace: WorkspaceOpt = Path("workspace"),
-    fmt: Annotated[str, typer.Option("--format", help="Output format: table or json.")] = "table",
+    fmt: FormatOpt = "table",
 ) -> None:
     """What the workspace holds: data set, model, evaluation, concepts, analyses, next step."""
     from workbench.services._summary import workspace_summary
 
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter(f"unknown format {fmt!r}: use table or json", param_hint="--format")
+    check_format(fmt)
     summary = workspace_summary(Workspace(workspace))
     if fmt == "json":
-        sys.stdout.write(json.dumps(to_jsonable(summary), indent=2) + "\n")
+        emit_json(summary)
         return
     console.print(Text(f"Workspace {summary['workspace']}", style="bold"))
     console.print(_dataset_table(summary["dataset"]))

@@ -1,14 +1,11 @@
-"""``workbench intervene | apply | predict | fix``: interventions from the command line.
+"""``workbench intervene | apply | predict``: interventions from the command line.
 
-Top-level commands of ``workbench`` (``workbench.cli._app.COMMANDS``). Errors are one line on stderr with exit code 1 (``cli_errors``).
+Top-level commands of ``workbench`` (``workbench.cli._app.COMMANDS``); ``fix`` is in
+``workbench.cli._fix``. Errors are one line on stderr with exit code 1 (``cli_errors``).
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,32 +20,34 @@ from workbench.cli._compute import (
     RayAddressOpt,
     compute_settings,
 )
-from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
+from workbench.cli._console import (
+    FormatOpt,
+    WorkspaceOpt,
+    check_format,
+    cli_errors,
+    console,
+    emit_json,
+    pct,
+    progress_bars,
+)
 
 if TYPE_CHECKING:  # torch and sklearn: imported inside the commands (fast `workbench --help`)
-    import numpy as np
 
     from concepts import ClassifierModel, Dataset
-    from interventions import ConceptLibrary, EffectReport, FixProposal, InterventionSpec, Scope
-    from store import Actor, Event
+    from interventions import ConceptLibrary, EffectReport, InterventionSpec, Scope
 
-__all__ = ["apply", "fix", "intervene", "predict"]
+__all__ = ["apply", "default_layer", "intervene", "parse_amplify", "predict"]
 
-FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _check_format(fmt: str) -> None:
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter(f"unknown format {fmt!r}: use table or json", param_hint="--format")
 
 
-def _emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
 
 
-def _pct(x: Any) -> str:
-    return "—" if x is None else f"{100 * float(x):.1f}%"
+
+
+
 
 
 def _delta(a: Any, b: Any) -> str:
@@ -73,7 +72,7 @@ def parse_amplify(text: str) -> tuple[str, str, float, str | None]:
         ) from None
 
 
-def _default_layer(model: ClassifierModel, ws: Workspace) -> str:
+def default_layer(model: ClassifierModel, ws: Workspace) -> str:
     if "pool" in model.layers:
         return "pool"
     layers = [lay for lay in ws.layers() if lay in model.layers]
@@ -120,12 +119,12 @@ def _effect_tables(report: EffectReport) -> list[Table]:
     for c in ("before", "after", "Δ points"):
         t.add_column(c, justify="right")
     for k in METRIC_KEYS:
-        t.add_row(k, _pct(report.before.get(k)), _pct(report.after.get(k)),
+        t.add_row(k, pct(report.before.get(k)), pct(report.after.get(k)),
                   _delta(report.after.get(k), report.before.get(k)))
     for art, fr in report.reliance.get("flip_rates", {}).items():
         red = fr.get("reduction")
         t.add_row(f"flip rate: {fr.get('direction', 'add')} {fr.get('artifact', art)} (n={fr['n']})",
-                  _pct(fr["before"]), _pct(fr["after"]),
+                  pct(fr["before"]), pct(fr["after"]),
                   _delta(fr["after"], fr["before"]) + ("" if red is None else f" ({100 * red:.0f}% less)"))
     t.add_row("flipped cases", "", str(len(report.flipped_cases)), "")
     console.print(f"positive class {report.before.get('positive_class')}; worst group "
@@ -155,9 +154,9 @@ def _effect_tables(report: EffectReport) -> list[Table]:
             st.add_column(c)
         for s in report.slices:
             st.add_row(f"{s['column']}: {s['value']}", str(s["n"]),
-                       f"{_pct(s['accuracy_before'])} → {_pct(s['accuracy_after'])}",
-                       f"{_pct(s['sensitivity_before'])} → {_pct(s['sensitivity_after'])}",
-                       f"{_pct(s['specificity_before'])} → {_pct(s['specificity_after'])}")
+                       f"{pct(s['accuracy_before'])} → {pct(s['accuracy_after'])}",
+                       f"{pct(s['sensitivity_before'])} → {pct(s['sensitivity_after'])}",
+                       f"{pct(s['specificity_before'])} → {pct(s['specificity_after'])}")
         tables.append(st)
     if report.flipped_cases:
         ft = Table(title=f"flipped cases (first 20 of {len(report.flipped_cases)})")
@@ -213,7 +212,7 @@ def intervene(
     """Mask or amplify concepts and print the before/after metrics, flips and reliance."""
     from interventions import record_effect
 
-    _check_format(fmt)
+    check_format(fmt)
     if save and not (rationale and rationale.strip()):
         raise typer.BadParameter("--save needs --rationale TEXT (why this intervention)", param_hint="--rationale")
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
@@ -238,7 +237,7 @@ def intervene(
         out = report.to_json()
         if event is not None:
             out["event"] = {"seq": event.seq, "intervention_id": event.intervention_id, "hash": event.hash}
-        _emit_json(out)
+        emit_json(out)
         return
     for t in _effect_tables(report):
         console.print(t)
@@ -263,7 +262,7 @@ def apply(
     from concepts.models import ClassifierModel
     from interventions import InterventionSpec, patch
 
-    _check_format(fmt)
+    check_format(fmt)
     spec = InterventionSpec.load(spec_path)
     model = ClassifierModel.load(model_dir)
     patched = patch(model, spec)
@@ -272,7 +271,7 @@ def apply(
             "patched_id": patched.patched_id, "description": spec.describe(),
             "program": str(path / "program.pt2") if export else None}
     if fmt == "json":
-        _emit_json(info)
+        emit_json(info)
     else:
         console.print(f"patched model written to {path}: {spec.describe()} "
                       f"(model {patched.model_id}, patched id {patched.patched_id})", markup=False)
@@ -297,7 +296,7 @@ def predict(
     from concepts.models import ClassifierModel
     from interventions import is_patched_artifact, load_patched
 
-    _check_format(fmt)
+    check_format(fmt)
     if is_patched_artifact(model_dir):
         pm = load_patched(model_dir)
         model, classes = pm.model, pm.classes
@@ -318,7 +317,7 @@ def predict(
         for cid, p, pr in zip(ids, images, proba, strict=True)
     ]
     if fmt == "json":
-        _emit_json(rows)
+        emit_json(rows)
         return
     t = Table(title=f"predictions ({'patched: ' + pm.spec.describe() if pm is not None else 'unpatched'})")
     t.add_column("case")
@@ -338,7 +337,7 @@ def _measure_intervention(
     from interventions import ConceptLibrary, InterventionSpec, Scope, mask_edit, measure_effect
 
     ds = ws.dataset()
-    lay = layer or _default_layer(model, ws)
+    lay = layer or default_layer(model, ws)
     sp = split or _default_split(ds)
     library = ConceptLibrary.for_workspace(ws, model, method=method, progress=progress)
     if lay == "best":
@@ -360,210 +359,3 @@ def _measure_intervention(
         positive_class=positive_class, twin_column=twins, mask_column=masks,
     )
     return spec, report
-
-
-
-def _read_labelled(csv_path: Path, model: ClassifierModel, images_dir: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images and class indices of a generic-import CSV (path,label columns)."""
-    import numpy as np
-
-    from concepts.importers import import_folder
-
-    with tempfile.TemporaryDirectory(prefix="fewshot-") as tmp:
-        ds = import_folder(
-            csv_path, Path(tmp) / "fewshot", images_dir=images_dir, classes=model.classes,
-            image_size=model.preprocess.size, split_fractions=(1.0, 0.0, 0.0), name="fewshot",
-        )
-        return np.array(ds.images), ds.labels(), ds.cases["case_id"].astype(str).tolist()
-
-
-def _fix_tables(p: FixProposal) -> list[Table]:
-    t = Table(title="concepts on the few-shot images (graph: artifacts masked, criteria amplified)")
-    for c in ("concept", "edit", "direction", "supports", "fires wrong (source)", "shift z", "gradient",
-              "strength (all shots)", "LOO stability", "proposed"):
-        t.add_column(c)
-    for r in p.ranking:
-        t.add_row(r["concept"], r["operation"], r.get("method", ""), r["supports"],
-                  f"{_pct(r['fire_rate_wrong_class'])} ({_pct(r['source_fire_rate_wrong_class'])})",
-                  f"{r['shift']:+.1f}", f"{r['gradient']:+.3f}", f"{r['strength_all']:.2f}",
-                  _pct(r["stability"]), "yes" if r["proposed"] else "")
-    tables = [t]
-    if p.edits:
-        e = Table(title="proposed edits: leave-one-out stability and expected gain (points of the "
-                  "left-out shots' balanced accuracy when the edit is dropped, 90% interval)")
-        for c in ("edit", "strength", "stability", "expected gain", "interval", "log-lik. gain"):
-            e.add_column(c)
-        for r in p.edits:
-            lo, hi = r.get("gain_interval") or (None, None)
-            e.add_row(f"{r['operation']} {r['concept']}", f"{r['strength']:g}", _pct(r["stability"]),
-                      "—" if r.get("gain_points") is None else f"{r['gain_points']:+.1f}",
-                      "—" if lo is None else f"[{lo:+.1f}, {hi:+.1f}]",
-                      "—" if r.get("gain_nats") is None else f"{r['gain_nats']:+.3f}")
-        tables.append(e)
-    m = Table(title=f"proposal: {p.spec.describe() if p.spec is not None else 'none'}")
-    m.add_column("set")
-    for c in ("accuracy before", "after", "balanced acc. before", "after"):
-        m.add_column(c, justify="right")
-    for name, d in (("few-shot", p.few_shot), ("held-out", p.held_out), ("source", p.source)):
-        if d:
-            b, a = d["before"], d["after"]
-            m.add_row(name, _pct(b["accuracy"]), _pct(a["accuracy"]), _pct(b["balanced_accuracy"]),
-                      _pct(a["balanced_accuracy"]))
-    if p.source:
-        m.add_row("source, no planted artifact", _pct(p.source["before"].get("clean_accuracy")),
-                  _pct(p.source["after"].get("clean_accuracy")), "", "")
-    tables.append(m)
-    return tables
-
-
-@cli_errors
-def fix(
-    few_shot: Annotated[Path, typer.Option("--few-shot", help="CSV (path,label) of labelled images of "
-                                           "the new domain.")],
-    workspace: WorkspaceOpt = Path("workspace"),
-    k: Annotated[int, typer.Option(help="Images per class used to fit the fix; the rest of the CSV is "
-                                   "held out.")] = 4,
-    held_out: Annotated[Path | None, typer.Option("--held-out", help="CSV of held-out images of the new "
-                                                  "domain.")] = None,
-    images_dir: Annotated[Path | None, typer.Option(help="Root of the CSV paths (default: its folder).")] = None,
-    layer: Annotated[str | None, typer.Option(help="Layer (default pool).")] = None,
-    source_split: Annotated[str, typer.Option(help="Source-domain split guarding the accuracy.")] = "val",
-    gamma: Annotated[float, typer.Option(help="Largest amplification searched for criteria.")] = 3.0,
-    max_source_drop: Annotated[float, typer.Option(help="Largest source accuracy drop (0.02 = 2 points).")] = 0.02,
-    seed: Annotated[int, typer.Option(help="Seed of the few-shot selection.")] = 0,
-    survival: Annotated[str, typer.Option(help="When the fix counts as helping the left-out shots: gain "
-                                          "(balanced accuracy or log-likelihood up) or strict (the "
-                                          "log-likelihood gain's 90% interval above zero).")] = "gain",
-    spec_out: Annotated[Path | None, typer.Option("--spec-out", help="Write the proposed spec here.")] = None,
-    save: Annotated[bool, typer.Option("--save", help="Record the proposed fix in the store (action "
-                                       "fix_recorded; needs --rationale).")] = False,
-    rationale: Annotated[str | None, typer.Option(help="Why this fix is right for the new clinic "
-                                                  "(recorded with --save).")] = None,
-    role: Annotated[str | None, typer.Option(help="Your role for the store: engineer or dermatologist "
-                                             "(default: the first of them you hold).")] = None,
-    fmt: FormatOpt = "table",
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-) -> None:
-    """Propose a test-time fix from k labelled images per class of a new domain; with --save,
-    record it in the store (``fix_recorded``, engineer or dermatologist, rationale required)."""
-    from interventions import InterventionError
-
-    _check_format(fmt)
-    if save and not (rationale and rationale.strip()):
-        raise typer.BadParameter("--save needs --rationale TEXT (why this fix is right for the new clinic)",
-                                 param_hint="--rationale")
-    ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
-    actor = None
-    if save:
-        from workbench.auth._identity import cli_actor
-
-        actor = cli_actor(ws.root, role, default=("engineer", "dermatologist"))
-    run = _propose_cli_fix(ws, few_shot, k=k, held_out=held_out, images_dir=images_dir, layer=layer,
-                           source_split=source_split, gamma=gamma, max_source_drop=max_source_drop, seed=seed,
-                           survival=survival, show=fmt == "table")
-    proposal = run.proposal
-    if spec_out is not None and proposal.spec is not None:
-        proposal.spec.save(spec_out)
-    event = None
-    if actor is not None:
-        if proposal.spec is None:
-            raise InterventionError("nothing to save: no edit survived leave-one-out (see the notes); "
-                                    "nothing was recorded")
-        event = _save_fix(ws, actor, str(rationale).strip(), run, proposal.spec, few_shot, k=k, seed=seed,
-                          source_split=source_split)
-    if fmt == "json":
-        out = proposal.to_json()
-        out["few_shot_cases"] = [s["case_id"] for s in run.shots]
-        out["source_split"] = source_split
-        if event is not None:
-            out["event"] = {"seq": event.seq, "intervention_id": event.intervention_id, "hash": event.hash}
-        _emit_json(out)
-        return
-    _print_fix(proposal)
-    if event is not None:
-        console.print(f"recorded: event {event.seq} ({event.action}, {event.intervention_id})")
-
-
-@dataclass(frozen=True)
-class _CliFix:
-    """A fix proposed from a CSV: the proposal, its layer, the shots (id, label, pixel sha256)
-    and the number of held-out images."""
-
-    proposal: FixProposal
-    layer: str
-    shots: list[dict[str, Any]]
-    n_held: int
-
-
-def _propose_cli_fix(
-    ws: Workspace, few_shot: Path, *, k: int, held_out: Path | None, images_dir: Path | None,
-    layer: str | None, source_split: str, gamma: float, max_source_drop: float, seed: int, survival: str,
-    show: bool,
-) -> _CliFix:
-    """Read the labelled images, draw ``k`` per class and propose the fix they call for."""
-    from concepts.models import extract_activations
-    from interventions import ConceptLibrary, WhatIf, fix_directions, propose_fix, select_few_shot
-
-    model = ws.model()
-    lay = layer or _default_layer(model, ws)
-    imgs, labels, ids = _read_labelled(few_shot, model, images_dir)
-    few_idx, rest_idx = select_few_shot(labels, k, seed=seed)
-    with progress_bars(show) as progress:
-        library = ConceptLibrary.for_workspace(ws, model, progress=progress)
-        directions = fix_directions(library, library.concepts, lay)
-        acts = extract_activations(model, imgs, [lay], compute=ws.compute)[lay]
-        source = WhatIf.from_dataset(model, ws.dataset(), source_split, lay, cache=ws.activation_cache,
-                                     twin_artifacts=[], progress=progress)
-        ho: WhatIf | None = None
-        if held_out is not None:
-            h_imgs, h_labels, h_ids = _read_labelled(held_out, model, images_dir)
-            ho = WhatIf(model, lay, extract_activations(model, h_imgs, [lay], compute=ws.compute)[lay], h_labels, case_ids=h_ids)
-        elif len(rest_idx):
-            ho = WhatIf(model, lay, acts[rest_idx], labels[rest_idx], case_ids=[ids[i] for i in rest_idx])
-        proposal = propose_fix(
-            model, directions, acts[few_idx], labels[few_idx], source=source, held_out=ho, gamma=gamma,
-            max_source_drop=max_source_drop, case_ids=[ids[i] for i in few_idx], survival=survival,
-        )
-    shots = [{"case_id": ids[i], "label": model.classes[int(labels[i])], "sha256": _pixels_sha(imgs[i])}
-             for i in few_idx]
-    return _CliFix(proposal, lay, shots, 0 if ho is None else len(ho.labels))
-
-
-def _print_fix(proposal: FixProposal) -> None:
-    for t in _fix_tables(proposal):
-        console.print(t)
-    if proposal.loo:
-        lo, hi = proposal.loo["gain_interval"]
-        console.print(f"leave-one-out over {proposal.loo['n_folds']} shots: {proposal.loo['gain_points']:+.1f} "
-                      f"points balanced accuracy [{lo:+.1f}, {hi:+.1f}], {proposal.loo['gain_nats']:+.3f} nats")
-    for n in proposal.notes:
-        console.print(f"note: {n}")
-
-
-def _pixels_sha(image: np.ndarray) -> str:
-    import hashlib
-
-    import numpy as np
-
-    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-
-
-def _save_fix(ws: Workspace, actor: Actor, rationale: str, run: _CliFix, spec: InterventionSpec,
-              few_shot: Path, *, k: int, seed: int, source_split: str) -> Event:
-    """Record a proposed fix as a ``fix_recorded`` event: the Test-time fix page's record
-    (:func:`workbench.services.fix_record`), the shots identified by their pixels' sha256."""
-    from store import Store
-    from workbench.services import FixShots, fix_record, parts_sha256
-
-    p, model = run.proposal, ws.model()
-    shots = FixShots(source=f"CSV {few_shot.name}", dataset="uploaded images", split=None, k=k, rows=run.shots,
-                     n_held=run.n_held,
-                     shots_id=parts_sha256("cli", *(s["sha256"] for s in run.shots), str(k), str(seed)))
-    metrics = {name: m for name, m in (("few-shot", p.few_shot), ("held-out", p.held_out), ("source", p.source))
-               if m}
-    fields = fix_record(p, spec, shots, layer=run.layer, metrics=metrics, source_split=source_split,
-                        model_id=model.model_id, weights_sha=model.weights_sha256)
-    return Store.for_workspace(ws.root).record_fix(actor, fields.pop("spec"), rationale=rationale, **fields)

@@ -10,7 +10,6 @@ entry-point architecture, or a checked ``torch.export`` program.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,7 +27,16 @@ from workbench.cli._compute import (
     RayAddressOpt,
     compute_settings,
 )
-from workbench.cli._console import WorkspaceOpt, cli_errors, console, progress_bars, to_jsonable
+from workbench.cli._console import (
+    FormatOpt,
+    WorkspaceOpt,
+    check_format,
+    cli_errors,
+    console,
+    emit_json,
+    pct,
+    progress_bars,
+)
 
 if TYPE_CHECKING:  # torch: imported inside the commands that load or train a model (fast `workbench --help`)
     from concepts import ClassifierModel, Dataset, ProgressFn
@@ -36,7 +44,6 @@ if TYPE_CHECKING:  # torch: imported inside the commands that load or train a mo
 
 __all__ = ["analysis_layers", "datasets_app", "models_app", "train", "workspace_app"]
 
-FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
 
 workspace_app = typer.Typer(help="Create and inspect a workspace.", no_args_is_help=True, add_completion=False)
 datasets_app = typer.Typer(help="List and select the active data set.", no_args_is_help=True, add_completion=False)
@@ -44,13 +51,10 @@ models_app = typer.Typer(help="List, select and add models (safe formats only)."
                          add_completion=False)
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter(f"unknown format {fmt!r}: use table or json", param_hint="--format")
 
 
-def _emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
 
 
 def _line(text: str) -> None:
@@ -58,8 +62,7 @@ def _line(text: str) -> None:
     console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-def _pct(x: Any) -> str:
-    return "—" if x is None else f"{100 * float(x):.1f}%"
+
 
 
 def analysis_layers(model: ClassifierModel) -> list[str]:
@@ -162,10 +165,10 @@ def _show(ws: Workspace) -> dict[str, Any]:
 @cli_errors
 def show(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = "table") -> None:
     """Show the active data set and model, and what the workspace holds."""
-    _check_format(fmt)
+    check_format(fmt)
     info = _show(Workspace(workspace))
     if fmt == "json":
-        _emit_json(info)
+        emit_json(info)
         return
     t = Table(title=f"workspace {info['workspace']}", show_header=False)
     t.add_column("")
@@ -185,7 +188,7 @@ def show(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = "table") 
 @cli_errors
 def datasets_list(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = "table") -> None:
     """List the data sets (the active one is marked)."""
-    _check_format(fmt)
+    check_format(fmt)
     ws = Workspace(workspace)
     active = ws.manifest().get("dataset")
     rows: list[dict[str, Any]] = []
@@ -197,7 +200,7 @@ def datasets_list(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = 
         rows.append({"name": name, "active": name == active, "kind": info.get("kind"),
                      "classes": list(info.get("classes", [])), "image_size": info.get("image_size")})
     if fmt == "json":
-        _emit_json(rows)
+        emit_json(rows)
         return
     t = Table(title=f"data sets in {ws.root}")
     for c in ("", "name", "kind", "classes", "image size"):
@@ -226,7 +229,7 @@ def datasets_select(
 @cli_errors
 def models_list(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = "table") -> None:
     """List the models (the active one is marked); reads model.json only."""
-    _check_format(fmt)
+    check_format(fmt)
     ws = Workspace(workspace)
     active = ws.manifest().get("model")
     rows: list[dict[str, Any]] = []
@@ -239,7 +242,7 @@ def models_list(workspace: WorkspaceOpt = Path("workspace"), fmt: FormatOpt = "t
                      "classes": list(info.get("classes", [])), "model_id": info.get("model_id"),
                      "image_size": (info.get("preprocess") or {}).get("size")})
     if fmt == "json":
-        _emit_json(rows)
+        emit_json(rows)
         return
     t = Table(title=f"models in {ws.root}")
     for c in ("", "name", "architecture", "classes", "image size", "model id"):
@@ -378,9 +381,9 @@ def _metrics_table(result: Any) -> Table:
     for c in ("split", "n", "accuracy", "balanced acc.", "sensitivity", "specificity", "AUC", "worst group"):
         t.add_column(c, justify="right" if c not in ("split", "worst group") else "left")
     for split, m in result.metrics.items():
-        wg = "—" if m.worst_group_accuracy is None else f"{_pct(m.worst_group_accuracy)} ({m.worst_group})"
-        t.add_row(split, str(m.n), _pct(m.accuracy), _pct(m.balanced_accuracy), _pct(m.sensitivity),
-                  _pct(m.specificity), "—" if m.auc is None else f"{m.auc:.3f}", Text(wg))
+        wg = "—" if m.worst_group_accuracy is None else f"{pct(m.worst_group_accuracy)} ({m.worst_group})"
+        t.add_row(split, str(m.n), pct(m.accuracy), pct(m.balanced_accuracy), pct(m.sensitivity),
+                  pct(m.specificity), "—" if m.auc is None else f"{m.auc:.3f}", Text(wg))
     return t
 
 
@@ -431,7 +434,7 @@ def train(
     """Train a classifier on the active data set's train split, store it and make it active."""
     from concepts.models import TrainConfig, train_classifier
 
-    _check_format(fmt)
+    check_format(fmt)
     ws = Workspace(workspace, compute=compute_settings(engine, ray_address, device, precision))
     ws.manifest()
     ds = ws.select_dataset(dataset) if dataset else _active_dataset(ws)
@@ -451,7 +454,7 @@ def train(
         _activate_model(ws, model_name)
         note = _precompute(ws, tcav_runs, progress) if analyse else "not precomputed (--no-precompute)"
     if fmt == "json":
-        _emit_json({"model": model_name, **result.to_json(), "analysis": note})
+        emit_json({"model": model_name, **result.to_json(), "analysis": note})
         return
     console.print(_metrics_table(result))
     _line(f"model {model_name!r} stored in {ws.models_dir / model_name} and active (id {result.model.model_id})")

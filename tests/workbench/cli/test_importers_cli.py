@@ -97,7 +97,9 @@ def test_folder_errors_are_one_line(data: Path, tmp_path: Path) -> None:
     err = _fails([*base, "--name", "../escape"])
     assert "invalid data-set name" in err
     assert "--split-fractions" in _fails([*base, "--name", "x", "--split-fractions", "a,b"])
-    _fails([*base, "--name", "x", "--format", "xml"])
+    bad_format = runner.invoke(app, [*base, "--name", "x", "--format", "xml"])  # a usage error, as everywhere
+    assert bad_format.exit_code == 2 and "unknown format 'xml'" in bad_format.output
+    assert not (ws / "datasets" / "x").exists()
     _ok([*base, "--name", "x"])
     assert "--overwrite" in _fails([*base, "--name", "x"])
     _ok([*base, "--name", "x", "--overwrite"])
