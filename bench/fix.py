@@ -1,7 +1,7 @@
 """Test-time fix from k labelled images per class of a new clinic, on two reversed-shortcut domains.
 
 Usage: python bench/fix.py [--workspace workspace] [--draws 8] [--ks 1,2,4,8,16] [--data DIR]
-[--survival gain|strict] [--mask-prior full|fit]
+[--survival gain|strict] [--mask-prior fit|full]
 
 The demo model learnt two shortcuts (ink with melanoma, a patch with nevi). Each new domain
 reverses one of them (DermSynth, 1,000 images):
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--ks", default="1,2,4,8,16")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--survival", default="gain", help="propose_fix's leave-one-out rule: gain or strict")
-    ap.add_argument("--mask-prior", default="full", help="propose_fix's mask strengths: full (default) or fit")
+    ap.add_argument("--mask-prior", default="fit", help="propose_fix's mask strengths: fit (default) or full")
     args = ap.parse_args()
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():

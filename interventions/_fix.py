@@ -24,10 +24,12 @@ interval above zero). Every kept edit is
 reported with its stability and its expected gain (left-out shots' balanced accuracy and
 log-likelihood, with a bootstrap interval over the shots).
 
-Strength of a mask: the graph lets an artifact be removed entirely, so with the default
+Strength of a mask: the graph lets an artifact be removed entirely, so with
 ``mask_prior="full"`` every kept mask is set to full strength (the amplifications refit around
 it, under leave-one-out too) unless the fitted strengths predict the left-out shots better (the
-L1 term and the source anchor otherwise stop a mask half-way on few shots). The source guard
+L1 term and the source anchor otherwise stop a mask half-way on few shots); the default
+``"fit"`` keeps the fitted strengths (the prior helped on some draws of the benchmark and not on
+others, and harmed the no-shift control: docs/interventions.md). The source guard
 then scales the strengths down until the clean accuracy of the source split drops by at most
 ``max_source_drop``.
 """
@@ -402,7 +404,7 @@ def propose_fix(
     mask_level: str = "source",
     case_ids: Sequence[str] | None = None,
     survival: str = "gain",
-    mask_prior: str = "full",
+    mask_prior: str = "fit",
 ) -> FixProposal:
     """Search masks and amplifications jointly on a few labelled images of a new domain.
 
@@ -458,9 +460,10 @@ def propose_fix(
         90 % bootstrap interval above zero (less harm where nothing shifted, fewer fixes where
         something did: see docs/interventions.md).
     mask_prior
-        Strength of the kept masks: ``"full"`` (default) sets them to full strength unless their
-        fitted strengths give the left-out shots a higher log-likelihood (the leave-one-out fits
-        then decide whether the fix survives); ``"fit"`` keeps the fitted strengths.
+        Strength of the kept masks: ``"fit"`` (default) keeps the fitted strengths; ``"full"``
+        sets them to full strength unless their fitted strengths give the left-out shots a
+        higher log-likelihood (the chosen variant's leave-one-out fits then decide whether the
+        fix survives).
 
     Raises
     ------

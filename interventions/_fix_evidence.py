@@ -60,7 +60,7 @@ class FixSettings:
     anchor: str = "ce"
     mask_level: str = "source"
     survival: str = "gain"
-    mask_prior: str = "full"
+    mask_prior: str = "fit"
 
 
 @dataclass(frozen=True)

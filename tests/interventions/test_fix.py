@@ -251,7 +251,7 @@ def test_strict_survival_needs_a_gain_beyond_one_shots_luck(setup: dict) -> None
 
 def test_full_mask_prior_removes_the_artifact_entirely(setup: dict) -> None:
     """Ink on nevi is a pure artifact in the new domain (ground truth), so removing it entirely
-    is right. With the default full-mask prior every proposed ink mask is at strength 1, and the
+    is right. With the full-mask prior every proposed ink mask is at strength 1, and the
     held-out gain is at least that of the fitted strengths in every draw and higher where the fit
     stopped short (a note says the prior was applied)."""
     model, dirs, source, Xn, yn = (setup[k] for k in ("model", "dirs", "source", "Xn", "yn"))
