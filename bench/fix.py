@@ -1,7 +1,7 @@
 """Test-time fix from k labelled images per class of a new clinic, on two reversed-shortcut domains.
 
 Usage: python bench/fix.py [--workspace workspace] [--draws 8] [--ks 1,2,4,8,16] [--data DIR]
-[--survival gain|strict]
+[--survival gain|strict] [--mask-prior fit|full]
 
 The demo model learnt two shortcuts (ink with melanoma, a patch with nevi). Each new domain
 reverses one of them (DermSynth, 1,000 images):
@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--ks", default="1,2,4,8,16")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--survival", default="gain", help="propose_fix's leave-one-out rule: gain or strict")
+    ap.add_argument("--mask-prior", default="fit", help="propose_fix's mask strengths: fit (default) or full")
     args = ap.parse_args()
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():
@@ -88,7 +89,8 @@ def main() -> None:
             for draw in range(args.draws):
                 few, rest = select_few_shot(y, k, seed=draw)
                 held = WhatIf(model, "pool", acts[rest], y[rest])
-                p = propose_fix(model, dirs, acts[few], y[few], source=source, held_out=held, survival=args.survival)
+                p = propose_fix(model, dirs, acts[few], y[few], source=source, held_out=held, survival=args.survival,
+                                mask_prior=args.mask_prior)
                 assert p.held_out is not None
                 gains.append(100 * (p.held_out["after"]["balanced_accuracy"] - p.held_out["before"]["balanced_accuracy"]))
                 drops.append(100 * (p.source_drop or 0.0))

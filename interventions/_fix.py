@@ -22,15 +22,22 @@ proposed only when it helps the left-out shots (their balanced accuracy or their
 log-likelihood rises; with ``survival="strict"`` the latter only with its 90 % bootstrap
 interval above zero). Every kept edit is
 reported with its stability and its expected gain (left-out shots' balanced accuracy and
-log-likelihood, with a bootstrap interval over the shots). The source guard then scales the
-strengths down until the clean accuracy of the source split drops by at most
+log-likelihood, with a bootstrap interval over the shots).
+
+Strength of a mask: the graph lets an artifact be removed entirely, so with
+``mask_prior="full"`` every kept mask is set to full strength (the amplifications refit around
+it, under leave-one-out too) unless the fitted strengths predict the left-out shots better (the
+L1 term and the source anchor otherwise stop a mask half-way on few shots); the default
+``"fit"`` keeps the fitted strengths (the prior helped on some draws of the benchmark and not on
+others, and harmed the no-shift control: docs/interventions.md). The source guard
+then scales the strengths down until the clean accuracy of the source split drops by at most
 ``max_source_drop``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +51,7 @@ from interventions._fix_evidence import (
     candidate_evidence,
     expected_relation,
 )
-from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain
+from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain, loo_nats
 from interventions._fix_methods import choose_directions, group_directions
 from interventions._fix_search import (
     ANCHORS,
@@ -54,6 +61,7 @@ from interventions._fix_search import (
     cross_entropy,
     edit_deltas,
     fit_strengths,
+    fixed_masks,
 )
 from interventions._ops import MAX_CONDITION
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionError, InterventionSpec
@@ -64,6 +72,9 @@ __all__ = ["FixProposal", "propose_fix", "select_few_shot"]
 
 #: Rules for "the fix helps the left-out shots" (see ``propose_fix(survival=...)``).
 SURVIVAL: tuple[str, ...] = ("gain", "strict")
+
+#: Strengths of the kept masks: fitted, or full unless leave-one-out prefers the fitted ones.
+MASK_PRIORS: tuple[str, ...] = ("fit", "full")
 
 #: Magnitudes below this count as "not chosen".
 _EPS = 0.05
@@ -317,6 +328,8 @@ def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, An
     p = _problem(ctx, dirs, signs, relax * _penalties(ctx, sub, np.arange(len(ctx.y))))
     a = fit_strengths(p)
     loo = leave_one_out(p, lambda r: relax * _penalties(ctx, sub, r))
+    if ctx.cfg.mask_prior == "full" and (signs < 0).any() and len(loo.held):
+        a, loo = _full_masks(p, a, loo, lambda r: relax * _penalties(ctx, sub, r), notes)
     overall = loo_gain(p, loo) if len(loo.held) else None
     if overall is not None and not _survives(overall, ctx.cfg.survival):
         lo, hi = overall["gain_nats_interval"]
@@ -329,6 +342,27 @@ def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, An
     a = _guard(ctx, dirs, signs, a, notes)
     spec = _spec(ctx, dirs, signs, a)
     return spec, _edit_rows(spec, dirs, p, loo), overall
+
+
+def _full_masks(p: Problem, a: np.ndarray, loo: LeaveOneOut, penalty: Callable[[np.ndarray], np.ndarray],
+                notes: list[str]) -> tuple[np.ndarray, LeaveOneOut]:
+    """The full-mask prior: the graph lets an artifact be removed entirely, so every kept mask
+    is set to full strength (the amplifications refit around it, also under leave-one-out)
+    unless the fitted strengths predict the left-out shots better."""
+    m = p.signs < 0
+    q = fixed_masks(p)
+    lq = leave_one_out(q, lambda r: penalty(r)[~m])
+    full = np.ones((len(lq.held), len(m)))
+    full[:, ~m] = lq.a
+    full_loo = LeaveOneOut(lq.held, full)
+    if loo_nats(p, full_loo) < loo_nats(p, loo):
+        return a, loo
+    a_full = np.ones(len(m))
+    a_full[~m] = fit_strengths(q)
+    if np.any(a[m] < 1.0 - 1e-6):
+        notes.append("masks at full strength: the left-out shots are predicted at least as well as with the "
+                     "fitted strengths")
+    return a_full, full_loo
 
 
 def _edit_rows(
@@ -370,6 +404,7 @@ def propose_fix(
     mask_level: str = "source",
     case_ids: Sequence[str] | None = None,
     survival: str = "gain",
+    mask_prior: str = "fit",
 ) -> FixProposal:
     """Search masks and amplifications jointly on a few labelled images of a new domain.
 
@@ -424,18 +459,26 @@ def propose_fix(
         ``"strict"`` when their balanced accuracy rises or their log-likelihood rises with its
         90 % bootstrap interval above zero (less harm where nothing shifted, fewer fixes where
         something did: see docs/interventions.md).
+    mask_prior
+        Strength of the kept masks: ``"fit"`` (default) keeps the fitted strengths; ``"full"``
+        sets them to full strength unless their fitted strengths give the left-out shots a
+        higher log-likelihood (the chosen variant's leave-one-out fits then decide whether the
+        fix survives).
 
     Raises
     ------
     InterventionError
-        No direction, directions at several layers, or labels of a single class.
+        No direction, directions at several layers, labels of a single class, or an unknown
+        anchor, mask level, survival rule or mask prior.
     """
     y = np.asarray(few_shot_labels, dtype=np.int64)
     layer = _check_fix_args(directions, y, gamma, anchor, mask_level)
+    if mask_prior not in MASK_PRIORS:
+        raise InterventionError(f"unknown mask prior {mask_prior!r}; use one of {', '.join(MASK_PRIORS)}")
     if survival not in SURVIVAL:
         raise InterventionError(f"unknown survival rule {survival!r}; use one of {', '.join(SURVIVAL)}")
     cfg = FixSettings(gamma, max_source_drop, sparsity, source_weight, min_stability, fire_level, max_edits, shift_z,
-                    refit_penalty, anchor, mask_level, survival)
+                    refit_penalty, anchor, mask_level, survival, mask_prior)
     fs = WhatIf(model, layer, few_shot_acts, y, case_ids=case_ids)
     ctx = FixContext(model, layer, fs, y, source, _source_rows(source), cfg)
     return _propose(ctx, directions, held_out)

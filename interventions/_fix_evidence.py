@@ -60,6 +60,7 @@ class FixSettings:
     anchor: str = "ce"
     mask_level: str = "source"
     survival: str = "gain"
+    mask_prior: str = "fit"
 
 
 @dataclass(frozen=True)

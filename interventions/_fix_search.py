@@ -30,7 +30,7 @@ from interventions._ops import CompiledSpec
 from interventions._spec import ConceptDirection, ConceptEdit, InterventionSpec
 from interventions._whatif import WhatIf
 
-__all__ = ["ANCHORS", "Problem", "edit_deltas", "fit_strengths", "logits_at"]
+__all__ = ["ANCHORS", "Problem", "edit_deltas", "fit_strengths", "fixed_masks", "logits_at"]
 
 
 #: Source anchors: cross-entropy change, its rise only (hinge), divergence from the unpatched
@@ -181,3 +181,14 @@ def fit_strengths(p: Problem, free: np.ndarray | None = None) -> np.ndarray:
     a = np.clip(np.asarray(res.x, dtype=np.float64), 0.0, p.upper)
     a[~f] = 0.0
     return a
+
+
+def fixed_masks(p: Problem) -> Problem:
+    """The problem with every mask fixed at full strength (folded into the base logits, few-shot
+    and source): only the amplifications are left to fit."""
+    m = p.signs < 0
+    t = np.where(m, -1.0, 0.0)
+    has_src = len(p.y_src) > 0
+    return Problem(logits_at(p.z_few, p.d_few, t), p.d_few[:, ~m], p.y_few, p.w_few,
+                   logits_at(p.z_src, p.d_src, t) if has_src else p.z_src, p.d_src[:, ~m] if has_src else p.d_src,
+                   p.y_src, p.signs[~m], p.upper[~m], p.penalty[~m], p.source_weight, p.anchor)

@@ -8,12 +8,15 @@
 * nothing is proposed (and the notes say why) when no edit helps the shots;
 * on a new domain with no shift (the source's own shortcut) the fix does no harm;
 * a mask moves a component to the source's clean level by default (the examples' ``mu0`` on
-  request), and the source anchors are convex problems with exact gradients.
+  request), and the source anchors are convex problems with exact gradients;
+* the full-mask prior removes an artifact entirely unless leave-one-out over the shots prefers
+  the fitted strength.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,7 +30,16 @@ from interventions import (
     propose_fix,
     select_few_shot,
 )
-from interventions._fix_search import Problem, _loss_grad, base_logits, edit_deltas, logits_at
+from interventions._fix import _full_masks
+from interventions._fix_loo import leave_one_out
+from interventions._fix_search import (
+    Problem,
+    _loss_grad,
+    base_logits,
+    edit_deltas,
+    fit_strengths,
+    logits_at,
+)
 from tests.support.linear_domain import linear_domain, linear_model  # one synthetic domain for both
 
 
@@ -235,3 +247,56 @@ def test_strict_survival_needs_a_gain_beyond_one_shots_luck(setup: dict) -> None
             assert any("survives leave-one-out" in n for n in strict.notes)
     with pytest.raises(InterventionError, match="survival"):
         propose_fix(model, dirs, X[few], y[few], source=source, survival="always")  # type: ignore[arg-type]
+
+
+def test_full_mask_prior_removes_the_artifact_entirely(setup: dict) -> None:
+    """Ink on nevi is a pure artifact in the new domain (ground truth), so removing it entirely
+    is right. With the full-mask prior every proposed ink mask is at strength 1, and the
+    held-out gain is at least that of the fitted strengths in every draw and higher where the fit
+    stopped short (a note says the prior was applied)."""
+    model, dirs, source, Xn, yn = (setup[k] for k in ("model", "dirs", "source", "Xn", "yn"))
+    gains: dict[str, list[float]] = {"fit": [], "full": []}
+    notes: list[str] = []
+    for draw in range(4):
+        few, rest = select_few_shot(yn, 4, seed=draw)  # type: ignore[arg-type]
+        held = WhatIf(model, "pool", Xn[rest], yn[rest])  # type: ignore[arg-type,index]
+        for prior in ("fit", "full"):
+            p = propose_fix(model, dirs, Xn[few], yn[few], source=source, held_out=held,  # type: ignore[arg-type,index]
+                            mask_prior=prior)
+            assert p.held_out is not None and p.spec is not None and (p.source_drop or 0.0) <= 0.02
+            gains[prior].append(p.held_out["after"]["balanced_accuracy"] - p.held_out["before"]["balanced_accuracy"])
+            if prior == "full":
+                assert p.spec.edit("ink").strength == 1.0
+                notes += p.notes
+    fit, full = np.array(gains["fit"]), np.array(gains["full"])
+    assert np.all(full >= fit - 1e-9) and np.any(full > fit + 0.01)
+    assert any(n.startswith("masks at full strength") for n in notes)
+    with pytest.raises(InterventionError, match="mask prior"):
+        propose_fix(model, dirs, Xn[:8], yn[:8], source=source, mask_prior="half")  # type: ignore[arg-type,index]
+
+
+def test_full_mask_prior_yields_to_leave_one_out() -> None:
+    """When the shots show a full mask to be worse than a partial one (masking the component
+    costs the melanomas more than it gains on the nevi beyond a third of the way), the prior
+    keeps the fitted strength, and keeps its leave-one-out fits."""
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    z = np.zeros((8, 2))
+    z[:, 1] = 1.0
+    d = np.zeros((8, 1, 2))
+    d[:4, 0, 1] = 2.0  # masking (t = -a) lowers the melanoma logit by 2a on the nevi ...
+    d[4:, 0, 1] = 2.4 + 0.1 * np.arange(4)  # ... and by more on the melanomas
+    empty = np.zeros((0, 2))
+    p = Problem(z, d, y, 1.0 / np.bincount(y)[y], empty, np.zeros((0, 1, 2)), np.zeros(0, np.int64),
+                np.array([-1.0]), np.array([1.0]), np.array([0.0]), 0.0)
+    a = fit_strengths(p)
+    zero = np.zeros(1)
+    loo = leave_one_out(p, lambda r: zero)
+    notes: list[str] = []
+    a_out, loo_out = _full_masks(p, a, loo, lambda r: zero, notes)
+    assert 0.1 < float(a[0]) < 0.6 and a_out[0] == a[0] and loo_out is loo and notes == []
+    # the same shots with the melanomas untouched by the mask: full strength wins
+    d2 = d.copy()
+    d2[4:] = 0.0
+    p2 = replace(p, d_few=d2)
+    a2, loo2 = _full_masks(p2, fit_strengths(p2), leave_one_out(p2, lambda r: zero), lambda r: zero, notes)
+    assert a2[0] == 1.0 and np.all(loo2.a == 1.0)
