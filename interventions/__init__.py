@@ -20,8 +20,9 @@ from interventions._directions import (
 from interventions._effect_record import record_effect
 from interventions._effect_twins import artifact_twins
 from interventions._effects import METRIC_KEYS, EffectReport, measure_effect
-from interventions._fix import FixProposal, propose_fix, select_few_shot
+from interventions._fix import propose_fix
 from interventions._fix_methods import FIX_METHODS, fix_directions
+from interventions._fix_proposal import FixProposal, select_few_shot
 from interventions._library import ConceptLibrary
 from interventions._ops import apply_spec
 from interventions._patch import export_program, is_patched_artifact, load_patched, patch
