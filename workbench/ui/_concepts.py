@@ -280,12 +280,39 @@ def clustering(ws: Workspace, layer: str | None = None, progress: ProgressFn | N
     with reg.lock:
         res = reg.results.get(key)
     if res is None:
+        res = _saved_clustering(ws, lay)
+    if res is None:
         m = model(ws)
         with model_lock(m.model_id):
             res = cluster_dataset(dataset(ws), m, lay, split="train", cache=ws.activation_cache,
                                   progress=progress)
-        with reg.lock:
-            reg.results[key] = res
+    with reg.lock:
+        reg.results[key] = res
+    return res
+
+
+def _saved_clustering(ws: Workspace, layer: str) -> Any:
+    """The clusters ``workbench train``/``demo`` precomputed (``results/clusters.json``) when they
+    are of this model, data set (content hash), layer and the train split; else ``None``.
+
+    Reading them costs a JSON parse; clustering the train split again costs a pass over its
+    activations (tens of seconds at 100,000 cases)."""
+    from concepts import WorkbenchError
+    from concepts.discovery import ClusteringResult
+
+    path = ws.results_dir / "clusters.json"
+    analysis = ws.manifest().get("analysis") or {}
+    made = analysis.get("clusters") if isinstance(analysis, dict) else None
+    if not path.is_file() or not isinstance(made, dict):
+        return None
+    if made.get("model_id") != model(ws).model_id or made.get("layer") != layer:
+        return None
+    try:
+        res = ClusteringResult.load(path)
+    except (WorkbenchError, OSError):
+        return None
+    if res.layer != layer or res.split != "train" or res.dataset_hash != dataset_key(ws)[1]:
+        return None  # written since by `workbench clusters` with other settings
     return res
 
 

@@ -134,3 +134,27 @@ def test_concept_builder_takes_typed_ids_beyond_the_listed_ones(
     named = Store.for_workspace(fresh_workspace).events(EventFilter(action="concept_named"))
     assert [e.concept for e in named] == ["typed_marks"]
     assert (named[0].spec or {}).get("n_positive") == len(others)
+
+
+# ---------------------------------------------------------------------------- saved clusters
+def test_cluster_gallery_reads_the_precomputed_clusters(fresh_workspace: Path) -> None:
+    """The Confounders page's gallery reads ``results/clusters.json`` when the precompute wrote it
+    for this model, data set and layer (no second clustering pass), and ignores it otherwise."""
+    from concepts import Workspace
+    from concepts.discovery import cluster_dataset
+    from workbench.ui._concepts import _saved_clustering
+
+    ws = Workspace(fresh_workspace)
+    layer = ws.layers()[-1]
+    m, ds = ws.model(), ws.dataset()
+    assert _saved_clustering(ws, layer) is None  # nothing saved yet
+    res = cluster_dataset(ds, m, layer, split="train", cache=ws.activation_cache)
+    res.save(ws.results_dir / "clusters.json")
+    ws.update_manifest(analysis={"clusters": {"model_id": m.model_id, "layer": layer}})
+    got = _saved_clustering(ws, layer)
+    assert got is not None
+    assert np.array_equal(got.assignments, res.assignments) and got.case_ids == res.case_ids
+    assert got.clusters["cluster"].tolist() == res.clusters["cluster"].tolist()
+    assert _saved_clustering(ws, ws.layers()[0]) is None  # another layer: recomputed
+    ws.update_manifest(analysis={"clusters": {"model_id": "another-model", "layer": layer}})
+    assert _saved_clustering(ws, layer) is None  # another model: recomputed
