@@ -245,6 +245,19 @@ def cli_checks(root: Path) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------- main
+def _child_build(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Build the workspace in a child process: this process stays small, so the peak RSS its
+    later children report (Linux carries a parent's peak into a forked child) is their own."""
+    cmd = [sys.executable, __file__, "--_build", "--cases", str(args.cases), "--size", str(args.size),
+           "--workdir", str(args.workdir), "--seed-cases", str(args.seed_cases), "--runs", str(args.runs)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO, check=False)
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[len("RESULT "):]))
+    sys.exit(f"building the workspace failed (rc {proc.returncode})")
+
+
 def _child_page(key: str, root: Path) -> list[dict[str, Any]]:
     cmd = [sys.executable, __file__, "--_page", key, "--workdir", str(root.parent), "--_root", str(root)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -266,6 +279,7 @@ def main() -> None:
     ap.add_argument("--pages", default="", help="comma-separated page keys (default: all)")
     ap.add_argument("--cli", action="store_true", help="also time the CLI commands on the workspace")
     ap.add_argument("--_page", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--_build", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_root", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -273,8 +287,11 @@ def main() -> None:
         print("RESULT " + json.dumps(measure_page(args._page, args._root)), flush=True)
         return
     root = (args.workdir / f"ws-{args.cases}-{args.size}").resolve()
+    if args._build:
+        print("RESULT " + json.dumps(build_workspace(root, args.cases, args.size, args.seed_cases, args.runs)))
+        return
     t = time.perf_counter()
-    built = build_workspace(root, args.cases, args.size, args.seed_cases, args.runs)
+    built = _child_build(args, root)
     print(f"workspace {root}: {args.cases} cases at {args.size} px "
           f"({'reused' if built['reused'] else f'built in {time.perf_counter() - t:.0f} s'}; "
           f"build steps {built.get('seconds')}, analysis steps {built.get('analysis_steps')})", flush=True)
