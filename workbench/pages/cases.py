@@ -205,10 +205,10 @@ def _case_list(ctx: PageContext, ws: Any, split: str, pred_layer: str) -> pd.Ser
     rows = pg.rows
     if pg.n_pages > 1:
         st.caption(f"Cases {pg.first}–{pg.last} of {pg.n_matching}")
-    view = f"{split}|{pg.page}|{pg.size}|{len(shown)}"
+    view = pg.view_key(split)
     event = st.dataframe(
         rows.drop(columns=["row", *arts]), hide_index=True, width="stretch", height=260,
-        on_select="rerun", selection_mode="multi-row", key=f"cx_table_{abs(hash(view)) % 10**8}",
+        on_select="rerun", selection_mode="multi-row", key=f"cx_table|{view}",
     )
     sel = [r for r in (event.selection.rows if event is not None else []) if r < len(rows)]  # type: ignore[union-attr]
     st.session_state[_VISIBLE_KEY] = rows["case_id"].tolist()

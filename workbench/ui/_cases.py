@@ -8,6 +8,7 @@ Python. Nothing here draws widgets: the page (``workbench/pages/cases.py``) does
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -82,6 +83,13 @@ class CasePage:
     @property
     def last(self) -> int:
         return (self.page - 1) * self.size + len(self.rows)
+
+    def view_key(self, split: str) -> str:
+        """Names what this page shows (split, page, size and a digest of its case ids): a table
+        keyed by it starts with no ticked rows whenever other cases are shown."""
+        ids = "|".join(self.rows["case_id"].astype(str)) if "case_id" in self.rows else ""
+        digest = hashlib.sha256(ids.encode()).hexdigest()[:12]
+        return f"{split}|{self.page}|{self.size}|{digest}"
 
 
 def page_of(shown: pd.DataFrame, page: int, size: int) -> CasePage:

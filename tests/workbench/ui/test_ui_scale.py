@@ -59,6 +59,10 @@ def test_page_of_covers_every_row_once_and_clamps() -> None:
     assert pd.concat([p.rows for p in pages])["case_id"].tolist() == t["case_id"].tolist()
     assert (pages[1].first, pages[1].last, pages[4].first, pages[4].last) == (26, 50, 101, 103)
     assert page_of(t, 99, 25).page == 5 and page_of(t, 0, 25).page == 1  # clamped
+    assert pages[0].view_key("val") == page_of(t, 1, 25).view_key("val")  # stable
+    assert len({p.view_key("val") for p in pages}) == 5
+    other = filter_cases(t, CaseFilter(outcome="correct"))
+    assert page_of(other, 1, 25).view_key("val") != pages[0].view_key("val")  # other cases shown
     empty = page_of(t.iloc[:0], 3, 25)
     assert (empty.page, empty.n_pages, empty.first, len(empty.rows)) == (1, 1, 0, 0)
 
