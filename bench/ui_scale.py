@@ -112,10 +112,7 @@ def build_workspace(root: Path, cases: int, size: int, seed_cases: int, runs: in
             return {**info, "reused": True}
     from concepts import Workspace
     from concepts.dermsynth import DermSynthConfig
-    from workbench.services import DemoConfig, build_demo
-    from workbench.services._demo import (
-        analyse_workspace,  # `workbench demo` runs it after the build
-    )
+    from workbench.services import DemoConfig, analyse_workspace, build_demo
 
     ws = Workspace(root)
     times: dict[str, float] = {}
@@ -146,7 +143,7 @@ def refresh_precompute(root: Path) -> dict[str, Any]:
     clusters, activations) after ``--cli`` re-ran TCAV and clustering, so that the next run of
     this bench finds the workspace as it was built."""
     from concepts import Workspace
-    from workbench.services._precompute import precompute_pages
+    from workbench.services import precompute_pages
 
     ws = Workspace(root)
     t = time.perf_counter()
@@ -207,7 +204,7 @@ def measure_page(key: str, root: Path) -> list[dict[str, Any]]:
     import concepts.tcav  # noqa: F401
     import graph  # noqa: F401
     import interventions  # noqa: F401
-    from workbench.ui._nav import PAGES
+    from workbench.ui import PAGES
 
     imports = time.perf_counter() - t
 
