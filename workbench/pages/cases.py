@@ -134,7 +134,8 @@ def _concept_builder(ctx: PageContext, ws: Any) -> None:
     neg: list[str] | None = None
     if how == "chosen":
         nopts, npartial = picker_options(all_ids, st.session_state.get(_NEG_KEY, []), visible)
-        neg = st.multiselect("Cases without the concept", [i for i in nopts if i not in set(pos)],
+        chosen = set(pos)
+        neg = st.multiselect("Cases without the concept", [i for i in nopts if i not in chosen],
                              key=_NEG_KEY, accept_new_options=npartial)
     bad = unknown_ids([*pos, *(neg or [])], all_ids)
     if bad:
