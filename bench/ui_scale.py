@@ -50,6 +50,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--workdir", type=Path, default=REPO / "bench-ui-scale")
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cw-ui-scale",
+                    help="where the workspace is built and reused (default: <tmp>/cw-ui-scale)")
     ap.add_argument("--seed-cases", type=int, default=2000, help="DermSynth cases rendered (then repeated)")
     ap.add_argument("--runs", type=int, default=6, help="TCAV random runs of the analysis")
     ap.add_argument("--pages", default="", help="comma-separated page keys (default: all)")
