@@ -351,7 +351,7 @@ class Dataset:
         """Row positions of the cases in ``split`` whose columns equal the given values."""
         mask = np.ones(len(self.cases), dtype=bool)
         if split is not None:
-            if split not in set(self.cases["split"]):
+            if split not in self.splits:  # pd.unique: a Python set of N arrow strings costs ~0.3 s at 100k
                 raise DataError(f"unknown split {split!r}; this data set has {self.splits}")
             mask &= (self.cases["split"] == split).to_numpy()
         for col, val in equals.items():

@@ -10,6 +10,16 @@ import pandas as pd
 import streamlit as st
 
 from store import Action
+from workbench.ui._cases import (
+    PAGE_SIZES,
+    CaseFilter,
+    CasePage,
+    case_id_index,
+    filter_cases,
+    page_of,
+    picker_options,
+    unknown_ids,
+)
 from workbench.ui._concepts import (
     add_concept_from_cases,
     attribution,
@@ -33,6 +43,7 @@ from workbench.ui._text import md
 
 _GROUPS = ("custom", "artifact", "criterion")
 _POS_KEY, _NEG_KEY, _TICKED_KEY = "cx_concept_cases", "cx_concept_neg", "cx_ticked_prev"
+_VISIBLE_KEY = "cx_visible_ids"  # the case ids on the table's current page (the pickers list them)
 
 
 def _filters(cases: pd.DataFrame, arts: list[str]) -> pd.DataFrame:
@@ -45,16 +56,20 @@ def _filters(cases: pd.DataFrame, arts: list[str]) -> pd.DataFrame:
                          help="cases that carry every selected artifact")
     tones = sorted(cases["skin_tone"].unique().tolist()) if "skin_tone" in cases else []
     tone = c4.multiselect("Skin tone", tones, key="cx_tone") if tones else []
-    out = cases[cases["label"].isin(cls)]
-    if outcome == "correct":
-        out = out[out["correct"]]
-    elif outcome == "incorrect":
-        out = out[~out["correct"]]
-    for a in art:
-        out = out[out[a] == 1]
-    if tone:
-        out = out[out["skin_tone"].isin(tone)]
-    return out
+    flt = CaseFilter(classes=tuple(cls), outcome=str(outcome or "all"), artifacts=tuple(art),
+                     skin_tones=tuple(tone))
+    return filter_cases(cases, flt)
+
+
+def _paged(shown: pd.DataFrame) -> CasePage:
+    """Page size and page number of the filtered table (only that page goes to the browser)."""
+    a, b = st.columns([1, 1])
+    size = int(a.selectbox("Rows per page", PAGE_SIZES, index=1, key="cx_page_size"))
+    n_pages = page_of(shown, 1, size).n_pages
+    if int(st.session_state.get("cx_page", 1)) > n_pages:  # the filters narrowed: back to page 1
+        st.session_state["cx_page"] = 1
+    page = b.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, step=1, key="cx_page")
+    return page_of(shown, int(page), size)
 
 
 def _what_if(ws: Any, split: str, layer: str, case: pd.Series, concepts: list[str]) -> None:
@@ -82,35 +97,50 @@ def _what_if(ws: Any, split: str, layer: str, case: pd.Series, concepts: list[st
         st.caption(f"The prediction stays **{md(new)}**.")
 
 
-def _sync_ticks(ticked: list[str]) -> None:
+def _sync_ticks(view: str, ticked: list[str]) -> None:
     """Ticking a row adds the case to the concept's cases, unticking removes it (before the
-    multiselect is drawn, so its state may change)."""
-    prev = list(st.session_state.get(_TICKED_KEY, []))
+    multiselect is drawn, so its state may change). ``view`` names the table page shown: on
+    another page (or other filters) the ticks start afresh and nothing is removed."""
+    prev_view, prev = st.session_state.get(_TICKED_KEY, ("", []))
+    if prev_view != view:
+        prev = []
     if ticked == prev:
+        st.session_state[_TICKED_KEY] = (view, ticked)
         return
     added, removed = set(ticked) - set(prev), set(prev) - set(ticked)
     cur = [c for c in st.session_state.get(_POS_KEY, []) if c not in removed]
     st.session_state[_POS_KEY] = cur + [c for c in ticked if c in added and c not in cur]
-    st.session_state[_TICKED_KEY] = ticked
+    st.session_state[_TICKED_KEY] = (view, ticked)
 
 
 @st.fragment
 def _concept_builder(ctx: PageContext, ws: Any) -> None:
     """Name a concept from the ticked cases; negatives matched per class or chosen (a fragment:
     picking a case id reruns only this part, not the case's maps and attribution)."""
-    ids = dataset(ws).cases["case_id"].astype(str).tolist()
+    all_ids = case_id_index(ws)
+    visible = st.session_state.get(_VISIBLE_KEY, [])
+    opts, partial = picker_options(all_ids, st.session_state.get(_POS_KEY, []), visible)
     st.markdown("**Concept from cases** — tick rows in the table (or pick ids), name what they "
                 "share, and it joins the concept bank")
-    pos: list[str] = st.multiselect("Cases showing the concept", ids, key=_POS_KEY,
-                                    placeholder="tick rows above or type case ids")
+    typed = " or type case ids in full" if partial else " or type case ids"
+    pos: list[str] = st.multiselect("Cases showing the concept", opts, key=_POS_KEY,
+                                    placeholder="tick rows above" + typed, accept_new_options=partial,
+                                    help=f"lists the ticked cases and those on the table's page "
+                                         f"({len(all_ids)} cases in all)" if partial else None)
     how = st.radio("Negatives (cases without it)", ["matched per class", "chosen"], horizontal=True,
                    key="cx_concept_neg_mode",
                    help="matched per class: drawn from the other cases with the same class mix as "
                         "the chosen cases, so the concept cannot stand for the diagnosis")
     neg: list[str] | None = None
     if how == "chosen":
-        neg = st.multiselect("Cases without the concept", [i for i in ids if i not in set(pos)],
-                             key=_NEG_KEY)
+        nopts, npartial = picker_options(all_ids, st.session_state.get(_NEG_KEY, []), visible)
+        chosen = set(pos)
+        neg = st.multiselect("Cases without the concept", [i for i in nopts if i not in chosen],
+                             key=_NEG_KEY, accept_new_options=npartial)
+    bad = unknown_ids([*pos, *(neg or [])], all_ids)
+    if bad:
+        st.warning(f"Not case ids of this data set: {md(', '.join(bad[:10]))}"
+                   + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""), icon=":material/warning:")
     with st.form("cx_concept_form", clear_on_submit=False):
         a, b = st.columns([2, 1])
         name = a.text_input("Concept name", key="cx_concept_name", placeholder="e.g. ink_marks")
@@ -165,27 +195,33 @@ def _pick_split(ws: Any) -> str:
 
 
 def _case_list(ctx: PageContext, ws: Any, split: str, pred_layer: str) -> pd.Series | None:
-    """The filtered case table (ticked rows feed the concept builder); the case to inspect
-    (the last ticked, else the first shown; ``None`` when no case matches)."""
+    """The filtered case table, one page at a time (ticked rows feed the concept builder); the
+    case to inspect (the last ticked, else the first shown; ``None`` when no case matches)."""
     cases = case_table(ws, split, pred_layer)
     arts = [c for c in dataset(ws).info.artifacts if c in cases]
     shown = _filters(cases, arts)
     st.caption(f"{len(shown)} of {len(cases)} cases · accuracy on these "
                f"{100 * shown['correct'].mean():.1f}%" if len(shown) else "No case matches the filters.")
+    pg = _paged(shown)
+    rows = pg.rows
+    if pg.n_pages > 1:
+        st.caption(f"Cases {pg.first}–{pg.last} of {pg.n_matching}")
+    view = pg.view_key(split)
     event = st.dataframe(
-        shown.drop(columns=["row", *arts]), hide_index=True, width="stretch", height=260,
-        on_select="rerun", selection_mode="multi-row", key="cx_table",
+        rows.drop(columns=["row", *arts]), hide_index=True, width="stretch", height=260,
+        on_select="rerun", selection_mode="multi-row", key=f"cx_table|{view}",
     )
-    sel = [r for r in (event.selection.rows if event is not None else []) if r < len(shown)]  # type: ignore[union-attr]
+    sel = [r for r in (event.selection.rows if event is not None else []) if r < len(rows)]  # type: ignore[union-attr]
+    st.session_state[_VISIBLE_KEY] = rows["case_id"].tolist()
     writer = ctx.can(Action.CONCEPT_NAMED) and not ctx.read_only
     if writer:
-        _sync_ticks([str(shown.iloc[r]["case_id"]) for r in sel])
+        _sync_ticks(view, [str(rows.iloc[r]["case_id"]) for r in sel])
         with st.expander("Build a concept from cases", expanded=bool(st.session_state.get(_POS_KEY))), \
                 guard("Concept from cases"):
             _concept_builder(ctx, ws)
-    if not len(shown):
+    if not len(rows):
         return None
-    case = shown.iloc[sel[-1]] if sel else shown.iloc[0]
+    case = rows.iloc[sel[-1]] if sel else rows.iloc[0]
     if not sel:
         st.caption("Tick a row to inspect another case" + (" (ticked cases can make a concept)." if writer else "."))
     return case

@@ -14,6 +14,7 @@ from store import Action
 from workbench.ui._figures import metrics_compare_bar, reliance_bar
 from workbench.ui._history import active_interventions, intervention_report_bytes
 from workbench.ui._interventions import (
+    FLIPS_SHOWN,
     PRESET_KEY,
     build_spec,
     concept_library,
@@ -140,8 +141,11 @@ def _what_if(ctx: PageContext) -> None:
     )
     with right:
         _reliance(ws, main_split, layer, before, after, note)
-    flips = flipped_table(ws, main_split, layer, after)
-    with st.expander(f"Flipped cases ({len(flips)}, {main_label})", expanded=bool(len(flips)) and len(flips) <= 20):
+    flips = flipped_table(ws, main_split, layer, after, limit=FLIPS_SHOWN)
+    n_flips = after.n_flipped
+    with st.expander(f"Flipped cases ({n_flips}, {main_label})", expanded=bool(n_flips) and n_flips <= 20):
+        if n_flips > len(flips):
+            st.caption(f"The first {len(flips)} of {n_flips} flipped cases.")
         st.dataframe(flips, hide_index=True, width="stretch")
 
     _save_form(ctx, ws, spec)

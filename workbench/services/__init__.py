@@ -12,9 +12,19 @@ from typing import TYPE_CHECKING
 from store import lazy_exports
 
 if TYPE_CHECKING:
-    from workbench.services._demo import DemoConfig, build_demo
+    from workbench.services._demo import DemoConfig, analyse_workspace, build_demo
     from workbench.services._fix_record import FixShots, fix_record, metric_deltas, parts_sha256
+    from workbench.services._precompute import precompute_pages
 
-__all__ = ["DemoConfig", "FixShots", "build_demo", "fix_record", "metric_deltas", "parts_sha256"]
+__all__ = [
+    "DemoConfig",
+    "FixShots",
+    "analyse_workspace",
+    "build_demo",
+    "fix_record",
+    "metric_deltas",
+    "parts_sha256",
+    "precompute_pages",
+]
 
 __getattr__, __dir__ = lazy_exports(__name__, __file__)

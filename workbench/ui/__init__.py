@@ -11,15 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workbench.ui._interventions import EvalSplits, build_spec, evaluate, flipped_table
+    from workbench.ui._nav import PAGES
 
 _WHERE = {
+    "PAGES": "workbench.ui._nav",
     "EvalSplits": "workbench.ui._interventions",
     "build_spec": "workbench.ui._interventions",
     "evaluate": "workbench.ui._interventions",
     "flipped_table": "workbench.ui._interventions",
 }
 
-__all__ = ["EvalSplits", "build_spec", "evaluate", "flipped_table"]
+__all__ = ["PAGES", "EvalSplits", "build_spec", "evaluate", "flipped_table"]
 
 
 def __getattr__(name: str) -> Any:

@@ -165,9 +165,18 @@ def attribution(ws: Workspace, row: int, target: str, method: str = "gradcam") -
 def case_table(ws: Workspace, split: str, layer: str) -> pd.DataFrame:
     """The cases of ``split`` with the model's prediction (from the what-if engine's cached
     activations): row, case_id, label, predicted, p(<first class>), correct, artifacts, skin
-    tone and the ground-truth checklist score."""
+    tone and the ground-truth checklist score.
+
+    Built once per (workspace, model weights, data-set content, split, layer) and cached: a
+    rerun of the Case explorer filters this table, it does not rebuild it."""
+    return _case_table(str(ws.root), model_key(ws)[1], dataset_key(ws)[1], split, layer)
+
+
+@st.cache_data(show_spinner="Listing the cases…", max_entries=8)
+def _case_table(root: str, model_sha: str, ds_hash: str, split: str, layer: str) -> pd.DataFrame:
     from workbench.ui._interventions import whatif
 
+    ws = Workspace(root)
     wi = whatif(ws, split, layer)
     ds = dataset(ws)
     idx = ds.indices(split)
@@ -177,12 +186,12 @@ def case_table(ws: Workspace, split: str, layer: str) -> pd.DataFrame:
         "row": idx,
         "case_id": cases["case_id"].astype(str),
         "label": cases["label"].astype(str),
-        "predicted": [classes[int(k)] for k in wi.base_pred],
+        "predicted": np.asarray(classes, dtype=object)[np.asarray(wi.base_pred, dtype=int)],
         f"p({classes[0]})": np.round(wi.base_proba[:, 0], 3),
     })
     out["correct"] = out["label"] == out["predicted"]
     arts = [a for a in ds.info.artifacts if a in cases.columns]
-    out["artifacts"] = [", ".join(a for a in arts if int(r[a])) for _, r in cases[arts].iterrows()] if arts else ""
+    out["artifacts"] = _artifact_names(cases, arts)
     for a in arts:
         out[a] = cases[a].astype(int).to_numpy()
     if "skin_tone" in cases.columns:
@@ -190,6 +199,17 @@ def case_table(ws: Workspace, split: str, layer: str) -> pd.DataFrame:
     if "seven_point_score" in cases.columns:
         out["seven_point_score"] = cases["seven_point_score"].to_numpy()
     return out
+
+
+def _artifact_names(cases: pd.DataFrame, arts: list[str]) -> np.ndarray | str:
+    """Per case, the artifacts it carries as ``"ink, ruler"`` (column by column, not row by row)."""
+    if not arts:
+        return ""
+    text = np.full(len(cases), "", dtype=object)
+    for a in arts:
+        has = cases[a].to_numpy().astype(int) == 1
+        text[has] = text[has] + np.where(text[has] == "", a, ", " + a)
+    return text
 
 
 @st.cache_data(show_spinner="Scoring the concepts…", max_entries=64)
@@ -260,12 +280,39 @@ def clustering(ws: Workspace, layer: str | None = None, progress: ProgressFn | N
     with reg.lock:
         res = reg.results.get(key)
     if res is None:
+        res = _saved_clustering(ws, lay)
+    if res is None:
         m = model(ws)
         with model_lock(m.model_id):
             res = cluster_dataset(dataset(ws), m, lay, split="train", cache=ws.activation_cache,
                                   progress=progress)
-        with reg.lock:
-            reg.results[key] = res
+    with reg.lock:
+        reg.results[key] = res
+    return res
+
+
+def _saved_clustering(ws: Workspace, layer: str) -> Any:
+    """The clusters ``workbench train``/``demo`` precomputed (``results/clusters.json``) when they
+    are of this model, data set (content hash), layer and the train split; else ``None``.
+
+    Reading them costs a JSON parse; clustering the train split again costs a pass over its
+    activations (tens of seconds at 100,000 cases)."""
+    from concepts import WorkbenchError
+    from concepts.discovery import ClusteringResult
+
+    path = ws.results_dir / "clusters.json"
+    analysis = ws.manifest().get("analysis") or {}
+    made = analysis.get("clusters") if isinstance(analysis, dict) else None
+    if not path.is_file() or not isinstance(made, dict):
+        return None
+    if made.get("model_id") != model(ws).model_id or made.get("layer") != layer:
+        return None
+    try:
+        res = ClusteringResult.load(path)
+    except (WorkbenchError, OSError):
+        return None
+    if res.layer != layer or res.split != "train" or res.dataset_hash != dataset_key(ws)[1]:
+        return None  # written since by `workbench clusters` with other settings
     return res
 
 

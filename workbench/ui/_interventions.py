@@ -42,6 +42,7 @@ from workbench.services._whatif import whatif_engine
 from workbench.ui._state import dataset, dataset_key, model, model_key, model_lock, store
 
 __all__ = [
+    "FLIPS_SHOWN",
     "PRESET_KEY",
     "EvalSplits",
     "build_spec",
@@ -191,20 +192,30 @@ def evaluate(ws: Workspace, split: str, layer: str, spec: InterventionSpec | Non
     return res
 
 
-def flipped_table(ws: Workspace, split: str, layer: str, result: WhatIfResult) -> pd.DataFrame:
-    """Cases whose prediction the intervention changes: id, truth, before, after, p(positive)."""
+#: Flipped cases listed on the Interventions page (the count above the table is the full one).
+FLIPS_SHOWN = 500
+
+
+def flipped_table(ws: Workspace, split: str, layer: str, result: WhatIfResult,
+                  limit: int | None = None) -> pd.DataFrame:
+    """Cases whose prediction the intervention changes: id, truth, before, after, p(positive)
+    (the first ``limit`` of them when given; built column by column)."""
     wi = whatif(ws, split, layer)
-    classes = wi.model.classes
-    rows = result.flipped
+    classes = np.asarray(wi.model.classes, dtype=object)
+    rows = np.asarray(result.flipped, dtype=int)
+    if limit is not None:
+        rows = rows[: max(0, int(limit))]
     base = wi.base_proba
+    ids = np.asarray(wi.case_ids, dtype=object)
+    name = str(classes[0])
     return pd.DataFrame(
         {
-            "case_id": [wi.case_ids[r] for r in rows],
-            "truth": [classes[int(wi.labels[r])] for r in rows],
-            "before": [classes[int(base[r].argmax())] for r in rows],
-            "after": [classes[int(result.proba[r].argmax())] for r in rows],
-            f"p({classes[0]}) before": np.round(base[rows, 0], 3) if len(rows) else [],
-            f"p({classes[0]}) after": np.round(result.proba[rows, 0], 3) if len(rows) else [],
+            "case_id": ids[rows],
+            "truth": classes[np.asarray(wi.labels, dtype=int)[rows]],
+            "before": classes[base[rows].argmax(axis=1)] if len(rows) else [],
+            "after": classes[result.proba[rows].argmax(axis=1)] if len(rows) else [],
+            f"p({name}) before": np.round(base[rows, 0], 3) if len(rows) else [],
+            f"p({name}) after": np.round(result.proba[rows, 0], 3) if len(rows) else [],
         }
     )
 
