@@ -18,7 +18,7 @@ from store import lazy_exports
 if TYPE_CHECKING:
     from concepts.bank import MIN_EXAMPLES
     from concepts.tcav._cav import CAV, CAVSet, CAVTrainer, cav_cosine, fit_cavs
-    from concepts.tcav._choices import CORRECTIONS, PROBES, STATISTICS, TESTS
+    from concepts.tcav._choices import CORRECTIONS, MAX_INPUTS_PER_CLASS, PROBES, STATISTICS, TESTS
     from concepts.tcav._core import (
         TABLE_COLUMNS,
         TCAVReport,
@@ -62,6 +62,7 @@ __all__ = [
     "BASELINE_RUNS_PER_SET",
     "CAV",
     "CORRECTIONS",
+    "MAX_INPUTS_PER_CLASS",
     "MIN_EXAMPLES",
     "PROBES",
     "STATISTICS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["CORRECTIONS", "PROBES", "STATISTICS", "TESTS", "Probe"]
+__all__ = ["CORRECTIONS", "MAX_INPUTS_PER_CLASS", "PROBES", "STATISTICS", "TESTS", "Probe"]
 
 #: CAV probes: the pattern (difference of class means, whitened), ridge, logistic regression, SGD.
 Probe = Literal["pattern", "ridge", "logistic", "sgd"]
@@ -17,3 +17,8 @@ CORRECTIONS: tuple[str, ...] = ("holm", "bh", "none")
 #: Per-run statistics the test compares: the mean directional derivative of the unit CAV, or the
 #: TCAV score (sign count).
 STATISTICS: tuple[str, ...] = ("derivative", "sign_count")
+
+#: Class inputs kept per class by default (a seeded sample): the class gradients of every input
+#: are held in memory, so an uncapped 100,000-case data set's 20,000 validation cases took 3.5 GB;
+#: a TCAV score over 1,000 inputs has a standard error of at most 1.6 points.
+MAX_INPUTS_PER_CLASS = 1000

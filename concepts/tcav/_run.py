@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from concepts._progress import ProgressFn
+from concepts.tcav._choices import MAX_INPUTS_PER_CLASS
 from concepts.tcav._compute_cavs import RANDOM, TrainedCAVs, compute_cavs
 from concepts.tcav._core import TCAVReport
 from concepts.tcav._plan import ClassGradients, TCAVPlan, compute_class_gradients, plan_analysis
@@ -58,7 +59,7 @@ def run_tcav(
     source: Workspace | TCAVSetup | str | Path, layers: Sequence[str] | None = None, *, runs: int = 20,
     probe: str = "pattern", stability_probe: str | None = "auto", concepts: Sequence[str] | None = None,
     classes: Sequence[str] | None = None, counterpart: str | None = None, split: str | Sequence[str] = "val",
-    inputs_per_class: int | None = None, random_set_size: int | None = None,
+    inputs_per_class: int | None = MAX_INPUTS_PER_CLASS, random_set_size: int | None = None,
     significance: SignificanceConfig | None = None, probe_alpha: float = 1.0, test_size: float = 0.3,
     target: str = "logit", seed: int = 0, reuse: bool = True, save: bool = True,
     progress: ProgressFn | None = None,
@@ -89,7 +90,8 @@ def run_tcav(
         or ``"negative"`` (e.g. DermSynth's counterfactual twins). Default: each concept's own.
     split, inputs_per_class
         Where the class inputs of a workspace come from (topped up to 200 per class from the
-        other held-out splits when short) and how many at most (default: all).
+        other held-out splits when short) and how many at most (a seeded sample; default
+        :data:`MAX_INPUTS_PER_CLASS`, 1,000; ``None``: all).
     random_set_size
         Size of each random counterpart (default: median positive-set size, at most half the pool).
     significance

@@ -16,6 +16,7 @@ from concepts._errors import ConceptError, WorkspaceError
 from concepts.bank import ConceptBank
 from concepts.data import ImageSet
 from concepts.models import ActivationCache, ClassifierModel
+from concepts.tcav._choices import MAX_INPUTS_PER_CLASS
 from concepts.tcav._significance import SignificanceConfig
 from concepts.workspace import Workspace
 
@@ -80,7 +81,7 @@ class TCAVSetup:
         workspace: Workspace,
         *,
         split: str | Sequence[str] = "val",
-        inputs_per_class: int | None = None,
+        inputs_per_class: int | None = MAX_INPUTS_PER_CLASS,
         min_inputs_per_class: int = RECOMMENDED_INPUTS,
         seed: int = 0,
     ) -> TCAVSetup:
@@ -88,7 +89,8 @@ class TCAVSetup:
 
         Class inputs come from ``split``; a class with fewer than ``min_inputs_per_class`` cases
         there is topped up from the other held-out splits (never ``train``). At most
-        ``inputs_per_class`` per class are kept (default: all).
+        ``inputs_per_class`` per class are kept, a sample drawn with ``seed`` (default
+        :data:`MAX_INPUTS_PER_CLASS`; ``None``: all).
         """
         model = workspace.model()
         ds = workspace.dataset()

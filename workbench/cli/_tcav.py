@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from concepts import Workspace
-from concepts.tcav import CORRECTIONS, PROBES, STATISTICS, TESTS
+from concepts.tcav import CORRECTIONS, MAX_INPUTS_PER_CLASS, PROBES, STATISTICS, TESTS
 from workbench.cli._compute import (
     DeviceOpt,
     EngineOpt,
@@ -66,6 +66,10 @@ def tcav_command(
         typer.Option(help="Train CAVs against 'random' counterparts or the explicit 'negative' sets (twins)."),
     ] = None,
     split: Annotated[list[str] | None, typer.Option(help="Split(s) the class inputs come from.")] = None,
+    inputs_per_class: Annotated[
+        int, typer.Option(min=0, help="Class inputs kept per class, a seeded sample (0: all; their gradients "
+                          "are held in memory).")
+    ] = MAX_INPUTS_PER_CLASS,
     test: Annotated[
         str,
         typer.Option(help=f"Significance test: {', '.join(TESTS)} (prediction: the concept's mean against "
@@ -112,6 +116,7 @@ def tcav_command(
             concepts=_split_list(concept),
             counterpart=counterpart,
             split=splits[0] if len(splits) == 1 else splits,
+            inputs_per_class=inputs_per_class or None,
             significance=sig,
             target=target,
             seed=seed,

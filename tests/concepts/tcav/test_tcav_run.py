@@ -124,6 +124,17 @@ def test_options_and_refusals(ws):
     assert any("patch_train" in w and "class share" in w for w in rep.warnings)
     setup = TCAVSetup.from_workspace(ws, inputs_per_class=10)
     assert {len(s) for s in setup.inputs.values()} == {10}
+    full = TCAVSetup.from_workspace(ws, inputs_per_class=None)
+    assert all(len(full.inputs[c]) > 10 for c in full.inputs)
+    # the default caps the inputs (their gradients are held in memory): the library and the CLI agree
+    import inspect
+
+    from concepts.tcav import MAX_INPUTS_PER_CLASS
+    from workbench.cli._tcav import tcav_command
+
+    defaults = [inspect.signature(f).parameters["inputs_per_class"].default
+                for f in (TCAVSetup.from_workspace, run_tcav, tcav_command)]
+    assert defaults == [MAX_INPUTS_PER_CLASS] * 3 and MAX_INPUTS_PER_CLASS >= 500
 
 
 def test_random_sets_are_disjoint_where_possible():
