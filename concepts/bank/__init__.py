@@ -6,7 +6,14 @@ from store import lazy_exports
 
 if TYPE_CHECKING:
     from concepts.bank._bank import ConceptBank
-    from concepts.bank._concept import MIN_EXAMPLES, Concept, ExampleSet, label_confounding
+    from concepts.bank._concept import (
+        MIN_EXAMPLES,
+        RECOMMENDED_EXAMPLES,
+        Concept,
+        ExampleSet,
+        few_examples_note,
+        label_confounding,
+    )
     from concepts.bank._twins import (
         TwinSet,
         find_twin_columns,
@@ -23,10 +30,12 @@ else:  # each name loads on first use: importing the package stays cheap (no tor
 
 __all__ = [
     "MIN_EXAMPLES",
+    "RECOMMENDED_EXAMPLES",
     "Concept",
     "ConceptBank",
     "ExampleSet",
     "TwinSet",
+    "few_examples_note",
     "find_twin_columns",
     "inpaint",
     "label_confounding",

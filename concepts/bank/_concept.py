@@ -19,14 +19,33 @@ from concepts.data import ARTIFACTS, CRITERIA, Dataset, name_problem
 
 #: Fewest examples per side a CAV accepts (a concept needs this many positives and negatives).
 MIN_EXAMPLES = 4
+#: Fewer positives than this gets a caution (:func:`few_examples_note`).
+RECOMMENDED_EXAMPLES = 30
+
+
+def few_examples_note(n_positive: int, *, check: str = "its effect on the Interventions page") -> str | None:
+    """A caution for a concept learnt from fewer than :data:`RECOMMENDED_EXAMPLES` positives, else ``None``.
+
+    A direction from a handful of cases also separates whatever else those cases share with each
+    other and not with their negatives (lesion traits, the class balance of the few): on the
+    DermSynth demo, masking a concept built from 6 inked cases lowered the worst-group accuracy by
+    27.8 points, while on derm7pt the same flow raised it by 4.1.
+    """
+    if n_positive >= RECOMMENDED_EXAMPLES:
+        return None
+    return (f"Only {n_positive} examples: a direction learnt from fewer than {RECOMMENDED_EXAMPLES} can "
+            f"carry what those cases share besides the concept. Check {check} (worst group, clean "
+            "accuracy) before saving a mask, or add more cases.")
 
 __all__ = [
     "CONCEPT_DESCRIPTIONS",
     "CONFOUNDING_TOLERANCE",
     "GROUPS",
+    "RECOMMENDED_EXAMPLES",
     "Concept",
     "ExampleSet",
     "default_group",
+    "few_examples_note",
     "label_confounding",
 ]
 

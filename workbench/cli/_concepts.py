@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from concepts import ConceptError, Workspace, WorkspaceError
-from workbench.cli._console import WorkspaceOpt, cli_errors, print_frame
+from workbench.cli._console import WorkspaceOpt, cli_errors, err_console, print_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -195,6 +195,10 @@ def add_command(
            if con.negative is not None else ", random counterparts")
         + f", id {con.id}) to {Path(ws.concepts_dir) / bank.FILE}\n"
     )
+    from concepts.bank import few_examples_note
+
+    if twins_of is None and (note := few_examples_note(len(con.positive), check=f"`workbench intervene --mask {name}`")):
+        err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _case_ids(cases: str | None, cases_file: Path | None) -> list[str] | None:

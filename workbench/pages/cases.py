@@ -156,11 +156,14 @@ def _concept_builder(ctx: PageContext, ws: Any) -> None:
                 added = add_concept_from_cases(ws, ctx.actor, name, pos, group=str(group), description=desc,
                                                negative_ids=neg, run_tcav=tcav, progress=progress)
             st.session_state["cx_concept_added"] = added.summary()
+            st.session_state["cx_concept_caution"] = added.caution
             st.session_state["cx_concept_last"] = added.name
             st.rerun(scope="app")
     msg, last = st.session_state.get("cx_concept_added"), st.session_state.get("cx_concept_last")
     if msg:
         st.success(md(msg), icon=":material/check_circle:")
+    if caution := st.session_state.get("cx_concept_caution"):
+        st.warning(md(caution), icon=":material/warning:")
     if last and st.button(f"Mask {last} on Interventions", icon=":material/tune:", key="cx_concept_open"):
         st.session_state[PRESET_KEY] = [last]
         st.switch_page("pages/interventions.py")

@@ -383,6 +383,13 @@ class AddedConcept:
     event_seq: int
     tcav: str = ""
 
+    @property
+    def caution(self) -> str | None:
+        """A caution when the concept has few examples (``concepts.bank.few_examples_note``)."""
+        from concepts.bank import few_examples_note
+
+        return few_examples_note(self.n_positive)
+
     def summary(self) -> str:
         neg = (f"{self.n_negative} class-matched negatives drawn from the other cases" if self.matched
                else f"{self.n_negative} chosen negatives")

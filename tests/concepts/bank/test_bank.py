@@ -196,3 +196,11 @@ def test_workspace_default_bank_is_built_once(synth, tmp_path):
     cols = ConceptBank.for_workspace(ws, rebuild=True)  # no concept sets: annotated columns
     assert cols["veil"].origin == "column" and len(cols.random_pool) > 0
     assert ds.classes == CLASSES
+
+
+def test_few_examples_note_cautions_below_the_recommended_count() -> None:
+    from concepts.bank import MIN_EXAMPLES, RECOMMENDED_EXAMPLES, few_examples_note
+
+    assert few_examples_note(RECOMMENDED_EXAMPLES) is None and few_examples_note(500) is None
+    note = few_examples_note(MIN_EXAMPLES, check="`workbench intervene --mask x`")
+    assert note is not None and f"Only {MIN_EXAMPLES} examples" in note and "intervene --mask x" in note

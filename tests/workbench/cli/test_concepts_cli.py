@@ -64,6 +64,7 @@ def test_list_build_add_remove_and_the_store(ws, tmp_path):
     mel = ds.cases.loc[ds.cases["label"] == "melanoma", "case_id"].tolist()[:15]
     res = run(app, ["concepts", "add", "picked", "-w", str(ws.root), "--cases", ",".join(mel)])
     assert res.exit_code == 0 and "class-matched negatives" in res.output, res.output
+    assert "note: Only 15 examples" in res.stderr and "workbench intervene --mask picked" in res.stderr
     bank = ConceptBank.load(ws.concepts_dir, datasets_dir=ws.datasets_dir)
     assert bank["my_ink"].origin == "folder" and len(bank["my_ink"].positive) == 12
     assert bank.image_set(bank["my_ink"].positive).images.shape == (12, 64, 64, 3)

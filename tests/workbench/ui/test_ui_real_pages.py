@@ -103,6 +103,7 @@ def test_concept_from_cases_then_mask_and_save(ui_env: pytest.MonkeyPatch, own_w
     at.button(key=f"FormSubmitter:cx_concept_form-Build concept from {len(ui_real_inked)} cases").click().run()
     _ok(at)
     assert "Added concept 'marker' (15 cases, 15 class-matched negatives" in _texts(at)
+    assert "Only 15 examples: a direction learnt from fewer than 30" in _texts(at)  # the few-cases caution
 
     ws = Workspace(own_workspace)
     bank = ConceptBank.load(ws.concepts_dir, datasets_dir=ws.datasets_dir)
