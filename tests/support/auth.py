@@ -1,5 +1,5 @@
 """Sign-in fixtures shared by tests/workbench/ui/test_ui_auth.py and test_ui_auth_local.py: an OIDC
-secrets file, a roles file, a strong cookie secret, a loopback serving context, a free port."""
+secrets file, a roles file, a strong cookie secret, a loopback serving context."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from workbench.auth._config import (
 )
 from workbench.auth._serving import ServingContext
 
-__all__ = ["AUTH_ENV", "ISS", "LOOPBACK", "ROLES", "SECRETS", "STRONG", "free_port"]
+__all__ = ["AUTH_ENV", "ISS", "LOOPBACK", "ROLES", "SECRETS", "STRONG"]
 
 #: The environment variables sign-in reads; the tests start with none of them set.
 AUTH_ENV = (ENV_AUTH, ENV_ROLE, ENV_ROLES_FILE, ENV_SECRETS_FILE, ENV_WORKSPACE)
@@ -38,12 +38,3 @@ claim = "workbench_role"
 
 LOOPBACK = ServingContext(address="127.0.0.1", listening=("127.0.0.1",))
 STRONG = "Vq3xK9bT2mZ7wR4pL8nY1cF6hJ0dS5gA-eU_iOoQzWk"
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SHOTS = ARTIFACTS / "screenshots"
 STARTUP_S = 120
 UI_TIMEOUT_MS = 180_000
+# every `expect` of the browser tests waits as long as the UI may take on a busy 2-core machine
+# (playwright's default of 5 s made a test file run alone fail under load)
+expect.set_options(timeout=UI_TIMEOUT_MS)
 
 
 def free_port() -> int:

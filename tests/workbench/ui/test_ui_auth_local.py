@@ -8,7 +8,8 @@ import pytest
 
 from concepts import Workspace
 from store import Role
-from tests.support.auth import AUTH_ENV, ISS, LOOPBACK, ROLES, SECRETS, STRONG, free_port
+from tests.support.auth import AUTH_ENV, ISS, LOOPBACK, ROLES, SECRETS, STRONG
+from tests.support.browser import free_port
 from workbench.auth._auth import resolve_session
 from workbench.auth._config import (
     ENV_AUTH,
