@@ -1,7 +1,8 @@
 """Test-time fix from k labelled images per class of a new clinic, on two reversed-shortcut domains.
 
-Usage: python bench/fix.py [--workspace workspace] [--draws 8] [--ks 1,2,4,8,16] [--data DIR]
-[--survival gain|strict] [--mask-prior fit|full]
+Usage: python bench/fix.py [--workspace workspace] [--draws 8] [--first-draw 0] [--ks 1,2,4,8,16]
+[--data DIR] [--survival gain|strict] [--mask-prior full|fit]
+[--domains ink-on-nevi,patch-on-melanoma,no-shift] [--mask-level calibrated|source|absent]
 
 The demo model learnt two shortcuts (ink with melanoma, a patch with nevi). Each new domain
 reverses one of them (DermSynth, 1,000 images):
@@ -12,7 +13,8 @@ reverses one of them (DermSynth, 1,000 images):
 * ``no-shift`` (control): the source's own shortcuts (ink on melanomas, patch on nevi), seed 79
   — the fix should propose nothing or do no harm there.
 
-For every k and draw, k images per class are drawn (``select_few_shot(seed=draw)``), the fix is
+For every k and draw, k images per class are drawn (``select_few_shot(seed=draw)``, draws
+``--first-draw`` onwards: 8 onwards checks a setting on draws it was not chosen on), the fix is
 proposed from them (``propose_fix`` with the source ``val`` split as anchor and guard, each
 artifact's direction method chosen by leave-one-out over the shots from ``fix_directions``) and the
 balanced accuracy of the domain's other images is measured before and after. Printed per
@@ -64,10 +66,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", type=Path, default=Path("workspace"))
     ap.add_argument("--draws", type=int, default=8)
+    ap.add_argument("--first-draw", type=int, default=0, help="seed of the first draw (fresh draws: 8)")
     ap.add_argument("--ks", default="1,2,4,8,16")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--survival", default="gain", help="propose_fix's leave-one-out rule: gain or strict")
-    ap.add_argument("--mask-prior", default="fit", help="propose_fix's mask strengths: fit (default) or full")
+    ap.add_argument("--mask-prior", default="full", help="propose_fix's mask strengths: full (default) or fit")
+    ap.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated subset of the domains")
+    ap.add_argument("--mask-level", default="calibrated",
+                    help="propose_fix's mask level: calibrated (default), source or absent")
     args = ap.parse_args()
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():
@@ -82,15 +88,15 @@ def main() -> None:
     source = WhatIf.from_dataset(model, ws.dataset(), "val", "pool", cache=ws.activation_cache, twin_artifacts=[])
     ks = [int(k) for k in args.ks.split(",")]
     k4: list[float] = []
-    for name in DOMAINS:
+    for name in args.domains.split(","):
         acts, y = _domain(ws, data, name)
         for k in ks:
             gains, drops, edits, t0 = [], [], collections.Counter[str](), time.perf_counter()
-            for draw in range(args.draws):
+            for draw in range(args.first_draw, args.first_draw + args.draws):
                 few, rest = select_few_shot(y, k, seed=draw)
                 held = WhatIf(model, "pool", acts[rest], y[rest])
                 p = propose_fix(model, dirs, acts[few], y[few], source=source, held_out=held, survival=args.survival,
-                                mask_prior=args.mask_prior)
+                                mask_prior=args.mask_prior, mask_level=args.mask_level)
                 assert p.held_out is not None
                 gains.append(100 * (p.held_out["after"]["balanced_accuracy"] - p.held_out["before"]["balanced_accuracy"]))
                 drops.append(100 * (p.source_drop or 0.0))

@@ -24,14 +24,18 @@ interval above zero). Every kept edit is
 reported with its stability and its expected gain (left-out shots' balanced accuracy and
 log-likelihood, with a bootstrap interval over the shots).
 
-Strength of a mask: the graph lets an artifact be removed entirely, so with
-``mask_prior="full"`` every kept mask is set to full strength (the amplifications refit around
+Strength of a mask: the graph lets an artifact be removed entirely, so by default
+(``mask_prior="full"``) every kept mask is set to full strength (the amplifications refit around
 it, under leave-one-out too) unless the fitted strengths predict the left-out shots better (the
-L1 term and the source anchor otherwise stop a mask half-way on few shots); the default
-``"fit"`` keeps the fitted strengths (the prior helped on some draws of the benchmark and not on
-others, and harmed the no-shift control: docs/interventions.md). The source guard
-then scales the strengths down until the clean accuracy of the source split drops by at most
-``max_source_drop``.
+L1 term and the source anchor otherwise stop a mask half-way on few shots); ``"fit"`` keeps the
+fitted strengths. The source guard then scales the strengths down until the clean accuracy of
+the source split drops by at most ``max_source_drop``.
+
+Level of a mask: the search moves a masked component to the mean level of the source's clean
+images; by default (``mask_level="calibrated"``) the strongest mask's level is then refit on
+those images so that the patched model is calibrated on them (:mod:`interventions._fix_level`).
+With both defaults the fix reaches its target on the benchmark's reversed-shortcut domains, on
+fresh draws too (docs/interventions.md).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from interventions._fix_evidence import (
     candidate_evidence,
     expected_relation,
 )
+from interventions._fix_level import MASK_LEVELS, calibrate_level, source_level
 from interventions._fix_loo import LeaveOneOut, leave_one_out, loo_gain, loo_nats
 from interventions._fix_methods import choose_directions, group_directions
 from interventions._fix_proposal import FixProposal
@@ -246,8 +251,26 @@ def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, An
         )
         return None, [], overall
     a = _guard(ctx, dirs, signs, a, notes)
-    spec = _spec(ctx, dirs, signs, a)
+    spec = _calibrated(ctx, _spec(ctx, dirs, signs, a), notes)
     return spec, _edit_rows(spec, dirs, p, loo), overall
+
+
+def _calibrated(ctx: FixContext, spec: InterventionSpec | None, notes: list[str]) -> InterventionSpec | None:
+    """``spec`` with its strongest mask's level calibrated on the source's clean images
+    (:mod:`interventions._fix_level`), unless that breaks the source guard."""
+    if spec is None or ctx.source is None:
+        return spec
+    cal, old = calibrate_level(ctx, spec)
+    if old is None:
+        return spec
+    src = ctx.source
+    drop = _guarded(src.evaluate(None, flip_rates=False).metrics) - _guarded(src.evaluate(cal, flip_rates=False).metrics)
+    name, new = old.direction.concept, cal.edit(old.direction.concept).direction.mu0
+    if drop > ctx.cfg.max_source_drop + 1e-9:
+        notes.append(f"level of {name} not calibrated: it would drop the source accuracy by {100 * drop:.1f} points")
+        return spec
+    notes.append(f"level of {name} calibrated on the source's clean images: {old.direction.mu0:.4g} -> {new:.4g}")
+    return cal
 
 
 def _full_masks(p: Problem, a: np.ndarray, loo: LeaveOneOut, penalty: Callable[[np.ndarray], np.ndarray],
@@ -284,7 +307,7 @@ def _edit_rows(
         e = spec.edit(d.concept)
         stab = float((loo.a[:, i] > _EPS).mean()) if len(loo.held) else 1.0
         edits.append({"concept": d.concept, "operation": e.operation, "strength": e.strength,
-                      "level": d.mu0 if e.operation == "mask" else None, "method": d.method, "stability": stab,
+                      "level": e.direction.mu0 if e.operation == "mask" else None, "method": d.method, "stability": stab,
                       **(loo_gain(p, loo, drop=i) if len(loo.held) else {})})
     return edits
 
@@ -294,8 +317,8 @@ def propose_fix(
     few_shot_labels: np.ndarray, *, source: WhatIf | None = None, held_out: WhatIf | None = None,
     gamma: float = 3.0, max_source_drop: float = 0.02, sparsity: float = 0.15, source_weight: float = 10.0,
     min_stability: float = 0.5, fire_level: float = 0.5, max_edits: int = 4, shift_z: float = 2.0,
-    refit_penalty: float = 0.0, anchor: str = "ce", mask_level: str = "source",
-    case_ids: Sequence[str] | None = None, survival: str = "gain", mask_prior: str = "fit",
+    refit_penalty: float = 0.0, anchor: str = "ce", mask_level: str = "calibrated",
+    case_ids: Sequence[str] | None = None, survival: str = "gain", mask_prior: str = "full",
 ) -> FixProposal:
     """Search masks and amplifications jointly on a few labelled images of a new domain.
 
@@ -339,9 +362,12 @@ def propose_fix(
         cross-entropy), ``"hinge"`` (only its rise counts) or ``"kl"`` (divergence from the
         unpatched predictions: they should not move).
     mask_level
-        Level a mask moves a component to: ``"source"`` (mean over the source's clean images,
-        per class then averaged; the examples' absent level without a source) or ``"absent"``
-        (the concept examples' absent level ``mu0``).
+        Level a mask moves a component to: ``"calibrated"`` (default: the source level, then
+        the strongest mask's level refit on the source's clean images within the central 90 %
+        of their components, where the patched model's class-balanced cross-entropy on them is
+        lowest; :mod:`interventions._fix_level`), ``"source"`` (mean over the source's clean
+        images, per class then averaged; the examples' absent level without a source) or
+        ``"absent"`` (the concept examples' absent level ``mu0``).
     case_ids
         Ids of the few-shot images (for reports).
     survival
@@ -351,10 +377,10 @@ def propose_fix(
         90 % bootstrap interval above zero (less harm where nothing shifted, fewer fixes where
         something did: see docs/interventions.md).
     mask_prior
-        Strength of the kept masks: ``"fit"`` (default) keeps the fitted strengths; ``"full"``
-        sets them to full strength unless their fitted strengths give the left-out shots a
-        higher log-likelihood (the chosen variant's leave-one-out fits then decide whether the
-        fix survives).
+        Strength of the kept masks: ``"full"`` (default) sets them to full strength unless their
+        fitted strengths give the left-out shots a higher log-likelihood (the chosen variant's
+        leave-one-out fits then decide whether the fix survives); ``"fit"`` keeps the fitted
+        strengths.
 
     Raises
     ------
@@ -390,21 +416,9 @@ def _check_fix_args(
         raise InterventionError(f"gamma must be in (1, 10], got {gamma}")
     if anchor not in ANCHORS:
         raise InterventionError(f"unknown anchor {anchor!r}; use one of {', '.join(ANCHORS)}")
-    if mask_level not in ("source", "absent"):
-        raise InterventionError(f"unknown mask level {mask_level!r}; use 'source' or 'absent'")
+    if mask_level not in MASK_LEVELS:
+        raise InterventionError(f"unknown mask level {mask_level!r}; use one of {', '.join(MASK_LEVELS)}")
     return layer
-
-
-def _relevel(ctx: FixContext, d: ConceptDirection) -> ConceptDirection:
-    """The direction a mask uses: with ``mask_level="source"`` its absent level is the mean
-    component of the source's clean images (per class, then averaged), so that a full mask
-    leaves an image without the artifact where the source's clean images are on average;
-    otherwise (or without a source) the concept examples' absent level ``mu0``."""
-    if ctx.cfg.mask_level != "source" or ctx.source is None or not len(ctx.src_rows):
-        return d
-    comp = ctx.source.h.numpy()[ctx.src_rows].reshape(len(ctx.src_rows), -1) @ d.vector
-    y = ctx.source.labels[ctx.src_rows]
-    return replace(d, mu0=round(float(np.mean([comp[y == c].mean() for c in np.unique(y)])), 6))
 
 
 def _choose(ctx: FixContext, cands: list[Candidate], rows: list[dict[str, Any]],
@@ -418,7 +432,7 @@ def _choose(ctx: FixContext, cands: list[Candidate], rows: list[dict[str, Any]],
         p = _problem(ctx, [c.direction for c in cs], np.array([c.sign for c in cs]), _penalties(ctx, rs, every))
         return p, lambda r: _penalties(ctx, rs, r)
 
-    cands, rows, choices = choose_directions(ctx, cands, rows, alternatives, build, lambda d: _relevel(ctx, d))
+    cands, rows, choices = choose_directions(ctx, cands, rows, alternatives, build, lambda d: source_level(ctx, d))
     for ch in choices:
         tried = ", ".join(f"{m} {v:+.3f}" for m, v in ch["loo_nats"].items())
         notes.append(f"direction of {ch['concept']}: {ch['method']} (leave-one-out log-likelihood gain per "
@@ -431,7 +445,7 @@ def _propose(ctx: FixContext, directions: Sequence[ConceptDirection], held_out: 
     primary, alternatives = group_directions(directions)
     cands = _allowed(primary, ctx.model.classes, notes)
     rows = candidate_evidence(ctx, cands)
-    cands = [replace(c, direction=_relevel(ctx, c.direction)) if c.operation == "mask" else c for c in cands]
+    cands = [replace(c, direction=source_level(ctx, c.direction)) if c.operation == "mask" else c for c in cands]
     cands, rows, methods = _choose(ctx, cands, rows, alternatives, notes)
     for c, r in zip(cands, rows, strict=True):
         r["method"] = c.direction.method

@@ -58,9 +58,9 @@ class FixSettings:
     shift_z: float
     refit_penalty: float
     anchor: str = "ce"
-    mask_level: str = "source"
+    mask_level: str = "calibrated"
     survival: str = "gain"
-    mask_prior: str = "fit"
+    mask_prior: str = "full"
 
 
 @dataclass(frozen=True)
