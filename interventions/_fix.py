@@ -240,7 +240,8 @@ def _decide(ctx: FixContext, cands: Sequence[Candidate], rows: list[dict[str, An
     a = fit_strengths(p)
     loo = leave_one_out(p, lambda r: relax * _penalties(ctx, sub, r))
     if ctx.cfg.mask_prior == "full" and (signs < 0).any() and len(loo.held):
-        a, loo = _full_masks(p, a, loo, lambda r: relax * _penalties(ctx, sub, r), notes)
+        vectors = np.stack([d.vector.astype(np.float64) for d in dirs])
+        a, loo = _full_masks(p, a, loo, lambda r: relax * _penalties(ctx, sub, r), vectors, notes)
     overall = loo_gain(p, loo) if len(loo.held) else None
     if overall is not None and not _survives(overall, ctx.cfg.survival):
         lo, hi = overall["gain_nats_interval"]
@@ -273,13 +274,30 @@ def _calibrated(ctx: FixContext, spec: InterventionSpec | None, notes: list[str]
     return cal
 
 
+#: Directions at least this close (|cosine|) count as one artifact for the full-mask prior.
+SAME_ARTIFACT_COS = 0.5
+
+
+def _full_set(p: Problem, a: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """The masks the prior sets to full strength: strongest first, each unless its direction is
+    within ``SAME_ARTIFACT_COS`` of one already chosen (two concepts of one marker, say)."""
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    chosen = np.zeros(len(p.signs), bool)
+    for i in sorted(np.flatnonzero(p.signs < 0), key=lambda j: -a[j]):
+        if not np.any(np.abs(unit[chosen] @ unit[i]) >= SAME_ARTIFACT_COS):
+            chosen[i] = True
+    return chosen
+
+
 def _full_masks(p: Problem, a: np.ndarray, loo: LeaveOneOut, penalty: Callable[[np.ndarray], np.ndarray],
-                notes: list[str]) -> tuple[np.ndarray, LeaveOneOut]:
-    """The full-mask prior: the graph lets an artifact be removed entirely, so every kept mask
-    is set to full strength (the amplifications refit around it, also under leave-one-out)
-    unless the fitted strengths predict the left-out shots better."""
-    m = p.signs < 0
-    q = fixed_masks(p)
+                vectors: np.ndarray, notes: list[str]) -> tuple[np.ndarray, LeaveOneOut]:
+    """The full-mask prior: the graph lets an artifact be removed entirely, so every kept mask is
+    set to full strength — once per artifact: a mask whose direction is close to a stronger one's
+    (``SAME_ARTIFACT_COS``) keeps a fitted strength, else the artifact would be removed twice —
+    and the other edits refit around them (also under leave-one-out), unless the fitted
+    strengths predict the left-out shots better."""
+    m = _full_set(p, a, vectors)
+    q = fixed_masks(p, m)
     lq = leave_one_out(q, lambda r: penalty(r)[~m])
     full = np.ones((len(lq.held), len(m)))
     full[:, ~m] = lq.a
@@ -289,8 +307,8 @@ def _full_masks(p: Problem, a: np.ndarray, loo: LeaveOneOut, penalty: Callable[[
     a_full = np.ones(len(m))
     a_full[~m] = fit_strengths(q)
     if np.any(a[m] < 1.0 - 1e-6):
-        notes.append("masks at full strength: the left-out shots are predicted at least as well as with the "
-                     "fitted strengths")
+        notes.append("masks at full strength (one per artifact): the left-out shots are predicted at least as "
+                     "well as with the fitted strengths")
     return a_full, full_loo
 
 

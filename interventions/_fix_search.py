@@ -183,10 +183,10 @@ def fit_strengths(p: Problem, free: np.ndarray | None = None) -> np.ndarray:
     return a
 
 
-def fixed_masks(p: Problem) -> Problem:
-    """The problem with every mask fixed at full strength (folded into the base logits, few-shot
-    and source): only the amplifications are left to fit."""
-    m = p.signs < 0
+def fixed_masks(p: Problem, fix: np.ndarray | None = None) -> Problem:
+    """The problem with the masks ``fix`` (boolean per edit; default every mask) fixed at full
+    strength (folded into the base logits, few-shot and source): the other edits are left to fit."""
+    m = p.signs < 0 if fix is None else np.asarray(fix, dtype=bool) & (p.signs < 0)
     t = np.where(m, -1.0, 0.0)
     has_src = len(p.y_src) > 0
     return Problem(logits_at(p.z_few, p.d_few, t), p.d_few[:, ~m], p.y_few, p.w_few,

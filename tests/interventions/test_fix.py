@@ -31,7 +31,7 @@ from interventions import (
     propose_fix,
     select_few_shot,
 )
-from interventions._fix import _full_masks
+from interventions._fix import _full_masks, _full_set
 from interventions._fix_loo import leave_one_out
 from interventions._fix_search import (
     Problem,
@@ -41,6 +41,7 @@ from interventions._fix_search import (
     cross_entropy,
     edit_deltas,
     fit_strengths,
+    fixed_masks,
     logits_at,
 )
 from tests.support.linear_domain import linear_domain, linear_model  # one synthetic domain for both
@@ -289,7 +290,7 @@ def test_strict_survival_needs_a_gain_beyond_one_shots_luck(setup: dict) -> None
 
 def test_full_mask_prior_removes_the_artifact_entirely(setup: dict) -> None:
     """Ink on nevi is a pure artifact in the new domain (ground truth), so removing it entirely
-    is right. With the full-mask prior every proposed ink mask is at strength 1, and the
+    is right. With the full-mask prior (the default) every proposed ink mask is at strength 1, and the
     held-out gain is at least that of the fitted strengths in every draw and higher where the fit
     stopped short (a note says the prior was applied)."""
     model, dirs, source, Xn, yn = (setup[k] for k in ("model", "dirs", "source", "Xn", "yn"))
@@ -313,6 +314,35 @@ def test_full_mask_prior_removes_the_artifact_entirely(setup: dict) -> None:
         propose_fix(model, dirs, Xn[:8], yn[:8], source=source, mask_prior="half")  # type: ignore[arg-type,index]
 
 
+def test_full_mask_prior_removes_each_artifact_once() -> None:
+    """Two masks the shots want at different strengths: with different artifacts (orthogonal
+    directions) the prior sets both to full strength; with two concepts of one artifact
+    (directions within ``SAME_ARTIFACT_COS``) only the stronger, and the other is refit — the
+    shots want it small (it also lowers the melanomas' logit); both at full would remove the
+    artifact twice."""
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    z = np.zeros((8, 2))
+    z[:, 1] = 1.0
+    d = np.zeros((8, 2, 2))
+    d[:4, 0, 1] = 2.0  # mask 0 lowers the melanoma logit of the nevi only
+    d[:4, 1, 1] = 1.0  # mask 1 does too, a little ...
+    d[4:, 1, 1] = 3.0  # ... and much more on the melanomas
+    empty = np.zeros((0, 2))
+    p = Problem(z, d, y, 1.0 / np.bincount(y)[y], empty, np.zeros((0, 2, 2)), np.zeros(0, np.int64),
+                np.array([-1.0, -1.0]), np.array([1.0, 1.0]), np.array([0.0, 0.0]), 0.0)
+    zero = np.zeros(2)
+    a = fit_strengths(p)
+    loo = leave_one_out(p, lambda r: zero)
+    apart = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    same = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0]])  # cosine 0.8
+    assert a[0] > a[1] and a[1] < 0.5
+    assert _full_set(p, a, apart).tolist() == [True, True]
+    assert _full_set(p, a, same).tolist() == [True, False]
+    a_same, _ = _full_masks(p, a, loo, lambda r: zero, same, [])
+    assert a_same[0] == 1.0 and a_same[1] < 0.5
+    assert a_same[1] == pytest.approx(fit_strengths(fixed_masks(p, np.array([True, False])))[0])
+
+
 def test_full_mask_prior_yields_to_leave_one_out() -> None:
     """When the shots show a full mask to be worse than a partial one (masking the component
     costs the melanomas more than it gains on the nevi beyond a third of the way), the prior
@@ -330,11 +360,11 @@ def test_full_mask_prior_yields_to_leave_one_out() -> None:
     zero = np.zeros(1)
     loo = leave_one_out(p, lambda r: zero)
     notes: list[str] = []
-    a_out, loo_out = _full_masks(p, a, loo, lambda r: zero, notes)
+    a_out, loo_out = _full_masks(p, a, loo, lambda r: zero, np.eye(1), notes)
     assert 0.1 < float(a[0]) < 0.6 and a_out[0] == a[0] and loo_out is loo and notes == []
     # the same shots with the melanomas untouched by the mask: full strength wins
     d2 = d.copy()
     d2[4:] = 0.0
     p2 = replace(p, d_few=d2)
-    a2, loo2 = _full_masks(p2, fit_strengths(p2), leave_one_out(p2, lambda r: zero), lambda r: zero, notes)
+    a2, loo2 = _full_masks(p2, fit_strengths(p2), leave_one_out(p2, lambda r: zero), lambda r: zero, np.eye(1), notes)
     assert a2[0] == 1.0 and np.all(loo2.a == 1.0)
