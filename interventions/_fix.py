@@ -25,8 +25,9 @@ reported with its stability and its expected gain (left-out shots' balanced accu
 log-likelihood, with a bootstrap interval over the shots).
 
 Strength of a mask: the graph lets an artifact be removed entirely, so by default
-(``mask_prior="full"``) every kept mask is set to full strength (the amplifications refit around
-it, under leave-one-out too) unless the fitted strengths predict the left-out shots better (the
+(``mask_prior="full"``) every kept mask is set to full strength, once per artifact (a mask whose
+direction is within ``SAME_ARTIFACT_COS`` of a stronger one keeps a fitted strength; the other
+edits refit around them, under leave-one-out too) unless the fitted strengths predict the left-out shots better (the
 L1 term and the source anchor otherwise stop a mask half-way on few shots); ``"fit"`` keeps the
 fitted strengths. The source guard then scales the strengths down until the clean accuracy of
 the source split drops by at most ``max_source_drop``.
