@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--mask-level", default="calibrated",
                     help="propose_fix's mask level: calibrated (default), source or absent")
     args = ap.parse_args()
+    unknown = sorted(set(args.domains.split(",")) - set(DOMAINS))
+    if unknown:
+        ap.error(f"unknown domain(s) {', '.join(unknown)}; use {', '.join(DOMAINS)}")
     ws = Workspace(args.workspace)
     if not (ws.root / "workspace.json").is_file():
         from workbench.services import DemoConfig, build_demo
